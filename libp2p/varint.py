@@ -68,5 +68,5 @@ def decode_uvarint(data: bytes | bytearray | memoryview, offset: int = 0) -> tup
 
 
 def encode_lp(payload: bytes | bytearray | memoryview) -> bytes:
-    """Prefix ``payload`` with its length as a uvarint (the "LP" framing of most libp2p protocols)."""
+    """Prefix ``payload`` with its uvarint length (the "LP" framing of most libp2p protocols)."""
     return encode_uvarint(len(payload)) + bytes(payload)

@@ -1,1 +1,193 @@
+"""multistream-select 1.0: agree on the protocol that a connection or stream speaks.
 
+Theory of operation
+-------------------
+Every message is ``uvarint(len) || utf8 || "\\n"`` where the length counts the newline. Both
+sides first send the header ``/multistream/1.0.0``. The *initiator* (the side that opened the
+connection or stream) then proposes one protocol ID at a time; the *responder* echoes the ID to
+accept it or answers ``na``. After an echo the stream belongs to that protocol, starting with
+the very next byte.
+
+Two initiator styles are supported:
+
+* :func:`select` -- propose in order, waiting for each answer (one round trip per proposal).
+* :func:`select_lazy` -- the "0-RTT" form used by go and rust (``V1Lazy``) when exactly one
+  protocol is proposed: header and proposal are written at once and the application may start
+  writing immediately; the responder's header and echo are checked on the first read. An ``na``
+  then surfaces as :class:`ProtocolNotSupported` from that read.
+
+The responder (:func:`handle`) never reads past the proposal it accepts: bytes that a lazy
+initiator pipelined behind it stay in the :class:`~libp2p.io.BufferedStream` for the protocol.
+``ls`` is answered with ``na``, as go does; nobody may depend on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Container, Sequence
+
+import trio
+
+from ..exceptions import DecodeError, LocalUsageError, ProtocolNotSupported
+from ..io import BufferedStream
+from ..varint import encode_uvarint
+
+__all__ = [
+    "MAX_MESSAGE_SIZE",
+    "MAX_PROPOSALS",
+    "PROTOCOL_ID",
+    "LazyNegotiatedStream",
+    "encode_message",
+    "handle",
+    "read_message",
+    "select",
+    "select_lazy",
+]
+
+#: The multistream-select protocol ID, sent as the header by both sides.
+PROTOCOL_ID = "/multistream/1.0.0"
+#: Longest message we accept (go-multistream's limit on a token, 1024 bytes).
+MAX_MESSAGE_SIZE = 1024
+#: How many proposals a responder answers on one stream before giving up on the initiator.
+MAX_PROPOSALS = 64
+
+_NA = "na"
+_LS = "ls"
+
+
+def encode_message(text: str) -> bytes:
+    """Encode one multistream message (length prefix, UTF-8, trailing newline)."""
+    raw = text.encode() + b"\n"
+    if len(raw) > MAX_MESSAGE_SIZE:
+        raise LocalUsageError(f"multistream message too long: {text[:40]!r}...")
+    return encode_uvarint(len(raw)) + raw
+
+
+_HEADER = encode_message(PROTOCOL_ID)
+_NA_MSG = encode_message(_NA)
+
+
+async def read_message(stream: BufferedStream) -> str:
+    """Read one multistream message and return its text without the newline."""
+    return _decode_message(await stream.read_lp(MAX_MESSAGE_SIZE))
+
+
+def _decode_message(raw: bytes) -> str:
+    if not raw or raw[-1] != 0x0A:
+        raise DecodeError("multistream message did not end with a newline")
+    try:
+        return raw[:-1].decode()
+    except UnicodeDecodeError as exc:
+        raise DecodeError("multistream message is not valid UTF-8") from exc
+
+
+async def _expect_header(stream: BufferedStream) -> None:
+    header = await read_message(stream)
+    if header != PROTOCOL_ID:
+        raise DecodeError(f"expected multistream header {PROTOCOL_ID!r}, got {header[:64]!r}")
+
+
+async def select(stream: BufferedStream, protocols: Sequence[str]) -> str:
+    """Negotiate as initiator, proposing ``protocols`` in order; return the accepted one.
+
+    The header and the first proposal go out in one write. Raises
+    :class:`ProtocolNotSupported` when the responder refuses every proposal.
+    """
+    if not protocols:
+        raise LocalUsageError("select() needs at least one protocol")
+    await stream.send_all(_HEADER + encode_message(protocols[0]))
+    await _expect_header(stream)
+    for i, proto in enumerate(protocols):
+        if i:
+            await stream.send_all(encode_message(proto))
+        reply = await read_message(stream)
+        if reply == proto:
+            return proto
+        if reply != _NA:
+            raise DecodeError(f"responder answered {reply[:64]!r} to proposal {proto!r}")
+    raise ProtocolNotSupported(f"peer supports none of {list(protocols)}")
+
+
+async def select_lazy(stream: BufferedStream, protocol: str) -> LazyNegotiatedStream:
+    """Propose one protocol without waiting for the answer ("0-RTT").
+
+    Returns a stream the application can write to at once; the responder's answer is checked
+    on its first read.
+    """
+    await stream.send_all(_HEADER + encode_message(protocol))
+    return LazyNegotiatedStream(stream, protocol)
+
+
+class LazyNegotiatedStream(trio.abc.HalfCloseableStream):
+    """The initiator's stream after :func:`select_lazy`: validates the answer on first read."""
+
+    __slots__ = ("_checked", "_lock", "protocol", "stream")
+
+    def __init__(self, stream: BufferedStream, protocol: str) -> None:
+        #: The underlying buffered stream.
+        self.stream = stream
+        #: The protocol that was proposed.
+        self.protocol = protocol
+        self._checked = False
+        self._lock = trio.Lock()
+
+    async def ensure_negotiated(self) -> None:
+        """Read and check the responder's header and answer, if not done yet."""
+        if self._checked:
+            return
+        async with self._lock:
+            if self._checked:
+                return
+            await _expect_header(self.stream)
+            reply = await read_message(self.stream)
+            if reply == _NA:
+                raise ProtocolNotSupported(f"peer does not support {self.protocol!r}")
+            if reply != self.protocol:
+                raise DecodeError(f"responder answered {reply[:64]!r} to {self.protocol!r}")
+            self._checked = True
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        if not self._checked:
+            await self.ensure_negotiated()
+        return await self.stream.receive_some(max_bytes)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.stream.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        await self.stream.send_eof()
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+
+async def handle(
+    stream: BufferedStream,
+    supported: Container[str] | Callable[[str], bool],
+) -> str:
+    """Negotiate as responder; return the protocol the initiator chose among ``supported``.
+
+    ``supported`` is a container of protocol IDs or a predicate. Raises
+    :class:`ProtocolNotSupported` if the initiator gives up (closes) after refusals, and
+    :class:`DecodeError` for malformed messages or too many proposals.
+    """
+    accepts: Callable[[str], bool] = supported if callable(supported) else supported.__contains__
+    await _expect_header(stream)
+    pending = _HEADER
+    if not stream.buffered:
+        # The initiator may wait for our header before proposing: send it now.
+        await stream.send_all(pending)
+        pending = b""
+    for _ in range(MAX_PROPOSALS):
+        raw = await stream.read_lp_or_eof(MAX_MESSAGE_SIZE)
+        if raw is None:
+            raise ProtocolNotSupported("initiator closed the stream without agreeing on a protocol")
+        proposal = _decode_message(raw)
+        if proposal != _LS and accepts(proposal):
+            await stream.send_all(pending + encode_message(proposal))
+            return proposal
+        await stream.send_all(pending + _NA_MSG)
+        pending = b""
+    raise DecodeError(f"initiator made more than {MAX_PROPOSALS} proposals")

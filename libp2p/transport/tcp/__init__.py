@@ -1,1 +1,203 @@
+"""TCP transport on trio, with the port reuse that TCP hole punching depends on.
 
+Why not :func:`trio.open_tcp_stream`? It binds every outgoing connection to a fresh ephemeral
+port, and trio's listeners set only ``SO_REUSEADDR``. For NAT traversal the connection to the
+relay *and* the hole punch itself must leave from the port we listen on: that is the port the
+NAT mapped, the port identify reports back to us, and the port the other peer will aim at. So
+this module builds its sockets itself:
+
+* listeners set ``SO_REUSEADDR`` and ``SO_REUSEPORT`` and bind the requested address;
+* an outgoing dial, when a listener of the same address family exists, sets the same options,
+  binds the listener's address and port, then connects. If the kernel refuses that bind or the
+  connect for reasons tied to the shared port (the same 4-tuple already in use, the listen IP
+  cannot reach the target), the dial is retried once from an ephemeral port;
+* every stream has ``TCP_NODELAY`` set.
+
+OS errors are mapped here, once, to :class:`~libp2p.exceptions.TransportError`.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import socket as _stdsocket
+from dataclasses import dataclass
+
+import trio
+from multiaddr import Multiaddr
+
+from ...exceptions import LocalUsageError, TransportError
+
+__all__ = [
+    "TcpListener",
+    "TcpTransport",
+    "parse_tcp_multiaddr",
+    "sockaddr_to_multiaddr",
+]
+
+# errnos after which a dial from the shared listen port is retried from an ephemeral port.
+_RETRY_UNBOUND = {errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EINVAL, errno.ENETUNREACH}
+
+
+@dataclass(frozen=True, slots=True)
+class _TcpAddr:
+    family: int
+    host: str
+    port: int
+
+
+def parse_tcp_multiaddr(maddr: Multiaddr) -> tuple[int, str, int]:
+    """Return ``(family, ip, port)`` for ``/ip4|ip6/<ip>/tcp/<port>[/p2p/<id>]``.
+
+    Raises :class:`LocalUsageError` for any other shape.
+    """
+    parts = list(maddr.items())
+    if len(parts) >= 2 and parts[0][0].name in ("ip4", "ip6") and parts[1][0].name == "tcp":
+        rest = parts[2:]
+        if all(p.name == "p2p" for p, _ in rest) and len(rest) <= 1:
+            family = _stdsocket.AF_INET if parts[0][0].name == "ip4" else _stdsocket.AF_INET6
+            return family, str(parts[0][1]), int(parts[1][1])
+    raise LocalUsageError(f"not a TCP multiaddr: {maddr}")
+
+
+def sockaddr_to_multiaddr(family: int, sockaddr: tuple[object, ...]) -> Multiaddr:
+    """Convert a socket address to ``/ip4|ip6/<ip>/tcp/<port>``."""
+    host, port = str(sockaddr[0]), int(str(sockaddr[1]))
+    if family == _stdsocket.AF_INET6:
+        ip = ipaddress.IPv6Address(host.split("%", 1)[0])
+        if ip.ipv4_mapped is not None:
+            return Multiaddr(f"/ip4/{ip.ipv4_mapped}/tcp/{port}")
+        return Multiaddr(f"/ip6/{ip}/tcp/{port}")
+    return Multiaddr(f"/ip4/{host}/tcp/{port}")
+
+
+def _set_reuse(sock: trio.socket.SocketType) -> None:
+    sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEADDR, 1)
+    sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEPORT, 1)
+
+
+class TcpListener:
+    """A listening TCP socket; :meth:`accept` returns connected :class:`trio.SocketStream`."""
+
+    def __init__(self, listener: trio.SocketListener, family: int) -> None:
+        self._listener = listener
+        self.family = family
+        sockaddr = listener.socket.getsockname()
+        self._addr = _TcpAddr(family, str(sockaddr[0]), int(sockaddr[1]))
+
+    @property
+    def multiaddr(self) -> Multiaddr:
+        """The bound address, with the real port when port 0 was requested."""
+        return sockaddr_to_multiaddr(self.family, (self._addr.host, self._addr.port))
+
+    @property
+    def port(self) -> int:
+        """The bound port."""
+        return self._addr.port
+
+    @property
+    def host(self) -> str:
+        """The bound IP address (may be the unspecified address)."""
+        return self._addr.host
+
+    async def accept(self) -> trio.SocketStream:
+        """Wait for the next inbound connection."""
+        try:
+            return await self._listener.accept()
+        except OSError as exc:  # pragma: no cover - e.g. EMFILE; trio retries most others
+            raise TransportError(f"accept failed on {self.multiaddr}: {exc}") from exc
+
+    async def aclose(self) -> None:
+        """Stop listening."""
+        await self._listener.aclose()
+
+
+class TcpTransport:
+    """Dials and listens on TCP multiaddrs, reusing the listen port for outgoing dials."""
+
+    def __init__(self, *, reuse_port: bool = True, backlog: int = 128) -> None:
+        self.reuse_port = reuse_port
+        self.backlog = backlog
+        self._listeners: list[TcpListener] = []
+
+    @staticmethod
+    def can_dial(maddr: Multiaddr) -> bool:
+        """True when ``maddr`` is a plain TCP address (optionally with ``/p2p``)."""
+        try:
+            parse_tcp_multiaddr(maddr)
+        except LocalUsageError:
+            return False
+        return True
+
+    @property
+    def listeners(self) -> list[TcpListener]:
+        """Active listeners, in the order they were opened."""
+        return list(self._listeners)
+
+    async def listen(self, maddr: Multiaddr) -> TcpListener:
+        """Open a listener on ``maddr`` (port 0 picks a free port)."""
+        family, host, port = parse_tcp_multiaddr(maddr)
+        sock = trio.socket.socket(family, _stdsocket.SOCK_STREAM)
+        try:
+            if self.reuse_port:
+                _set_reuse(sock)
+            else:
+                sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEADDR, 1)
+            if family == _stdsocket.AF_INET6:
+                sock.setsockopt(_stdsocket.IPPROTO_IPV6, _stdsocket.IPV6_V6ONLY, 1)
+            await sock.bind((host, port))
+            sock.listen(self.backlog)
+        except OSError as exc:
+            sock.close()
+            raise TransportError(f"cannot listen on {maddr}: {exc.strerror or exc}") from exc
+        listener = TcpListener(trio.SocketListener(sock), family)
+        self._listeners.append(listener)
+        return listener
+
+    async def close_listener(self, listener: TcpListener) -> None:
+        """Close one listener and stop reusing its port."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+        await listener.aclose()
+
+    def _bind_source(self, family: int) -> tuple[str, int] | None:
+        if not self.reuse_port:
+            return None
+        for listener in self._listeners:
+            if listener.family == family:
+                return listener.host, listener.port
+        return None
+
+    async def dial(self, maddr: Multiaddr) -> trio.SocketStream:
+        """Connect to ``maddr``; leaves from a listen port when one exists for the family."""
+        family, host, port = parse_tcp_multiaddr(maddr)
+        source = self._bind_source(family)
+        if source is not None:
+            try:
+                return await self._connect(family, host, port, source)
+            except OSError as exc:
+                if exc.errno not in _RETRY_UNBOUND:
+                    raise TransportError(f"dial {maddr} failed: {exc.strerror or exc}") from exc
+        try:
+            return await self._connect(family, host, port, None)
+        except OSError as exc:
+            raise TransportError(f"dial {maddr} failed: {exc.strerror or exc}") from exc
+
+    @staticmethod
+    async def _connect(
+        family: int, host: str, port: int, source: tuple[str, int] | None
+    ) -> trio.SocketStream:
+        sock = trio.socket.socket(family, _stdsocket.SOCK_STREAM)
+        try:
+            if source is not None:
+                _set_reuse(sock)
+                if family == _stdsocket.AF_INET6:
+                    sock.setsockopt(_stdsocket.IPPROTO_IPV6, _stdsocket.IPV6_V6ONLY, 1)
+                await sock.bind(source)
+            await sock.connect((host, port))
+        except BaseException:
+            sock.close()
+            raise
+        stream = trio.SocketStream(sock)
+        stream.setsockopt(_stdsocket.IPPROTO_TCP, _stdsocket.TCP_NODELAY, 1)
+        return stream
