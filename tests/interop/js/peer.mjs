@@ -1,0 +1,453 @@
+// A small js-libp2p peer for interop tests: TCP + Noise + Yamux, with ping, identify,
+// /perf/1.0.0 and three test protocols. Logs go to stderr, results to stdout as JSON.
+//
+//   node peer.mjs listen [--listen MA] [--seed HEX] [--lifetime S] [--no-monitor]
+//       prints {"peerId": "...", "addrs": [...]} once listening; exits when stdin closes,
+//       on SIGTERM/SIGINT, or after --lifetime seconds (default 900).
+//   node peer.mjs dial MA/p2p/ID [--ping N] [--echo B] [--sink B] [--source B]
+//       [--perf-upload B] [--perf-download B] [--timeout S] [--seed HEX] [--listen MA]
+//       prints one JSON object with the results and exits 0, or {"error": "..."} and exits 1.
+//
+// Protocols served (and used by `dial`):
+//   /interop/echo/1.0.0    echoes every byte until the remote closes its write side, then closes
+//   /interop/sink/1.0.0    reads to EOF, replies u64be(count) + sha256(bytes), then closes
+//   /interop/source/1.0.0  reads u64be(N), writes N bytes with byte i = i % 251, then closes
+//   /perf/1.0.0            libp2p perf: reads u64be(N), drains the upload to EOF, writes N bytes
+//
+// @libp2p/perf is not used: it is not available from the npm registry this project
+// reaches, so the perf protocol (a dozen lines) is implemented here on both sides.
+import './polyfill.mjs'
+import { createHash, randomBytes } from 'node:crypto'
+import { performance } from 'node:perf_hooks'
+import { parseArgs } from 'node:util'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
+import { identify } from '@libp2p/identify'
+import { ping } from '@libp2p/ping'
+import { tcp } from '@libp2p/tcp'
+import { multiaddr } from '@multiformats/multiaddr'
+import { createLibp2p } from 'libp2p'
+
+const ECHO = '/interop/echo/1.0.0'
+const SINK = '/interop/sink/1.0.0'
+const SOURCE = '/interop/source/1.0.0'
+const PERF = '/perf/1.0.0'
+const CHUNK = 64 * 1024
+const HANDLER_OPTIONS = { maxInboundStreams: 256, maxOutboundStreams: 256, runOnLimitedConnection: true }
+// 261 * 251 bytes: a whole number of periods, so every chunk of it starts at i % 251 == 0.
+const PATTERN = Uint8Array.from({ length: 251 * 261 }, (_, i) => i % 251)
+const ZEROS = new Uint8Array(CHUNK)
+
+function log (...args) {
+  console.error('[js-peer]', ...args)
+}
+
+function emit (obj) {
+  process.stdout.write(JSON.stringify(obj) + '\n')
+}
+
+function u64be (n) {
+  const out = new Uint8Array(8)
+  new DataView(out.buffer).setBigUint64(0, BigInt(n), false)
+  return out
+}
+
+function readU64be (bytes) {
+  return Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, false))
+}
+
+function hex (bytes) {
+  return Buffer.from(bytes).toString('hex')
+}
+
+function asBytes (chunk) {
+  // Streams deliver Uint8Array or Uint8ArrayList; subarray() of the latter concatenates.
+  return chunk instanceof Uint8Array ? chunk : chunk.subarray()
+}
+
+// Reads a stream through its events rather than its async iterator: the iterator waits
+// for 'remoteCloseWrite', which may have fired before a handler starts reading when the
+// remote sent data and FIN together with protocol negotiation.
+class Reader {
+  #stream
+  #queue = []
+  #queued = 0
+  #done = false
+  #error = null
+  #wake = null
+
+  constructor (stream) {
+    this.#stream = stream
+    this.#done = stream.readableEnded
+    stream.addEventListener('message', (evt) => {
+      const bytes = asBytes(evt.data)
+      if (bytes.byteLength > 0) {
+        this.#queue.push(bytes)
+        this.#queued += bytes.byteLength
+      }
+      this.#notify()
+    })
+    stream.addEventListener('end', () => {
+      this.#done = true
+      this.#notify()
+    })
+    stream.addEventListener('close', (evt) => {
+      if (evt.error != null) {
+        this.#error = evt.error
+        this.#done = true
+      } else if (stream.readBufferLength === 0) {
+        this.#done = true
+      }
+      this.#notify()
+    })
+  }
+
+  #notify () {
+    const wake = this.#wake
+    this.#wake = null
+    wake?.()
+  }
+
+  async #more () {
+    // Wait until data, EOF or an error arrives; false once nothing more will come.
+    while (this.#queue.length === 0) {
+      if (this.#error != null) throw this.#error
+      if (this.#done) return false
+      await new Promise((resolve) => { this.#wake = resolve })
+    }
+    return true
+  }
+
+  async readExactly (n) {
+    const out = new Uint8Array(n)
+    let off = 0
+    while (off < n) {
+      if (!(await this.#more())) {
+        throw new Error(`unexpected EOF on ${this.#stream.protocol}: wanted ${n} bytes, got ${off}`)
+      }
+      const head = this.#queue[0]
+      const take = Math.min(head.byteLength, n - off)
+      out.set(head.subarray(0, take), off)
+      off += take
+      this.#queued -= take
+      if (take === head.byteLength) this.#queue.shift()
+      else this.#queue[0] = head.subarray(take)
+    }
+    return out
+  }
+
+  async * chunks () {
+    while (await this.#more()) {
+      const head = this.#queue.shift()
+      this.#queued -= head.byteLength
+      yield head
+    }
+  }
+}
+
+async function writeAll (stream, bytes) {
+  for (let off = 0; off < bytes.byteLength; off += CHUNK) {
+    if (!stream.send(bytes.subarray(off, off + CHUNK))) await stream.onDrain()
+  }
+}
+
+async function writeRepeated (stream, block, n) {
+  // Writes n bytes taken from the start of `block`, repeated.
+  while (n > 0) {
+    const take = Math.min(n, block.byteLength)
+    n -= take
+    if (!stream.send(block.subarray(0, take))) await stream.onDrain()
+  }
+}
+
+// ---- protocol handlers (the listening side)
+
+async function serveEcho (stream) {
+  const reader = new Reader(stream)
+  for await (const chunk of reader.chunks()) {
+    if (!stream.send(chunk)) await stream.onDrain()
+  }
+  await stream.close()
+}
+
+async function serveSink (stream) {
+  const reader = new Reader(stream)
+  const hash = createHash('sha256')
+  let count = 0
+  for await (const chunk of reader.chunks()) {
+    hash.update(chunk)
+    count += chunk.byteLength
+  }
+  const reply = new Uint8Array(40)
+  reply.set(u64be(count), 0)
+  reply.set(hash.digest(), 8)
+  stream.send(reply)
+  await stream.close()
+}
+
+async function serveSource (stream) {
+  const reader = new Reader(stream)
+  const n = readU64be(await reader.readExactly(8))
+  await writeRepeated(stream, PATTERN, n)
+  await stream.close()
+}
+
+async function servePerf (stream) {
+  const reader = new Reader(stream)
+  const n = readU64be(await reader.readExactly(8))
+  for await (const chunk of reader.chunks()) void chunk // drain the upload to EOF
+  await writeRepeated(stream, ZEROS, n)
+  await stream.close()
+}
+
+function handler (name, serve) {
+  return (stream, connection) => {
+    serve(stream).catch((err) => {
+      log(`${name} handler failed (peer ${connection.remotePeer}): ${err?.stack ?? err}`)
+      stream.abort(err instanceof Error ? err : new Error(String(err)))
+    })
+  }
+}
+
+// ---- client side (the dialing side)
+
+async function runPing (node, peerId, count) {
+  const rttsMs = []
+  const reportedMs = []
+  for (let i = 0; i < count; i++) {
+    const start = performance.now()
+    const reported = await node.services.ping.ping(peerId)
+    rttsMs.push(performance.now() - start)
+    reportedMs.push(reported)
+  }
+  // rttsMs is measured here with a sub-millisecond clock around each ping (a new stream
+  // each time, as @libp2p/ping does); reportedMs is what @libp2p/ping returns (whole ms).
+  return { count, rttsMs, reportedMs }
+}
+
+async function runEcho (conn, size) {
+  const data = randomBytes(size)
+  const start = performance.now()
+  const stream = await conn.newStream(ECHO)
+  const reader = new Reader(stream)
+  const hash = createHash('sha256')
+  let received = 0
+  const reading = (async () => {
+    for await (const chunk of reader.chunks()) {
+      hash.update(chunk)
+      received += chunk.byteLength
+    }
+  })()
+  await writeAll(stream, data)
+  await stream.close()
+  await reading
+  const seconds = (performance.now() - start) / 1000
+  const sentSha256 = createHash('sha256').update(data).digest('hex')
+  const receivedSha256 = hash.digest('hex')
+  if (received !== size || receivedSha256 !== sentSha256) {
+    throw new Error(`echo mismatch: sent ${size} bytes (${sentSha256}), got ${received} (${receivedSha256})`)
+  }
+  return { bytes: size, receivedBytes: received, sentSha256, receivedSha256, seconds }
+}
+
+async function runSink (conn, size) {
+  const data = randomBytes(size)
+  const sha256 = createHash('sha256').update(data).digest('hex')
+  const start = performance.now()
+  const stream = await conn.newStream(SINK)
+  const reader = new Reader(stream)
+  await writeAll(stream, data)
+  await stream.close()
+  const reply = await reader.readExactly(40)
+  const remoteBytes = readU64be(reply)
+  const remoteSha256 = hex(reply.subarray(8))
+  const seconds = (performance.now() - start) / 1000
+  if (remoteBytes !== size || remoteSha256 !== sha256) {
+    throw new Error(`sink mismatch: sent ${size} bytes (${sha256}), remote counted ${remoteBytes} (${remoteSha256})`)
+  }
+  return { bytes: size, sha256, remoteBytes, remoteSha256, seconds }
+}
+
+async function runSource (conn, size) {
+  const start = performance.now()
+  const stream = await conn.newStream(SOURCE)
+  const reader = new Reader(stream)
+  stream.send(u64be(size))
+  await stream.close()
+  const hash = createHash('sha256')
+  let received = 0
+  let patternOk = true
+  for await (const chunk of reader.chunks()) {
+    for (let i = 0; patternOk && i < chunk.byteLength; i++) {
+      if (chunk[i] !== (received + i) % 251) patternOk = false
+    }
+    hash.update(chunk)
+    received += chunk.byteLength
+  }
+  const seconds = (performance.now() - start) / 1000
+  if (received !== size || !patternOk) {
+    throw new Error(`source mismatch: asked for ${size} bytes, got ${received}, pattern ok: ${patternOk}`)
+  }
+  return { bytes: received, sha256: hash.digest('hex'), patternOk, seconds }
+}
+
+async function runPerf (conn, uploadBytes, downloadBytes) {
+  // Same wire behaviour and timing points as @libp2p/perf's measurePerformance, over the
+  // existing connection: u64be(download size), the upload, close write, read to EOF.
+  const start = performance.now()
+  const stream = await conn.newStream(PERF)
+  const reader = new Reader(stream)
+  stream.send(u64be(downloadBytes))
+  await writeRepeated(stream, ZEROS, uploadBytes)
+  await stream.close()
+  const uploaded = performance.now()
+  let received = 0
+  for await (const chunk of reader.chunks()) received += chunk.byteLength
+  const end = performance.now()
+  if (received !== downloadBytes) {
+    throw new Error(`perf: expected to receive ${downloadBytes} bytes, received ${received}`)
+  }
+  return {
+    type: 'final',
+    uploadBytes,
+    downloadBytes: received,
+    uploadSeconds: (uploaded - start) / 1000,
+    downloadSeconds: (end - uploaded) / 1000,
+    timeSeconds: (end - start) / 1000
+  }
+}
+
+// ---- main
+
+function parseSize (name, value) {
+  if (value == null) return null
+  const n = Number(value)
+  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`--${name} wants a non-negative integer, got ${value}`)
+  return n
+}
+
+async function makeNode (values, listen) {
+  let privateKey
+  if (values.seed != null) {
+    const seed = Buffer.from(values.seed, 'hex')
+    if (seed.byteLength !== 32) throw new Error('--seed wants 64 hex digits (an Ed25519 seed)')
+    privateKey = await generateKeyPairFromSeed('Ed25519', seed)
+  }
+  const node = await createLibp2p({
+    privateKey,
+    addresses: { listen },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionMonitor: { enabled: !values['no-monitor'] },
+    services: { identify: identify(), ping: ping() }
+  })
+  await node.handle(ECHO, handler('echo', serveEcho), HANDLER_OPTIONS)
+  await node.handle(SINK, handler('sink', serveSink), HANDLER_OPTIONS)
+  await node.handle(SOURCE, handler('source', serveSource), HANDLER_OPTIONS)
+  await node.handle(PERF, handler('perf', servePerf), HANDLER_OPTIONS)
+  return node
+}
+
+async function stopNode (node) {
+  // node.stop() closes connections gracefully; do not let a stuck peer hold us up.
+  await Promise.race([node.stop(), new Promise((resolve) => setTimeout(resolve, 3000).unref())])
+}
+
+async function listenMode (values) {
+  const node = await makeNode(values, [values.listen ?? '/ip4/127.0.0.1/tcp/0'])
+  let stopping = false
+  const shutdown = async (why) => {
+    if (stopping) return
+    stopping = true
+    log(`stopping: ${why}`)
+    await stopNode(node)
+    process.exit(0)
+  }
+  process.on('SIGTERM', () => { void shutdown('SIGTERM') })
+  process.on('SIGINT', () => { void shutdown('SIGINT') })
+  if (!values['ignore-stdin']) {
+    process.stdin.on('end', () => { void shutdown('stdin closed') })
+    process.stdin.on('error', () => { void shutdown('stdin error') })
+    process.stdin.resume()
+  }
+  const lifetime = Number(values.lifetime ?? 900)
+  // unref(): the listening socket, not this timer, keeps the process alive.
+  setTimeout(() => { void shutdown(`lifetime of ${lifetime} s reached`) }, lifetime * 1000).unref()
+  emit({ peerId: node.peerId.toString(), addrs: node.getMultiaddrs().map((ma) => ma.toString()) })
+  log(`listening as ${node.peerId} on ${node.getMultiaddrs().join(' ')}`)
+}
+
+async function dialMode (values, target) {
+  if (target == null) throw new Error('dial wants a multiaddr ending in /p2p/<peer id>')
+  const ma = multiaddr(target)
+  const peerIdText = ma.getComponents().findLast((c) => c.name === 'p2p')?.value
+  if (peerIdText == null) throw new Error(`dial target has no /p2p/ component: ${target}`)
+  const sizes = {
+    ping: parseSize('ping', values.ping),
+    echo: parseSize('echo', values.echo),
+    sink: parseSize('sink', values.sink),
+    source: parseSize('source', values.source),
+    perfUpload: parseSize('perf-upload', values['perf-upload']),
+    perfDownload: parseSize('perf-download', values['perf-download'])
+  }
+  const node = await makeNode(values, values.listen != null ? [values.listen] : [])
+  const result = { peerId: node.peerId.toString() }
+  const start = performance.now()
+  const conn = await node.dial(ma)
+  result.connectSeconds = (performance.now() - start) / 1000
+  result.remotePeer = conn.remotePeer.toString()
+  result.remoteAddr = conn.remoteAddr.toString()
+  if (result.remotePeer !== peerIdText) throw new Error(`connected to ${result.remotePeer}, wanted ${peerIdText}`)
+  if (sizes.ping != null) result.ping = await runPing(node, conn.remotePeer, sizes.ping)
+  if (sizes.echo != null) result.echo = await runEcho(conn, sizes.echo)
+  if (sizes.sink != null) result.sink = await runSink(conn, sizes.sink)
+  if (sizes.source != null) result.source = await runSource(conn, sizes.source)
+  if (sizes.perfUpload != null || sizes.perfDownload != null) {
+    result.perf = await runPerf(conn, sizes.perfUpload ?? 0, sizes.perfDownload ?? 0)
+  }
+  await stopNode(node)
+  return result
+}
+
+async function main () {
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: {
+      listen: { type: 'string' },
+      seed: { type: 'string' },
+      lifetime: { type: 'string' },
+      timeout: { type: 'string' },
+      'ignore-stdin': { type: 'boolean' },
+      'no-monitor': { type: 'boolean' },
+      ping: { type: 'string' },
+      echo: { type: 'string' },
+      sink: { type: 'string' },
+      source: { type: 'string' },
+      'perf-upload': { type: 'string' },
+      'perf-download': { type: 'string' }
+    }
+  })
+  const [mode, target] = positionals
+  if (mode === 'listen') {
+    await listenMode(values)
+  } else if (mode === 'dial') {
+    const timeout = Number(values.timeout ?? 60)
+    setTimeout(() => {
+      emit({ error: `timed out after ${timeout} s` })
+      process.exit(1)
+    }, timeout * 1000)
+    const result = await dialMode(values, target)
+    emit(result)
+    process.exit(0)
+  } else {
+    throw new Error(`unknown mode ${JSON.stringify(mode)}: use "listen" or "dial <multiaddr>"`)
+  }
+}
+
+main().catch((err) => {
+  log(err?.stack ?? String(err))
+  emit({ error: String(err?.message ?? err) })
+  process.exit(1)
+})
