@@ -21,6 +21,6 @@ def skip_or_fail(reason: str) -> None:
 
 
 @pytest.fixture
-def autojump_clock() -> "trio.testing.MockClock":
+def autojump_clock() -> trio.testing.MockClock:
     """A trio MockClock that jumps ahead whenever every task is blocked."""
     return trio.testing.MockClock(autojump_threshold=0)
