@@ -1,0 +1,245 @@
+"""Connections and protocol streams.
+
+A :class:`Connection` is one upgraded (authenticated, multiplexed) link to a peer. It runs the
+Yamux session and an accept loop inside its own nursery; each inbound stream negotiates its
+protocol with multistream-select and is handed to the handler registered for that protocol.
+A handler that fails, or a peer that sends garbage on one stream, costs only that stream: it is
+reset and logged, and the connection and its other streams carry on.
+
+Outbound streams proposing a single protocol use lazy ("0-RTT") negotiation, as go and rust do:
+the application's first bytes follow the proposal without waiting for the echo.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+
+import trio
+from multiaddr import Multiaddr
+
+from .. import multistream
+from ..exceptions import (
+    ConnectionClosedError,
+    Libp2pError,
+    LocalUsageError,
+)
+from ..io import BufferedStream
+from ..peer.id import PeerID
+from ..stream_muxer.yamux import YamuxStream
+from .upgrader import UpgradedConnection
+
+__all__ = ["Connection", "Direction", "NetStream", "StreamHandler"]
+
+logger = logging.getLogger(__name__)
+
+#: Longest time an inbound stream may take to name its protocol.
+NEGOTIATE_TIMEOUT = 10.0
+
+
+class Direction(enum.Enum):
+    """Who opened a connection (at the transport level)."""
+
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+class NetStream(trio.abc.HalfCloseableStream):
+    """A protocol stream on a :class:`Connection`: a trio half-closeable stream plus metadata."""
+
+    __slots__ = ("_muxed", "_stream", "connection", "protocol")
+
+    def __init__(
+        self,
+        stream: trio.abc.HalfCloseableStream,
+        muxed: YamuxStream,
+        protocol: str,
+        connection: Connection,
+    ) -> None:
+        self._stream = stream
+        self._muxed = muxed
+        #: The negotiated protocol ID.
+        self.protocol = protocol
+        #: The connection this stream belongs to.
+        self.connection = connection
+
+    @property
+    def remote_peer(self) -> PeerID:
+        """The peer at the other end."""
+        return self.connection.remote_peer
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self._stream.receive_some(max_bytes)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        await self._stream.send_eof()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    async def reset(self) -> None:
+        """Abort the stream in both directions."""
+        await self._muxed.reset()
+
+
+StreamHandler = Callable[[NetStream], Awaitable[None]]
+
+
+class Connection:
+    """An authenticated, multiplexed connection to one peer."""
+
+    def __init__(
+        self,
+        upgraded: UpgradedConnection,
+        *,
+        direction: Direction,
+        local_addr: Multiaddr | None,
+        remote_addr: Multiaddr | None,
+        handlers: Mapping[str, StreamHandler],
+    ) -> None:
+        self._up = upgraded
+        self._handlers = handlers
+        #: Whether we dialed (outbound) or accepted (inbound) the underlying transport connection.
+        self.direction = direction
+        #: Our end of the transport connection, when known.
+        self.local_addr = local_addr
+        #: The peer's end of the transport connection, when known.
+        self.remote_addr = remote_addr
+        #: ``trio.current_time()`` when the connection finished upgrading.
+        self.opened_at = trio.current_time()
+        self._closed = trio.Event()
+        self._nursery: trio.Nursery | None = None
+
+    # -- identity --------------------------------------------------------------------
+
+    @property
+    def remote_peer(self) -> PeerID:
+        """The peer ID proven by the security handshake."""
+        return self._up.secure.remote_peer
+
+    @property
+    def local_peer(self) -> PeerID:
+        """Our own peer ID."""
+        return self._up.secure.local_peer
+
+    @property
+    def is_initiator(self) -> bool:
+        """Our role in the security and muxer handshakes (not necessarily who dialed)."""
+        return self._up.initiator
+
+    @property
+    def muxer(self) -> str:
+        """The stream multiplexer protocol in use."""
+        return "/yamux/1.0.0"
+
+    @property
+    def security(self) -> str:
+        """The security protocol in use."""
+        return "/noise"
+
+    @property
+    def is_closed(self) -> bool:
+        """True once the connection has ended."""
+        return self._closed.is_set()
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection has ended."""
+        await self._closed.wait()
+
+    def __repr__(self) -> str:
+        return (
+            f"<Connection {self.direction.value} {self.remote_peer} "
+            f"{self.remote_addr} initiator={self.is_initiator}>"
+        )
+
+    # -- running -----------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the muxer and serve inbound streams until the connection ends."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                await nursery.start(self._up.muxer.run)
+                nursery.start_soon(self._accept_loop, nursery)
+                task_status.started()
+        finally:
+            self._closed.set()
+            with trio.CancelScope(shield=True):
+                await self._up.muxer.aclose()
+
+    async def _accept_loop(self, nursery: trio.Nursery) -> None:
+        try:
+            while True:
+                stream = await self._up.muxer.accept_stream()
+                nursery.start_soon(self._serve_inbound, stream)
+        except ConnectionClosedError:
+            pass
+        # The session is over: nothing more can arrive. End the connection's tasks.
+        nursery.cancel_scope.cancel()
+
+    async def _serve_inbound(self, muxed: YamuxStream) -> None:
+        buffered = BufferedStream(muxed)
+        try:
+            with trio.fail_after(NEGOTIATE_TIMEOUT):
+                protocol = await multistream.handle(buffered, self._handlers.__contains__)
+        except (Libp2pError, trio.TooSlowError, trio.BrokenResourceError) as exc:
+            logger.debug("inbound stream from %s failed to negotiate: %s", self.remote_peer, exc)
+            await muxed.reset()
+            return
+        except trio.ClosedResourceError:
+            return
+        handler = self._handlers.get(protocol)
+        if handler is None:  # removed while negotiating
+            await muxed.reset()
+            return
+        stream = NetStream(buffered if buffered.buffered else muxed, muxed, protocol, self)
+        try:
+            await handler(stream)
+        except (Libp2pError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            logger.debug("handler for %s from %s ended: %r", protocol, self.remote_peer, exc)
+            await muxed.reset()
+        except Exception:
+            # A bug in an application handler: log it with its traceback and drop only this
+            # stream. The connection and every other stream carry on.
+            logger.exception("stream handler for %s raised", protocol)
+            await muxed.reset()
+
+    # -- streams ------------------------------------------------------------------------
+
+    async def new_stream(self, protocols: Sequence[str] | str) -> NetStream:
+        """Open a stream and negotiate one of ``protocols`` (in order of preference).
+
+        With a single protocol, negotiation is lazy: this returns at once and a refusal
+        surfaces as :class:`~libp2p.exceptions.ProtocolNotSupported` on the first read.
+        """
+        if isinstance(protocols, str):
+            protocols = [protocols]
+        if not protocols:
+            raise LocalUsageError("new_stream() needs at least one protocol")
+        if self.is_closed:
+            raise ConnectionClosedError(f"connection to {self.remote_peer} is closed")
+        muxed = await self._up.muxer.open_stream()
+        buffered = BufferedStream(muxed)
+        try:
+            if len(protocols) == 1:
+                lazy = await multistream.select_lazy(buffered, protocols[0])
+                return NetStream(lazy, muxed, protocols[0], self)
+            chosen = await multistream.select(buffered, protocols)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await muxed.reset()
+            raise
+        return NetStream(buffered if buffered.buffered else muxed, muxed, chosen, self)
+
+    async def aclose(self) -> None:
+        """Close the connection (GoAway, then close the transport)."""
+        await self._up.muxer.aclose()
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
