@@ -60,6 +60,7 @@ async def upgrade(
     initiator: bool,
     expected_peer: PeerID | None = None,
     yamux_config: YamuxConfig | None = None,
+    inline_muxer: bool = True,
 ) -> UpgradedConnection:
     """Secure and multiplex ``raw`` as ``initiator`` (or responder).
 
@@ -67,6 +68,9 @@ async def upgrade(
     :class:`~libp2p.exceptions.PeerIDMismatch`. The returned muxer is not running yet: start
     it with ``await nursery.start(result.muxer.run)``. Wrap this call in a cancel scope
     (``trio.fail_after``) to bound the time a stalled peer can hold it.
+
+    ``inline_muxer=False`` offers no muxer inside the Noise handshake (as rust-libp2p does),
+    which forces the multistream-select muxer step.
     """
     stream = BufferedStream.wrap(raw)
     channel: trio.abc.Stream
@@ -80,7 +84,7 @@ async def upgrade(
         local_key,
         initiator=initiator,
         expected_peer=expected_peer,
-        muxers=(YAMUX_PROTOCOL_ID,),
+        muxers=(YAMUX_PROTOCOL_ID,) if inline_muxer else (),
     )
     early = secure.negotiated_muxer == YAMUX_PROTOCOL_ID
     muxed: trio.abc.Stream = secure
