@@ -50,7 +50,7 @@ def frame(kind: int, flags: int, stream_id: int, length: int, payload: bytes = b
 
 def split_frames(data: bytes) -> list[tuple[int, int, int, int, bytes]]:
     """Decode a byte string of whole frames into (type, flags, id, length, payload)."""
-    frames = []
+    frames: list[tuple[int, int, int, int, bytes]] = []
     pos = 0
     while pos < len(data):
         header = decode_header(data, pos)
@@ -98,7 +98,9 @@ class Pair:
 
 
 def data_of(events: list[YamuxEvent], stream_id: int) -> bytes:
-    return b"".join(e.data for e in events if isinstance(e, DataReceived) and e.stream_id == stream_id)
+    return b"".join(
+        e.data for e in events if isinstance(e, DataReceived) and e.stream_id == stream_id
+    )
 
 
 # -- opening --------------------------------------------------------------------------------
@@ -138,7 +140,9 @@ def test_larger_initial_window_is_announced_with_syn_and_ack() -> None:
     assert bytes(pair.client.data_to_send()) == frame(
         FrameType.WINDOW_UPDATE, Flag.SYN, sid, (1 << 20) - INITIAL_WINDOW
     )
-    pair.server.receive_data(frame(FrameType.WINDOW_UPDATE, Flag.SYN, sid, (1 << 20) - INITIAL_WINDOW), 0)
+    pair.server.receive_data(
+        frame(FrameType.WINDOW_UPDATE, Flag.SYN, sid, (1 << 20) - INITIAL_WINDOW), 0
+    )
     assert pair.server.send_window(sid) == 1 << 20
     pair.server.accept_stream(sid)
     pair.shuttle()
@@ -218,12 +222,10 @@ def test_reset_carries_error_code_and_later_frames_are_drained() -> None:
 def test_rst_window_update_length_is_an_error_code_not_a_delta() -> None:
     pair = Pair()
     sid = pair.open_accepted()
-    window = pair.server.send_window(sid)
     events = pair.server.receive_data(
         frame(FrameType.WINDOW_UPDATE, Flag.RST, sid, 0xDEADBEEF), 0.0
     )
     assert events == [StreamAborted(sid, 0xDEADBEEF, True, "reset by the peer")]
-    assert window == INITIAL_WINDOW
     assert not pair.server.is_closed
 
 
@@ -363,7 +365,7 @@ def test_window_auto_tuning_doubles_when_the_reader_keeps_up() -> None:
     opaque = pair.client.send_ping(0.0)
     pair.now = 0.010
     client_events, _ = pair.shuttle()
-    assert client_events == [PingAcknowledged(opaque, pytest.approx(0.010))]
+    assert client_events == [PingAcknowledged(opaque, pytest.approx(0.010))]  # type: ignore[arg-type]
     assert pair.client.rtt == pytest.approx(0.010)
 
     sid = pair.client.open_stream()
@@ -429,7 +431,7 @@ def test_ping_rtt_and_unsolicited_ack_ignored() -> None:
     pair.now = 5.25
     client_events, server_events = pair.shuttle()
     assert server_events == [PingReceived(opaque)]
-    assert client_events == [PingAcknowledged(opaque, pytest.approx(0.25))]
+    assert client_events == [PingAcknowledged(opaque, pytest.approx(0.25))]  # type: ignore[arg-type]
 
 
 def test_goaway_stops_new_streams_but_existing_ones_continue() -> None:

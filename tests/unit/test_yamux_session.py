@@ -35,16 +35,20 @@ QUIET = YamuxConfig(measure_rtt=False, keepalive_interval=None)
 
 @asynccontextmanager
 async def session_pair(
-    client_config: YamuxConfig | None = None, server_config: YamuxConfig | None = None
+    client_config: YamuxConfig | None = None,
+    server_config: YamuxConfig | None = None,
+    *,
+    deadline: float = 60.0,
 ) -> AsyncIterator[tuple[YamuxSession, YamuxSession]]:
     client_raw, server_raw = trio.testing.memory_stream_pair()
     client = YamuxSession(client_raw, is_initiator=True, config=client_config)
     server = YamuxSession(server_raw, is_initiator=False, config=server_config)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(client.run)
-        await nursery.start(server.run)
-        yield client, server
-        nursery.cancel_scope.cancel()
+    with trio.fail_after(deadline):  # a bug fails the test instead of hanging it
+        async with trio.open_nursery() as nursery:
+            await nursery.start(client.run)
+            await nursery.start(server.run)
+            yield client, server
+            nursery.cancel_scope.cancel()
 
 
 class RawPeer:
@@ -65,7 +69,7 @@ class RawPeer:
         return header.type, header.flags, header.stream_id, header.length, payload
 
     async def read_until_eof(self) -> list[tuple[int, int, int, int, bytes]]:
-        frames = []
+        frames: list[tuple[int, int, int, int, bytes]] = []
         while True:
             if not self.reader.buffered:
                 chunk = await self.stream.receive_some()
@@ -81,10 +85,11 @@ async def raw_session(
 ) -> AsyncIterator[tuple[YamuxSession, RawPeer]]:
     ours, theirs = trio.testing.memory_stream_pair()
     session = YamuxSession(ours, is_initiator=is_initiator, config=config)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(session.run)
-        yield session, RawPeer(theirs)
-        nursery.cancel_scope.cancel()
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(session.run)
+            yield session, RawPeer(theirs)
+            nursery.cancel_scope.cancel()
 
 
 def frame(kind: int, flags: int, stream_id: int, length: int, payload: bytes = b"") -> bytes:
@@ -105,8 +110,9 @@ async def read_all(stream: YamuxStream) -> bytes:
     "config",
     [
         None,
-        # Tiny frames and a one-byte write buffer: every frame waits for the writer task.
-        YamuxConfig(max_frame_payload=100, write_buffer_size=1, read_size=7),
+        # Small frames, a one-byte write buffer (every frame waits for the writer task) and
+        # reads that split headers and payloads at arbitrary points.
+        YamuxConfig(max_frame_payload=1000, write_buffer_size=1, read_size=997),
     ],
     ids=["default", "tiny-buffers"],
 )
@@ -344,7 +350,7 @@ async def test_ping_measures_rtt_concurrently() -> None:
 
 
 async def test_ping_is_answered_while_the_application_is_blocked() -> None:
-    async with raw_session(is_initiator=False) as (session, peer):
+    async with raw_session(is_initiator=False) as (_, peer):
         # The peer opens a stream and fills its window; nobody accepts or reads it.
         await peer.send(frame(FrameType.DATA, Flag.SYN, 1, INITIAL_WINDOW, bytes(INITIAL_WINDOW)))
         await peer.send(frame(FrameType.PING, Flag.SYN, 0, 0x5EED))
@@ -405,7 +411,7 @@ async def test_keepalive_keeps_an_answering_session_alive(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     config = YamuxConfig(keepalive_interval=30.0, ping_timeout=10.0)
-    async with session_pair(config, config) as (client, server):
+    async with session_pair(config, config, deadline=10_000) as (client, server):
         await trio.sleep(1000)  # virtual time: ~33 keep-alive rounds each way
         assert not client.is_closed
         assert not server.is_closed
@@ -441,11 +447,16 @@ async def test_reset_both_ways(resetter: str) -> None:
 
 async def test_reads_after_rst_raise_even_with_buffered_data_and_code_is_reported() -> None:
     async with raw_session(is_initiator=False) as (session, peer):
+        # Before the application accepts it, a reset stream is simply dropped.
         await peer.send(
-            frame(FrameType.DATA, Flag.SYN, 1, 5, b"lost!"),
-            frame(FrameType.WINDOW_UPDATE, Flag.RST, 1, 0x2A),
+            frame(FrameType.DATA, Flag.SYN, 3, 4, b"gone"),
+            frame(FrameType.WINDOW_UPDATE, Flag.RST, 3, 0),
         )
+        await peer.send(frame(FrameType.DATA, Flag.SYN, 1, 5, b"lost!"))
         stream = await session.accept_stream()
+        await peer.send(frame(FrameType.WINDOW_UPDATE, Flag.RST, 1, 0x2A))
+        await trio.testing.wait_all_tasks_blocked()
+        assert stream.buffered_bytes == 0
         with pytest.raises(StreamReset, match="error code 42"):
             await stream.receive_some()
         assert not session.is_closed
@@ -489,6 +500,7 @@ async def test_bare_eof_ends_the_session_normally() -> None:
             await session.accept_stream()
         assert session.closed_reason is CloseReason.REMOTE_EOF
         assert session.error is None
+        assert session.num_streams == 0
         # FIN arrived before the end: its bytes and EOF are still delivered.
         assert await read_all(finished) == b"done"
         with pytest.raises(StreamReset, match="closed the connection"):
@@ -507,14 +519,17 @@ async def test_bare_eof_ends_the_session_normally() -> None:
         (frame(FrameType.WINDOW_UPDATE, Flag.SYN, 1, 0) * 2, "duplicate"),
     ],
 )
-async def test_protocol_error_closes_with_goaway_and_run_returns(garbage: bytes, match: str) -> None:
+async def test_protocol_error_closes_with_goaway_and_run_returns(
+    garbage: bytes, match: str
+) -> None:
     ours, theirs = trio.testing.memory_stream_pair()
     session = YamuxSession(ours, is_initiator=False, config=QUIET)
     peer = RawPeer(theirs)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(session.run)
-        await peer.send(garbage)
-        frames = await peer.read_until_eof()
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(session.run)
+            await peer.send(garbage)
+            frames = await peer.read_until_eof()
     # run() returned by itself: the nursery exited without an error or a cancel.
     assert session.closed_reason is CloseReason.PROTOCOL_ERROR
     assert isinstance(session.error, YamuxProtocolError)
@@ -523,7 +538,7 @@ async def test_protocol_error_closes_with_goaway_and_run_returns(garbage: bytes,
 
 
 async def test_transport_failure_is_recorded_not_raised() -> None:
-    ours, theirs = trio.testing.memory_stream_pair()
+    ours, _ = trio.testing.memory_stream_pair()
     session = YamuxSession(ours, is_initiator=True, config=QUIET)
     async with trio.open_nursery() as nursery:
         await nursery.start(session.run)
@@ -546,11 +561,30 @@ async def test_open_yamux_session_context_manager() -> None:
         await out.send_all(b"even IDs for the responder")
         await out.send_eof()
         assert await read_all(await client.accept_stream()) == b"even IDs for the responder"
-    assert client.closed_reason is CloseReason.LOCAL
-    assert server.is_closed
+    # The server's block exits first: it closes locally, the client then sees the EOF.
+    assert server.closed_reason is CloseReason.LOCAL
+    assert client.closed_reason is CloseReason.REMOTE_EOF
 
 
 async def test_run_only_once() -> None:
     async with session_pair(QUIET, QUIET) as (client, _):
         with pytest.raises(Exception, match="only be called once"):
             await client.run()
+
+
+async def test_receive_some_joins_queued_frames_up_to_max_bytes() -> None:
+    config = YamuxConfig(max_frame_payload=1000, measure_rtt=False, keepalive_interval=None)
+    async with session_pair(config, config) as (client, server):
+        out = await client.open_stream()
+        data = pattern(7, 5500)  # six frames: 5 x 1000 + 500
+        await out.send_all(data)
+        await out.send_eof()
+        inp = await server.accept_stream()
+        await trio.testing.wait_all_tasks_blocked()
+        assert inp.buffered_bytes == 5500
+        assert await inp.receive_some(300) == data[:300]  # part of the first frame
+        assert await inp.receive_some(2500) == data[300:2800]  # joins into the fourth frame
+        assert await inp.receive_some(200) == data[2800:3000]
+        assert await inp.receive_some() == data[3000:]  # everything else, joined
+        assert await inp.receive_some() == b""
+        assert inp.buffered_bytes == 0

@@ -311,7 +311,7 @@ class YamuxConnection:
         if self._probe is not None:
             deadline = max(self._probe_sent, self._last_recv) + self.config.ping_timeout
             if now >= deadline:
-                self._closed = True
+                self._shutdown()
                 raise KeepAliveTimeout(
                     f"no answer to a keep-alive ping and no other data for "
                     f"{self.config.ping_timeout:g} s"
@@ -492,17 +492,25 @@ class YamuxConnection:
         """Send GoAway with ``code`` and end the session (all streams are abandoned)."""
         if self._closed:
             return
-        self._closed = True
+        self._shutdown()
         self._local_goaway = code
         self._urgent += _pack(0, _GO_AWAY, 0, 0, code & MAX_UINT32)
 
     def receive_eof(self) -> None:
         """The underlying byte stream ended (a bare EOF is a normal end of the session)."""
-        self._closed = True
+        self._shutdown()
 
     def abort(self) -> None:
         """The session is over for another reason (transport failure, local shutdown)."""
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        # Every stream ends with the session; queued output stays for a final flush.
         self._closed = True
+        self._streams.clear()
+        self._ack_backlog = self._unaccepted = self._inbound = 0
+        self._pings.clear()
+        self._probe = None
 
     # -- stream bookkeeping --------------------------------------------------------------
 
@@ -548,12 +556,12 @@ class YamuxConnection:
         try:
             self._parse(data, events)
         except YamuxProtocolError:
-            self._closed = True
+            self._shutdown()
             self._local_goaway = GoAwayCode.PROTOCOL_ERROR
             self._urgent += _pack(0, _GO_AWAY, 0, 0, GoAwayCode.PROTOCOL_ERROR)
             raise
         except OutputBacklogExceeded:
-            self._closed = True
+            self._shutdown()
             raise
         return events
 

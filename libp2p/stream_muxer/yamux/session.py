@@ -92,6 +92,8 @@ class CloseReason(enum.Enum):
 #: Endings after which queued frames (GoAway above all) are still worth flushing.
 _FLUSH_REASONS = frozenset({CloseReason.LOCAL, CloseReason.PROTOCOL_ERROR})
 _LOCAL_REASONS = frozenset({CloseReason.LOCAL, CloseReason.CANCELLED})
+#: What ``receive_some()`` without ``max_bytes`` returns at most (it may join queued frames).
+_DEFAULT_RECEIVE_SIZE = 256 * 1024
 
 
 class _PingWaiter:
@@ -570,13 +572,31 @@ class YamuxStream(trio.abc.HalfCloseableStream):
         head = chunks[0]
         pos = self._head_pos
         available = len(head) - pos
-        if max_bytes is None or max_bytes >= available:
+        limit = _DEFAULT_RECEIVE_SIZE if max_bytes is None else max_bytes
+        if limit < available:
+            data = head[pos : pos + limit]
+            self._head_pos = pos + limit
+        elif len(chunks) == 1 or limit == available:
             chunks.popleft()
             self._head_pos = 0
             data = head[pos:] if pos else head
         else:
-            data = head[pos : pos + max_bytes]
-            self._head_pos = pos + max_bytes
+            # Several frames are queued and the caller wants more than one: one copy here
+            # is much cheaper than one receive_some() round trip per frame.
+            parts = [head[pos:] if pos else head]
+            chunks.popleft()
+            self._head_pos = 0
+            size = available
+            while chunks and size < limit:
+                nxt = chunks[0]
+                if size + len(nxt) <= limit:
+                    parts.append(chunks.popleft())
+                    size += len(nxt)
+                else:
+                    parts.append(nxt[: limit - size])
+                    self._head_pos = limit - size
+                    size = limit
+            data = b"".join(parts)
         n = len(data)
         self._buffered -= n
         if self._conn.acknowledge_received(self.stream_id, n, trio.current_time()):

@@ -34,7 +34,7 @@ import enum
 
 from .errors import IllegalStreamTransition
 
-__all__ = ["TRANSITIONS", "StreamEvent", "StreamState", "next_state"]
+__all__ = ["TERMINAL_STATES", "TRANSITIONS", "StreamEvent", "StreamState", "next_state"]
 
 
 class StreamState(enum.Enum):
