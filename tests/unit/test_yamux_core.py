@@ -399,6 +399,40 @@ def test_window_auto_tuning_doubles_when_the_reader_keeps_up() -> None:
     assert pair.client.receive_window(sid) == 1 << 20
 
 
+def test_window_growth_is_capped_session_wide() -> None:
+    # Two streams may each grow to 1 MiB, but together only to 1.5 MiB.
+    cfg = YamuxConfig(
+        max_window=1 << 20,
+        max_session_window=(1 << 20) + (1 << 19),
+        measure_rtt=False,
+        keepalive_interval=None,
+    )
+    pair = Pair(cfg, QUIET)
+    pair.now = 0.0
+    pair.client.send_ping(0.0)
+    pair.now = 0.010
+    pair.shuttle()
+    sids = []
+    for _ in range(2):
+        sid = pair.client.open_stream()
+        pair.shuttle()
+        pair.server.accept_stream(sid)
+        pair.shuttle()
+        sids.append(sid)
+    t = 0.010
+    for _ in range(6):
+        for sid in sids:
+            sent = pair.server.send_data(sid, bytes(pair.server.send_window(sid)))
+            pair.shuttle()
+            t += 0.001
+            pair.now = t
+            pair.client.acknowledge_received(sid, sent, t)
+            pair.shuttle()
+    windows = [pair.client.receive_window(sid) for sid in sids]
+    assert sum(windows) <= cfg.max_session_window
+    assert max(windows) > INITIAL_WINDOW  # growth happened, up to the shared cap
+
+
 def test_no_growth_without_an_rtt_measurement() -> None:
     pair = Pair()
     sid = pair.open_accepted()

@@ -27,6 +27,10 @@ class YamuxConfig:
     #: Upper bound for auto-tuned receive windows (go-yamux ``MaxStreamWindowSize``: 16 MiB).
     #: It is also the most a slow reader can make us buffer on one stream.
     max_window: int = 16 * 1024 * 1024
+    #: Auto-tuning never lets the receive windows of all streams together exceed this, which
+    #: bounds what a session may have to buffer for readers that stop reading (windows at
+    #: their initial size are bounded by ``max_inbound_streams`` instead).
+    max_session_window: int = 64 * 1024 * 1024
     #: Largest Data payload we send in one frame (never above 1 MiB: rust rejects that).
     max_frame_payload: int = DEFAULT_MAX_FRAME_PAYLOAD
     #: Inbound streams waiting for ``accept_stream``; more get RST (go ``AcceptBacklog``).
@@ -55,6 +59,8 @@ class YamuxConfig:
             raise LocalUsageError("initial_window must be at least 256 KiB and fit in 32 bits")
         if not self.initial_window <= self.max_window <= MAX_UINT32:
             raise LocalUsageError("max_window must be >= initial_window and fit in 32 bits")
+        if self.max_session_window < self.initial_window:
+            raise LocalUsageError("max_session_window must be >= initial_window")
         if not 1 <= self.max_frame_payload <= MAX_FRAME_PAYLOAD_LIMIT:
             raise LocalUsageError("max_frame_payload must be between 1 byte and 1 MiB")
         if self.accept_backlog < 1 or self.max_inbound_streams < 1 or self.max_ack_backlog < 1:

@@ -475,8 +475,12 @@ class YamuxConnection:
         rtt = self._rtt
         if rtt is not None and now - st.epoch < 4 * rtt and window < self.config.max_window:
             grown = min(window * 2, self.config.max_window)
-            credit += grown - window
-            st.recv_window = grown
+            # Growth is also bounded session-wide, so many fast streams that all stop reading
+            # at once cannot make us buffer more than max_session_window in total.
+            total = sum(other.recv_window for other in self._streams.values())
+            if total + grown - window <= self.config.max_session_window:
+                credit += grown - window
+                st.recv_window = grown
         st.epoch = now
         st.pending_credit = 0
         st.recv_credit += credit
