@@ -1,1 +1,67 @@
+"""A libp2p stack on trio, built for NAT traversal.
 
+The names most applications need are re-exported here; each lives in the module named after
+its protocol (``libp2p.security.noise``, ``libp2p.stream_muxer.yamux``, ``libp2p.ping`` ...).
+"""
+
+from __future__ import annotations
+
+from .crypto import (
+    KeyType,
+    PrivateKey,
+    PublicKey,
+    generate_ed25519,
+    generate_key_pair,
+    generate_secp256k1,
+    load_or_create_identity,
+)
+from .exceptions import (
+    ConnectionClosedError,
+    DecodeError,
+    HandshakeError,
+    Libp2pError,
+    LocalUsageError,
+    MessageTooLarge,
+    PeerIDMismatch,
+    ProtocolNotSupported,
+    RemoteProtocolError,
+    ResourceLimitExceeded,
+    StreamReset,
+    TransportError,
+    UnexpectedEOF,
+)
+from .network.connection import Connection, Direction, NetStream, StreamHandler
+from .network.swarm import Swarm
+from .network.upgrader import UpgradedConnection, upgrade
+from .peer import PeerID
+
+__all__ = [
+    "Connection",
+    "ConnectionClosedError",
+    "DecodeError",
+    "Direction",
+    "HandshakeError",
+    "KeyType",
+    "Libp2pError",
+    "LocalUsageError",
+    "MessageTooLarge",
+    "NetStream",
+    "PeerID",
+    "PeerIDMismatch",
+    "PrivateKey",
+    "ProtocolNotSupported",
+    "PublicKey",
+    "RemoteProtocolError",
+    "ResourceLimitExceeded",
+    "StreamHandler",
+    "StreamReset",
+    "Swarm",
+    "TransportError",
+    "UnexpectedEOF",
+    "UpgradedConnection",
+    "generate_ed25519",
+    "generate_key_pair",
+    "generate_secp256k1",
+    "load_or_create_identity",
+    "upgrade",
+]

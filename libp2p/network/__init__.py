@@ -1,1 +1,1 @@
-
+"""Connections, streams, the upgrader and the swarm."""
