@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
 from types import TracebackType
 
 import trio
@@ -71,8 +70,6 @@ class Swarm:
         self._listeners: list[TcpListener] = []
         self._nursery: trio.Nursery | None = None
         self._stack = contextlib.AsyncExitStack()
-        #: Called with each new connection once it is running.
-        self.on_connection: list[Callable[[Connection], Awaitable[None] | None]] = []
 
     # -- lifetime ------------------------------------------------------------------------
 
@@ -222,10 +219,6 @@ class Swarm:
             handlers=self._handlers,
         )
         await self.nursery.start(self._run_connection, conn)
-        for callback in self.on_connection:
-            result = callback(conn)
-            if result is not None:
-                await result
         return conn
 
     async def _run_connection(
