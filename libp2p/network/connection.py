@@ -103,6 +103,8 @@ class Connection:
         local_addr: Multiaddr | None,
         remote_addr: Multiaddr | None,
         handlers: Mapping[str, StreamHandler],
+        relayed: bool = False,
+        limited: bool = False,
     ) -> None:
         self._up = upgraded
         self._handlers = handlers
@@ -112,6 +114,11 @@ class Connection:
         self.local_addr = local_addr
         #: The peer's end of the transport connection, when known.
         self.remote_addr = remote_addr
+        #: True for a connection through a relay (``/p2p-circuit``).
+        self.relayed = relayed
+        #: True when a relay limits this connection's duration or data: use it only for
+        #: coordination (identify, hole punching) and move traffic to a direct connection.
+        self.limited = limited
         #: ``trio.current_time()`` when the connection finished upgrading.
         self.opened_at = trio.current_time()
         self._closed = trio.Event()
@@ -155,8 +162,9 @@ class Connection:
 
     def __repr__(self) -> str:
         return (
-            f"<Connection {self.direction.value} {self.remote_peer} "
-            f"{self.remote_addr} initiator={self.is_initiator}>"
+            f"<Connection {self.direction.value} {self.remote_peer} {self.remote_addr} "
+            f"initiator={self.is_initiator}{' relayed' if self.relayed else ''}"
+            f"{' limited' if self.limited else ''}>"
         )
 
     # -- running -----------------------------------------------------------------------

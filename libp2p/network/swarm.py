@@ -8,24 +8,30 @@ identify, peer stores or NAT traversal: the host builds those on top. What it gu
   time limit, and a failed upgrade costs only that connection;
 * :meth:`Swarm.upgrade_stream` runs the same pipeline over any trio stream with an explicit role
   (a relayed pipe, or a hole-punched socket whose role DCUtR decided);
-* protocol handlers are looked up when a stream arrives, so handlers may be added at any time.
+* protocol handlers are looked up when a stream arrives, so handlers may be added at any time;
+* concurrent dials to the same peer are merged into one (:meth:`Swarm.dial_peer`);
+* inbound connections beyond a cap are refused before any handshake work;
+* every connection that opens or closes is published on :attr:`Swarm.events`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from types import TracebackType
 
 import trio
 from multiaddr import Multiaddr
 
 from ..crypto.keys import PrivateKey
+from ..events import ConnectionClosed, ConnectionOpened, EventBus
 from ..exceptions import Libp2pError, LocalUsageError, TransportError
 from ..peer.id import PeerID
 from ..stream_muxer.yamux import YamuxConfig
 from ..transport.tcp import TcpListener, TcpTransport, sockaddr_to_multiaddr
 from .connection import Connection, Direction, NetStream, StreamHandler
+from .resolve import resolve
 from .upgrader import upgrade
 
 __all__ = ["Swarm", "split_peer_id"]
@@ -36,6 +42,19 @@ logger = logging.getLogger(__name__)
 DIAL_UPGRADE_TIMEOUT = 60.0
 #: Time allowed to upgrade an inbound connection (go's default accept timeout).
 ACCEPT_UPGRADE_TIMEOUT = 15.0
+#: Inbound connections (established or upgrading) beyond which new ones are refused.
+MAX_INBOUND_CONNECTIONS = 512
+
+
+class _PendingDial:
+    """One dial to a peer that any number of callers wait on."""
+
+    __slots__ = ("done", "error", "result")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.result: Connection | None = None
+        self.error: BaseException | None = None
 
 
 def split_peer_id(maddr: Multiaddr) -> tuple[Multiaddr, PeerID | None]:
@@ -58,6 +77,8 @@ class Swarm:
         yamux_config: YamuxConfig | None = None,
         dial_timeout: float = DIAL_UPGRADE_TIMEOUT,
         accept_timeout: float = ACCEPT_UPGRADE_TIMEOUT,
+        max_inbound_connections: int = MAX_INBOUND_CONNECTIONS,
+        events: EventBus | None = None,
     ) -> None:
         self.key = key
         self.peer_id = PeerID.from_public_key(key.public_key)
@@ -65,6 +86,11 @@ class Swarm:
         self.yamux_config = yamux_config
         self.dial_timeout = dial_timeout
         self.accept_timeout = accept_timeout
+        self.max_inbound_connections = max_inbound_connections
+        #: Connection events (:class:`~libp2p.events.ConnectionOpened` / ``ConnectionClosed``).
+        self.events = events or EventBus()
+        self._inbound = 0
+        self._pending: dict[PeerID, _PendingDial] = {}
         self._handlers: dict[str, StreamHandler] = {}
         self._connections: dict[PeerID, list[Connection]] = {}
         self._listeners: list[TcpListener] = []
@@ -145,9 +171,23 @@ class Swarm:
                 raw = await listener.accept()
             except (TransportError, trio.ClosedResourceError):
                 return
+            if self._inbound >= self.max_inbound_connections:
+                logger.warning(
+                    "refusing an inbound connection: %d inbound connections already",
+                    self._inbound,
+                )
+                await trio.aclose_forcefully(raw)
+                continue
             self.nursery.start_soon(self._handle_inbound, raw)
 
     async def _handle_inbound(self, raw: trio.SocketStream) -> None:
+        self._inbound += 1
+        try:
+            await self._upgrade_inbound(raw)
+        finally:
+            self._inbound -= 1
+
+    async def _upgrade_inbound(self, raw: trio.SocketStream) -> None:
         local = sockaddr_to_multiaddr(raw.socket.family, raw.socket.getsockname())
         remote = sockaddr_to_multiaddr(raw.socket.family, raw.socket.getpeername())
         try:
@@ -163,7 +203,7 @@ class Swarm:
             logger.info("inbound connection from %s failed to upgrade: %s", remote, exc)
             await raw.aclose()
             return
-        del conn
+        await conn.wait_closed()
 
     # -- dialing -------------------------------------------------------------------------
 
@@ -176,22 +216,64 @@ class Swarm:
         if peer_id is not None and in_addr is not None and peer_id != in_addr:
             raise LocalUsageError(f"{maddr} names {in_addr}, but {peer_id} was asked for")
         expected = peer_id or in_addr
-        raw = await self.transport.dial(addr)
-        local = sockaddr_to_multiaddr(raw.socket.family, raw.socket.getsockname())
+        errors: list[str] = []
+        for ip_addr in await resolve(addr):
+            try:
+                raw = await self.transport.dial(ip_addr)
+            except TransportError as exc:
+                errors.append(str(exc))
+                continue
+            local = sockaddr_to_multiaddr(raw.socket.family, raw.socket.getsockname())
+            try:
+                with trio.fail_after(self.dial_timeout):
+                    return await self.upgrade_stream(
+                        raw,
+                        initiator=True,
+                        expected_peer=expected,
+                        direction=Direction.OUTBOUND,
+                        local_addr=local,
+                        remote_addr=ip_addr,
+                    )
+            except BaseException:
+                with trio.CancelScope(shield=True):
+                    await raw.aclose()
+                raise
+        raise TransportError("; ".join(errors) or f"no address to dial in {maddr}")
+
+    async def dial_peer(self, peer: PeerID, addrs: list[Multiaddr]) -> Connection:
+        """Return a connection to ``peer``, dialing ``addrs`` in order if there is none.
+
+        Concurrent calls for the same peer share one dial. An existing direct connection is
+        reused; a relayed one is not enough when direct addresses are given.
+        """
+        existing = self.best_connection(peer)
+        if existing is not None and (not existing.relayed or not addrs):
+            return existing
+        pending = self._pending.get(peer)
+        if pending is None:
+            if not addrs:
+                raise LocalUsageError(f"no connection to {peer} and no address to dial")
+            pending = self._pending[peer] = _PendingDial()
+            self.nursery.start_soon(self._run_dial, peer, list(addrs), pending)
+        await pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        assert pending.result is not None
+        return pending.result
+
+    async def _run_dial(self, peer: PeerID, addrs: list[Multiaddr], pending: _PendingDial) -> None:
+        errors: list[str] = []
         try:
-            with trio.fail_after(self.dial_timeout):
-                return await self.upgrade_stream(
-                    raw,
-                    initiator=True,
-                    expected_peer=expected,
-                    direction=Direction.OUTBOUND,
-                    local_addr=local,
-                    remote_addr=addr,
-                )
-        except BaseException:
-            with trio.CancelScope(shield=True):
-                await raw.aclose()
-            raise
+            for addr in addrs:
+                try:
+                    pending.result = await self.dial(addr, peer)
+                    return
+                except (Libp2pError, trio.TooSlowError) as exc:
+                    errors.append(f"{addr}: {exc}")
+            pending.error = TransportError(f"could not connect to {peer}: " + "; ".join(errors))
+        finally:
+            del self._pending[peer]
+            pending.done.set()
 
     async def upgrade_stream(
         self,
@@ -202,6 +284,8 @@ class Swarm:
         expected_peer: PeerID | None = None,
         local_addr: Multiaddr | None = None,
         remote_addr: Multiaddr | None = None,
+        relayed: bool = False,
+        limited: bool = False,
     ) -> Connection:
         """Upgrade any byte stream with an explicit role and start the connection."""
         upgraded = await upgrade(
@@ -217,6 +301,8 @@ class Swarm:
             local_addr=local_addr,
             remote_addr=remote_addr,
             handlers=self._handlers,
+            relayed=relayed,
+            limited=limited,
         )
         await self.nursery.start(self._run_connection, conn)
         return conn
@@ -226,12 +312,25 @@ class Swarm:
     ) -> None:
         peer_conns = self._connections.setdefault(conn.remote_peer, [])
         peer_conns.append(conn)
+        info = (conn.remote_peer, conn.direction, conn.remote_addr, conn.relayed, conn.limited)
+
+        was_opened = False
+
+        def opened() -> None:
+            nonlocal was_opened
+            was_opened = True
+            task_status.started()
+            self.events.publish(ConnectionOpened(conn, *info))
+
         try:
-            await conn.run(task_status=task_status)
+            await conn.run(task_status=_Started(opened))
         finally:
             peer_conns.remove(conn)
             if not peer_conns and self._connections.get(conn.remote_peer) is peer_conns:
                 del self._connections[conn.remote_peer]
+            if was_opened:
+                duration = trio.current_time() - conn.opened_at
+                self.events.publish(ConnectionClosed(conn, *info, duration=duration))
 
     # -- connections and streams ----------------------------------------------------------
 
@@ -244,9 +343,27 @@ class Swarm:
         """Every live connection."""
         return [c for conns in self._connections.values() for c in conns]
 
-    async def new_stream(self, peer: PeerID, protocols: list[str] | str) -> NetStream:
-        """Open a protocol stream on an existing connection to ``peer``."""
-        conns = [c for c in self.connections_to(peer) if not c.is_closed]
+    def best_connection(self, peer: PeerID) -> Connection | None:
+        """The connection new streams to ``peer`` should use: direct before relayed or
+        limited, then the newest."""
+        conns = [c for c in self._connections.get(peer, ()) if not c.is_closed]
         if not conns:
+            return None
+        return max(conns, key=lambda c: (not c.limited, not c.relayed, c.opened_at))
+
+    async def new_stream(self, peer: PeerID, protocols: list[str] | str) -> NetStream:
+        """Open a protocol stream on the best existing connection to ``peer``."""
+        conn = self.best_connection(peer)
+        if conn is None:
             raise LocalUsageError(f"no connection to {peer}")
-        return await conns[-1].new_stream(protocols)
+        return await conn.new_stream(protocols)
+
+
+class _Started:
+    """A task-status object that runs a callback when the task reports it has started."""
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self._callback = callback
+
+    def started(self, value: object = None) -> None:
+        self._callback()

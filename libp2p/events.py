@@ -1,0 +1,137 @@
+"""Typed events and the bus that delivers them.
+
+Everything a host does that an application may want to react to -- a connection opened or
+closed, a peer identified, a new address candidate -- is published as a frozen dataclass on an
+:class:`EventBus`. Subscribers get a trio receive channel::
+
+    with host.events.subscribe(ConnectionOpened, ConnectionClosed) as events:
+        async for event in events:
+            print(event)
+
+Publishing never blocks the host: each subscription has a bounded buffer, and a subscriber
+that falls that far behind loses the newest events (counted in
+:attr:`Subscription.dropped`) rather than stalling connections for everyone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import trio
+from multiaddr import Multiaddr
+
+from .peer.id import PeerID
+
+if TYPE_CHECKING:
+    from .network.connection import Connection, Direction
+
+__all__ = [
+    "ConnectionClosed",
+    "ConnectionOpened",
+    "Event",
+    "EventBus",
+    "PeerIdentified",
+    "Subscription",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionOpened:
+    """A connection finished upgrading and is ready for streams."""
+
+    connection: Connection
+    peer: PeerID
+    direction: Direction
+    remote_addr: Multiaddr | None
+    #: True for a connection through a relay (``/p2p-circuit``).
+    relayed: bool
+    #: True when a relay limits the connection's duration or data.
+    limited: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionClosed:
+    """A connection ended (either side closed it, or it failed)."""
+
+    connection: Connection
+    peer: PeerID
+    direction: Direction
+    remote_addr: Multiaddr | None
+    relayed: bool
+    limited: bool
+    #: Seconds the connection was open.
+    duration: float
+
+
+@dataclass(frozen=True, slots=True)
+class PeerIdentified:
+    """Identify completed on a connection: the peer's addresses and protocols are known."""
+
+    connection: Connection
+    peer: PeerID
+    protocols: tuple[str, ...]
+    listen_addrs: tuple[Multiaddr, ...]
+    agent_version: str | None
+    #: How the peer sees our end of the connection, if it said.
+    observed_addr: Multiaddr | None
+
+
+Event = ConnectionOpened | ConnectionClosed | PeerIdentified
+
+
+class Subscription:
+    """One subscriber's filtered, bounded queue of events."""
+
+    def __init__(self, types: tuple[type[Any], ...], buffer: int) -> None:
+        self.types = types
+        self._send, self.receive = trio.open_memory_channel[Any](buffer)
+        #: Events lost because this subscriber's buffer was full.
+        self.dropped = 0
+
+    def _offer(self, event: object) -> None:
+        if self.types and not isinstance(event, self.types):
+            return
+        try:
+            self._send.send_nowait(event)
+        except trio.WouldBlock:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                logger.warning("event subscriber too slow: %d events dropped", self.dropped)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the subscriber stopped listening; it is removed when its block exits
+
+
+class EventBus:
+    """Fan-out of events to subscribers; publishing never blocks."""
+
+    def __init__(self) -> None:
+        self._subs: list[Subscription] = []
+
+    def publish(self, event: object) -> None:
+        """Deliver ``event`` to every subscription whose types match."""
+        for sub in list(self._subs):
+            sub._offer(event)
+
+    @contextmanager
+    def subscribe(
+        self, *types: type[Any], buffer: int = 256
+    ) -> Iterator[trio.MemoryReceiveChannel[Any]]:
+        """Receive events of ``types`` (all events if none) for the duration of the block."""
+        sub = Subscription(types, buffer)
+        self._subs.append(sub)
+        try:
+            yield sub.receive
+        finally:
+            self._subs.remove(sub)
+            sub._send.close()
+
+    @property
+    def subscriber_count(self) -> int:
+        """Number of active subscriptions."""
+        return len(self._subs)
