@@ -1,0 +1,242 @@
+"""The host: the one object an application holds.
+
+A :class:`Host` ties together an identity, a :class:`~libp2p.network.swarm.Swarm` (listeners,
+dials, connections), a :class:`~libp2p.peer.peerstore.Peerstore` and an
+:class:`~libp2p.events.EventBus`. Open it with ``async with``; leaving the block closes every
+connection and listener it opened::
+
+    async with Host(listen=["/ip4/0.0.0.0/tcp/0"]) as host:
+        print(host.peer_id, host.listen_addrs)
+        conn = await host.connect("/ip4/192.0.2.7/tcp/4001/p2p/12D3KooW...")
+        stream = await host.new_stream(conn.remote_peer, "/my/proto/1.0.0")
+
+Dialing accepts what users paste: with or without ``/p2p/<id>``, IP or ``/dns4``/``/dns6``/
+``/dns`` names. Dials to one peer are merged, and new streams prefer a direct connection over
+a relayed or limited one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import trio
+from multiaddr import Multiaddr
+
+from ..crypto.keyfile import load_or_create_identity
+from ..crypto.keys import PrivateKey, generate_ed25519
+from ..events import ConnectionClosed, ConnectionOpened, EventBus
+from ..exceptions import LocalUsageError
+from ..network.connection import Connection, NetStream, StreamHandler
+from ..network.swarm import (
+    ACCEPT_UPGRADE_TIMEOUT,
+    DIAL_UPGRADE_TIMEOUT,
+    MAX_INBOUND_CONNECTIONS,
+    Swarm,
+    split_peer_id,
+)
+from ..peer.id import PeerID
+from ..peer.peerstore import (
+    CONNECTED_ADDR_TTL,
+    PERMANENT_ADDR_TTL,
+    RECENTLY_CONNECTED_ADDR_TTL,
+    PeerInfo,
+    Peerstore,
+)
+from ..stream_muxer.yamux import YamuxConfig
+
+__all__ = ["Host", "HostConfig"]
+
+
+@dataclass(frozen=True, slots=True)
+class HostConfig:
+    """Tunables of a :class:`Host`; every field has a sensible default."""
+
+    #: Time allowed for an outbound connection's handshakes (go: 60 s).
+    dial_timeout: float = DIAL_UPGRADE_TIMEOUT
+    #: Time allowed for an inbound connection's handshakes (go: 15 s).
+    accept_timeout: float = ACCEPT_UPGRADE_TIMEOUT
+    #: Inbound connections (open or upgrading) beyond which new ones are refused.
+    max_inbound_connections: int = MAX_INBOUND_CONNECTIONS
+    #: Yamux settings (windows, stream caps, keep-alive).
+    yamux: YamuxConfig = field(default_factory=YamuxConfig)
+    #: Sent in identify as ``agentVersion``.
+    agent_version: str = "trio-libp2p-nat/0.1.0"
+
+
+class Host:
+    """A libp2p peer: identity, listeners, connections, protocol handlers and events.
+
+    ``key`` is the identity; with ``key_file`` instead, the identity is loaded from that file,
+    or created there on first use (so a relay keeps its peer ID across restarts). With
+    neither, a fresh Ed25519 identity is generated. ``listen`` multiaddrs are opened on
+    entering the ``async with`` block; port 0 picks a free port, and :attr:`listen_addrs`
+    reports the real ones.
+    """
+
+    def __init__(
+        self,
+        key: PrivateKey | None = None,
+        *,
+        key_file: str | os.PathLike[str] | None = None,
+        listen: Sequence[Multiaddr | str] = (),
+        config: HostConfig | None = None,
+    ) -> None:
+        if key is not None and key_file is not None:
+            raise LocalUsageError("pass either key or key_file, not both")
+        if key is None:
+            key = load_or_create_identity(key_file) if key_file is not None else generate_ed25519()
+        self.config = config or HostConfig()
+        self.key = key
+        #: Everything we know about other peers.
+        self.peerstore = Peerstore(clock=trio.current_time)
+        #: Typed events: connections opened and closed, peers identified.
+        self.events = EventBus()
+        self._listen = [Multiaddr(str(a)) for a in listen]
+        self.swarm = Swarm(
+            key,
+            yamux_config=self.config.yamux,
+            dial_timeout=self.config.dial_timeout,
+            accept_timeout=self.config.accept_timeout,
+            max_inbound_connections=self.config.max_inbound_connections,
+            events=self.events,
+        )
+        self._stack = contextlib.AsyncExitStack()
+        self._running = False
+
+    # -- lifetime ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Host:
+        await self._stack.enter_async_context(self.swarm)
+        try:
+            self.swarm.nursery.start_soon(self._track_connections)
+            if self._listen:
+                await self.swarm.listen(*self._listen)
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        self._running = True
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        self._running = False
+        return bool(await self._stack.__aexit__(exc_type, exc, tb))
+
+    @property
+    def nursery(self) -> trio.Nursery:
+        """The host's nursery: services started here end with the host."""
+        return self.swarm.nursery
+
+    async def _track_connections(self) -> None:
+        # Keep the peerstore's view of addresses in step with live connections.
+        with self.events.subscribe(ConnectionOpened, ConnectionClosed, buffer=1024) as events:
+            async for event in events:
+                if event.remote_addr is None or event.relayed:
+                    continue
+                if isinstance(event, ConnectionOpened):
+                    self.peerstore.add_addrs(event.peer, [event.remote_addr], CONNECTED_ADDR_TTL)
+                elif not self.swarm.connections_to(event.peer):
+                    self.peerstore.set_addr_ttl(
+                        event.peer, event.remote_addr, RECENTLY_CONNECTED_ADDR_TTL
+                    )
+
+    # -- identity and addresses ------------------------------------------------------------
+
+    @property
+    def peer_id(self) -> PeerID:
+        """Our peer ID."""
+        return self.swarm.peer_id
+
+    @property
+    def listen_addrs(self) -> list[Multiaddr]:
+        """The addresses we listen on, with real ports."""
+        return self.swarm.listen_addrs
+
+    async def listen(self, *maddrs: Multiaddr | str) -> list[Multiaddr]:
+        """Listen on more addresses; returns the bound ones."""
+        return await self.swarm.listen(*maddrs)
+
+    # -- protocols ---------------------------------------------------------------------
+
+    def set_stream_handler(self, protocol: str, handler: StreamHandler) -> None:
+        """Serve inbound streams of ``protocol`` with ``async def handler(stream)``."""
+        self.swarm.set_stream_handler(protocol, handler)
+
+    def remove_stream_handler(self, protocol: str) -> None:
+        """Stop serving ``protocol``."""
+        self.swarm.remove_stream_handler(protocol)
+
+    @property
+    def protocols(self) -> list[str]:
+        """Protocols we serve."""
+        return self.swarm.protocols
+
+    # -- connections -----------------------------------------------------------------------
+
+    async def connect(self, target: Multiaddr | str | PeerInfo) -> Connection:
+        """Connect to a peer, or return the existing direct connection to it.
+
+        ``target`` is a multiaddr (with or without ``/p2p/<id>``; IP or DNS) or a
+        :class:`PeerInfo`. Without a peer ID any peer that answers is accepted; with one,
+        the remote must prove it.
+        """
+        if isinstance(target, PeerInfo):
+            info = target
+        else:
+            addr, peer = split_peer_id(Multiaddr(str(target)))
+            if peer is None:
+                return await self.swarm.dial(addr)
+            info = PeerInfo(peer, (addr,) if str(addr) else ())
+        if info.addrs:
+            self.peerstore.add_addrs(info.peer_id, info.addrs, PERMANENT_ADDR_TTL)
+        addrs = list(info.addrs) or self.peerstore.addrs(info.peer_id)
+        return await self.swarm.dial_peer(info.peer_id, addrs)
+
+    def connections_to(self, peer: PeerID) -> list[Connection]:
+        """Live connections to ``peer``."""
+        return self.swarm.connections_to(peer)
+
+    @property
+    def connections(self) -> list[Connection]:
+        """Every live connection."""
+        return self.swarm.connections
+
+    async def new_stream(self, peer: PeerID, protocols: Sequence[str] | str) -> NetStream:
+        """Open a stream to ``peer`` speaking one of ``protocols`` (in preference order).
+
+        Uses the best existing connection (direct before relayed), connecting first through
+        the peerstore's addresses if there is none.
+        """
+        conn = self.swarm.best_connection(peer)
+        if conn is None:
+            conn = await self.swarm.dial_peer(peer, self.peerstore.addrs(peer))
+        return await conn.new_stream(protocols)
+
+    async def wait_for_connection(self, peer: PeerID, *, direct: bool = False) -> Connection:
+        """Wait until a connection to ``peer`` is open (a direct one, if ``direct``)."""
+
+        def usable() -> Connection | None:
+            for conn in self.swarm.connections_to(peer):
+                if not conn.is_closed and (not direct or not conn.relayed):
+                    return conn
+            return None
+
+        with self.events.subscribe(ConnectionOpened) as events:
+            found = usable()
+            while found is None:
+                await events.receive()
+                found = usable()
+        return found
+
+    async def disconnect(self, peer: PeerID) -> None:
+        """Close every connection to ``peer``."""
+        for conn in self.swarm.connections_to(peer):
+            await conn.aclose()
