@@ -30,6 +30,7 @@ from ..crypto.keyfile import load_or_create_identity
 from ..crypto.keys import PrivateKey, generate_ed25519
 from ..events import ConnectionClosed, ConnectionOpened, EventBus
 from ..exceptions import LocalUsageError
+from ..identify import ObservedAddrManager
 from ..network.connection import Connection, NetStream, StreamHandler
 from ..network.swarm import (
     ACCEPT_UPGRADE_TIMEOUT,
@@ -47,6 +48,8 @@ from ..peer.peerstore import (
     Peerstore,
 )
 from ..stream_muxer.yamux import YamuxConfig
+from ..transport.tcp import parse_tcp_multiaddr
+from .identify_service import IdentifyService
 
 __all__ = ["Host", "HostConfig"]
 
@@ -65,6 +68,9 @@ class HostConfig:
     yamux: YamuxConfig = field(default_factory=YamuxConfig)
     #: Sent in identify as ``agentVersion``.
     agent_version: str = "trio-libp2p-nat/0.1.0"
+    #: Distinct observers (IPv4 /32, IPv6 /56) that must report the same address of ours
+    #: before it becomes an address candidate (go advertises at 4; hole punching needs 1).
+    min_observers: int = 2
 
 
 class Host:
@@ -104,6 +110,16 @@ class Host:
             max_inbound_connections=self.config.max_inbound_connections,
             events=self.events,
         )
+        #: Identify on every connection, identify-push, and our observed addresses.
+        self.identify = IdentifyService(
+            self.swarm,
+            self.peerstore,
+            self.events,
+            agent_version=self.config.agent_version,
+            advertised_addrs=lambda: self.addrs,
+            observed=ObservedAddrManager(min_observers=self.config.min_observers),
+        )
+        self.identify.install()
         self._stack = contextlib.AsyncExitStack()
         self._running = False
 
@@ -113,6 +129,7 @@ class Host:
         await self._stack.enter_async_context(self.swarm)
         try:
             self.swarm.nursery.start_soon(self._track_connections)
+            await self.swarm.nursery.start(self.identify.run)
             if self._listen:
                 await self.swarm.listen(*self._listen)
         except BaseException:
@@ -162,17 +179,49 @@ class Host:
 
     async def listen(self, *maddrs: Multiaddr | str) -> list[Multiaddr]:
         """Listen on more addresses; returns the bound ones."""
-        return await self.swarm.listen(*maddrs)
+        bound = await self.swarm.listen(*maddrs)
+        self.identify.notify_changed()
+        return bound
+
+    @property
+    def addrs(self) -> list[Multiaddr]:
+        """The addresses we advertise: listen addresses, then observed address candidates.
+
+        A listener on the unspecified address (``0.0.0.0`` / ``::``) is advertised as
+        loopback; how others reach us from outside comes from the observed candidates.
+        """
+        out: list[Multiaddr] = []
+        for addr in self.swarm.listen_addrs:
+            _family, host, port = parse_tcp_multiaddr(addr)
+            if host == "0.0.0.0":
+                addr = Multiaddr(f"/ip4/127.0.0.1/tcp/{port}")
+            elif host == "::":
+                addr = Multiaddr(f"/ip6/::1/tcp/{port}")
+            out.append(addr)
+        for candidate in self.identify.observed.candidates(trio.current_time()):
+            if candidate not in out:
+                out.append(candidate)
+        return out
+
+    def address_candidates(self, min_observers: int | None = None) -> list[Multiaddr]:
+        """Our addresses as other peers observe them, most-observed first.
+
+        ``min_observers=1`` gives every address at least one peer reported (what hole
+        punching uses); the default is :attr:`HostConfig.min_observers`.
+        """
+        return self.identify.observed.candidates(trio.current_time(), min_observers)
 
     # -- protocols ---------------------------------------------------------------------
 
     def set_stream_handler(self, protocol: str, handler: StreamHandler) -> None:
         """Serve inbound streams of ``protocol`` with ``async def handler(stream)``."""
         self.swarm.set_stream_handler(protocol, handler)
+        self.identify.notify_changed()
 
     def remove_stream_handler(self, protocol: str) -> None:
         """Stop serving ``protocol``."""
         self.swarm.remove_stream_handler(protocol)
+        self.identify.notify_changed()
 
     @property
     def protocols(self) -> list[str]:

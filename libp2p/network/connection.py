@@ -210,7 +210,12 @@ class Connection:
         stream = NetStream(buffered if buffered.buffered else muxed, muxed, protocol, self)
         try:
             await handler(stream)
-        except (Libp2pError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        except (
+            Libp2pError,
+            trio.BrokenResourceError,
+            trio.ClosedResourceError,
+            trio.TooSlowError,
+        ) as exc:
             logger.debug("handler for %s from %s ended: %r", protocol, self.remote_peer, exc)
             await muxed.reset()
         except Exception:

@@ -88,7 +88,7 @@ class Swarm:
         self.accept_timeout = accept_timeout
         self.max_inbound_connections = max_inbound_connections
         #: Connection events (:class:`~libp2p.events.ConnectionOpened` / ``ConnectionClosed``).
-        self.events = events or EventBus()
+        self.events = events if events is not None else EventBus()
         self._inbound = 0
         self._pending: dict[PeerID, _PendingDial] = {}
         self._handlers: dict[str, StreamHandler] = {}

@@ -7,6 +7,24 @@
 //   node peer.mjs dial MA/p2p/ID [--ping N] [--echo B] [--sink B] [--source B]
 //       [--perf-upload B] [--perf-download B] [--timeout S] [--seed HEX] [--listen MA]
 //       prints one JSON object with the results and exits 0, or {"error": "..."} and exits 1.
+//   node peer.mjs perf MA/p2p/ID --upload-bytes U --download-bytes D [--iterations K]
+//       [--reuse-connection] [--timeout S]
+//       the perf client of `python -m libp2p.perf client`, with the same output: one JSON line
+//       per iteration, {"event": "result", "iteration", "time_seconds", "connect_seconds",
+//       "upload_bytes", "download_bytes", "upload_seconds", "download_seconds"}, timed inside
+//       node (from the start of the dial to the last byte), so Node's start-up is not counted.
+//       A new connection per iteration (closed after it) unless --reuse-connection.
+//       Exits 0, or prints {"error": "..."} and exits 1.
+//   node [--expose-gc] peer.mjs hold MA/p2p/ID [--connections N]
+//       for memory benchmarks: one warm-up connection and 1-byte perf, closed; prints
+//       {"event": "warm", "rss": BYTES}; waits for a line on stdin; opens N connections with
+//       a 1-byte perf each and keeps them idle; prints {"event": "ready", "connections": N,
+//       "rss": BYTES} (RSS after a GC when --expose-gc is given); exits when stdin closes.
+//
+// Common options: --no-monitor turns off the connection monitor's pings; --no-conn-limits
+// allow-lists loopback in the connection manager, which otherwise refuses more than
+// 5 inbound connections per second per host and more than 10 pending ones (benchmarks
+// open hundreds).
 //
 // Protocols served (and used by `dial`):
 //   /interop/echo/1.0.0    echoes every byte until the remote closes its write side, then closes
@@ -27,6 +45,7 @@ import { identify } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
 import { multiaddr } from '@multiformats/multiaddr'
+import { AbstractMessageStream, AbstractStream } from '@libp2p/utils'
 import { createLibp2p } from 'libp2p'
 
 const ECHO = '/interop/echo/1.0.0'
@@ -38,6 +57,28 @@ const HANDLER_OPTIONS = { maxInboundStreams: 256, maxOutboundStreams: 256, runOn
 // 261 * 251 bytes: a whole number of periods, so every chunk of it starts at i % 251 == 0.
 const PATTERN = Uint8Array.from({ length: 251 * 261 }, (_, i) => i % 251)
 const ZEROS = new Uint8Array(CHUNK)
+
+// Work around a js-libp2p bug (@libp2p/utils 7.4.1) that loses a stream when the remote sends
+// its protocol proposal, data and FIN together (lazy "0-RTT" multistream-select, as our stack
+// and go do): if the FIN is processed before multistream-select hands the bytes it read past
+// the protocol line back to the stream, the stream has already marked its readable end closed
+// and `unshift()` throws "Cannot push data onto a stream that is closed", aborting the stream.
+// The readable end was closed only because the buffer looked empty; re-open it for the bytes
+// handed back, unless the application itself closed reading.
+const closedReadLocally = Symbol('closedReadLocally')
+const originalCloseRead = AbstractStream.prototype.closeRead
+AbstractStream.prototype.closeRead = function (...args) {
+  this[closedReadLocally] = true
+  return originalCloseRead.apply(this, args)
+}
+const originalUnshift = AbstractMessageStream.prototype.unshift
+AbstractMessageStream.prototype.unshift = function (data) {
+  if (data.byteLength > 0 && this.readStatus === 'closed' && this.status === 'open' &&
+      this.remoteWriteStatus === 'closed' && this[closedReadLocally] !== true) {
+    this.readStatus = 'readable'
+  }
+  return originalUnshift.call(this, data)
+}
 
 function log (...args) {
   console.error('[js-peer]', ...args)
@@ -69,37 +110,35 @@ function asBytes (chunk) {
 // Reads a stream through its events rather than its async iterator: the iterator waits
 // for 'remoteCloseWrite', which may have fired before a handler starts reading when the
 // remote sent data and FIN together with protocol negotiation.
+//
+// For the same reason the end of the stream is not `readableEnded`: when data and FIN arrive
+// during protocol negotiation, js-libp2p (@libp2p/utils 7.4.1) emits 'end' while the bytes read
+// past the protocol line are still held by multistream-select, and only then hands them back
+// (unshift) to be dispatched a microtask later. The stream has ended when the remote closed
+// its write side (or the stream closed) and the stream holds no bytes back.
 class Reader {
   #stream
   #queue = []
   #queued = 0
-  #done = false
   #error = null
   #wake = null
 
   constructor (stream) {
     this.#stream = stream
-    this.#done = stream.readableEnded
+    const notify = () => this.#notify()
     stream.addEventListener('message', (evt) => {
       const bytes = asBytes(evt.data)
       if (bytes.byteLength > 0) {
         this.#queue.push(bytes)
         this.#queued += bytes.byteLength
       }
-      this.#notify()
+      notify()
     })
-    stream.addEventListener('end', () => {
-      this.#done = true
-      this.#notify()
-    })
+    stream.addEventListener('end', notify)
+    stream.addEventListener('remoteCloseWrite', notify)
     stream.addEventListener('close', (evt) => {
-      if (evt.error != null) {
-        this.#error = evt.error
-        this.#done = true
-      } else if (stream.readBufferLength === 0) {
-        this.#done = true
-      }
-      this.#notify()
+      if (evt.error != null) this.#error = evt.error
+      notify()
     })
   }
 
@@ -109,11 +148,18 @@ class Reader {
     wake?.()
   }
 
+  #ended () {
+    const stream = this.#stream
+    if (stream.readBufferLength > 0) return false
+    return stream.remoteWriteStatus !== 'writable' || stream.readStatus === 'closed' ||
+      stream.status !== 'open'
+  }
+
   async #more () {
     // Wait until data, EOF or an error arrives; false once nothing more will come.
     while (this.#queue.length === 0) {
       if (this.#error != null) throw this.#error
-      if (this.#done) return false
+      if (this.#ended()) return false
       await new Promise((resolve) => { this.#wake = resolve })
     }
     return true
@@ -341,6 +387,9 @@ async function makeNode (values, listen) {
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     connectionMonitor: { enabled: !values['no-monitor'] },
+    ...(values['no-conn-limits']
+      ? { connectionManager: { allow: ['/ip4/127.0.0.0/ipcidr/8', '/ip6/::1/ipcidr/128'], maxConnections: 100000 } }
+      : {}),
     services: { identify: identify(), ping: ping() }
   })
   await node.handle(ECHO, handler('echo', serveEcho), HANDLER_OPTIONS)
@@ -411,6 +460,109 @@ async function dialMode (values, target) {
   return result
 }
 
+function targetPeer (target) {
+  if (target == null) throw new Error('wants a multiaddr ending in /p2p/<peer id>')
+  const ma = multiaddr(target)
+  const peerIdText = ma.getComponents().findLast((c) => c.name === 'p2p')?.value
+  if (peerIdText == null) throw new Error(`target has no /p2p/ component: ${target}`)
+  return { ma, peerIdText }
+}
+
+async function perfMode (values, target) {
+  // Mirrors `python -m libp2p.perf client`: same options, same JSON lines, same timing points.
+  const { ma, peerIdText } = targetPeer(target)
+  const upload = parseSize('upload-bytes', values['upload-bytes']) ?? 0
+  const download = parseSize('download-bytes', values['download-bytes']) ?? 0
+  const iterations = parseSize('iterations', values.iterations) ?? 1
+  const reuse = values['reuse-connection'] === true
+  const node = await makeNode(values, values.listen != null ? [values.listen] : [])
+  let conn = null
+  for (let iteration = 0; iteration < iterations; iteration++) {
+    const start = performance.now()
+    let connectSeconds = 0
+    if (conn == null) {
+      conn = await node.dial(ma, { force: true })
+      connectSeconds = (performance.now() - start) / 1000
+      if (conn.remotePeer.toString() !== peerIdText) {
+        throw new Error(`connected to ${conn.remotePeer}, wanted ${peerIdText}`)
+      }
+    }
+    const result = await runPerf(conn, upload, download)
+    const end = performance.now()
+    emit({
+      event: 'result',
+      iteration,
+      time_seconds: (end - start) / 1000,
+      connect_seconds: connectSeconds,
+      upload_bytes: result.uploadBytes,
+      download_bytes: result.downloadBytes,
+      upload_seconds: result.uploadSeconds,
+      download_seconds: result.downloadSeconds
+    })
+    if (!reuse) {
+      await conn.close()
+      conn = null
+    }
+  }
+  await stopNode(node)
+}
+
+function stdinLines () {
+  // Resolves each call with the next line of stdin, or null once stdin has ended.
+  const lines = []
+  const waiting = []
+  let buffered = ''
+  let ended = false
+  process.stdin.setEncoding('utf8')
+  process.stdin.on('data', (text) => {
+    buffered += text
+    let at
+    while ((at = buffered.indexOf('\n')) >= 0) {
+      const line = buffered.slice(0, at)
+      buffered = buffered.slice(at + 1)
+      if (waiting.length > 0) waiting.shift()(line)
+      else lines.push(line)
+    }
+  })
+  process.stdin.on('end', () => {
+    ended = true
+    while (waiting.length > 0) waiting.shift()(null)
+  })
+  return () => {
+    if (lines.length > 0) return Promise.resolve(lines.shift())
+    if (ended) return Promise.resolve(null)
+    return new Promise((resolve) => { waiting.push(resolve) })
+  }
+}
+
+async function holdMode (values, target) {
+  const { ma } = targetPeer(target)
+  const count = parseSize('connections', values.connections) ?? 200
+  const nextLine = stdinLines()
+  const rss = () => {
+    globalThis.gc?.()
+    return process.memoryUsage().rss
+  }
+  const node = await makeNode(values, [])
+  const warm = await node.dial(ma, { force: true })
+  await runPerf(warm, 1, 1)
+  await warm.close()
+  emit({ event: 'warm', rss: rss() })
+  if (await nextLine() == null) {
+    await stopNode(node)
+    return
+  }
+  const conns = []
+  for (let i = 0; i < count; i++) {
+    const conn = await node.dial(ma, { force: true })
+    await runPerf(conn, 1, 1)
+    conns.push(conn)
+  }
+  emit({ event: 'ready', connections: conns.length, rss: rss() })
+  while (await nextLine() != null) { /* wait for stdin to close */ }
+  await stopNode(node)
+}
+
 async function main () {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
@@ -426,7 +578,13 @@ async function main () {
       sink: { type: 'string' },
       source: { type: 'string' },
       'perf-upload': { type: 'string' },
-      'perf-download': { type: 'string' }
+      'perf-download': { type: 'string' },
+      'no-conn-limits': { type: 'boolean' },
+      'upload-bytes': { type: 'string' },
+      'download-bytes': { type: 'string' },
+      iterations: { type: 'string' },
+      'reuse-connection': { type: 'boolean' },
+      connections: { type: 'string' }
     }
   })
   const [mode, target] = positionals
@@ -441,8 +599,19 @@ async function main () {
     const result = await dialMode(values, target)
     emit(result)
     process.exit(0)
+  } else if (mode === 'perf') {
+    const timeout = Number(values.timeout ?? 600)
+    setTimeout(() => {
+      emit({ error: `timed out after ${timeout} s` })
+      process.exit(1)
+    }, timeout * 1000).unref()
+    await perfMode(values, target)
+    process.exit(0)
+  } else if (mode === 'hold') {
+    await holdMode(values, target)
+    process.exit(0)
   } else {
-    throw new Error(`unknown mode ${JSON.stringify(mode)}: use "listen" or "dial <multiaddr>"`)
+    throw new Error(`unknown mode ${JSON.stringify(mode)}: use "listen", "dial <multiaddr>", "perf <multiaddr>" or "hold <multiaddr>"`)
   }
 }
 
