@@ -26,6 +26,7 @@ from types import TracebackType
 import trio
 from multiaddr import Multiaddr
 
+from .. import ping
 from ..crypto.keyfile import load_or_create_identity
 from ..crypto.keys import PrivateKey, generate_ed25519
 from ..events import ConnectionClosed, ConnectionOpened, EventBus
@@ -71,6 +72,8 @@ class HostConfig:
     #: Distinct observers (IPv4 /32, IPv6 /56) that must report the same address of ours
     #: before it becomes an address candidate (go advertises at 4; hole punching needs 1).
     min_observers: int = 2
+    #: Answer ``/ipfs/ping/1.0.0`` (js-libp2p's connection monitor pings every connection).
+    serve_ping: bool = True
 
 
 class Host:
@@ -120,6 +123,8 @@ class Host:
             observed=ObservedAddrManager(min_observers=self.config.min_observers),
         )
         self.identify.install()
+        if self.config.serve_ping:
+            self.swarm.set_stream_handler(ping.PROTOCOL_ID, _serve_ping)
         self._stack = contextlib.AsyncExitStack()
         self._running = False
 
@@ -289,3 +294,7 @@ class Host:
         """Close every connection to ``peer``."""
         for conn in self.swarm.connections_to(peer):
             await conn.aclose()
+
+
+async def _serve_ping(stream: NetStream) -> None:
+    await ping.handle_ping(stream)
