@@ -15,6 +15,7 @@ from .crypto import (
     generate_secp256k1,
     load_or_create_identity,
 )
+from .events import ConnectionClosed, ConnectionOpened, EventBus, PeerIdentified
 from .exceptions import (
     ConnectionClosedError,
     DecodeError,
@@ -33,14 +34,21 @@ from .exceptions import (
 from .network.connection import Connection, Direction, NetStream, StreamHandler
 from .network.swarm import Swarm
 from .network.upgrader import UpgradedConnection, upgrade
+from .host import Host, HostConfig
 from .peer import PeerID
+from .peer.peerstore import PeerInfo, Peerstore
 
 __all__ = [
     "Connection",
+    "ConnectionClosed",
     "ConnectionClosedError",
+    "ConnectionOpened",
     "DecodeError",
     "Direction",
+    "EventBus",
     "HandshakeError",
+    "Host",
+    "HostConfig",
     "KeyType",
     "Libp2pError",
     "LocalUsageError",
@@ -48,6 +56,9 @@ __all__ = [
     "NetStream",
     "PeerID",
     "PeerIDMismatch",
+    "PeerIdentified",
+    "PeerInfo",
+    "Peerstore",
     "PrivateKey",
     "ProtocolNotSupported",
     "PublicKey",
