@@ -31,10 +31,10 @@ from .exceptions import (
     TransportError,
     UnexpectedEOF,
 )
+from .host import Host, HostConfig
 from .network.connection import Connection, Direction, NetStream, StreamHandler
 from .network.swarm import Swarm
 from .network.upgrader import UpgradedConnection, upgrade
-from .host import Host, HostConfig
 from .peer import PeerID
 from .peer.peerstore import PeerInfo, Peerstore
 

@@ -242,3 +242,21 @@ async def test_bad_arguments_exit_2() -> None:
     assert run.returncode == 2
     run = await run_perf_client("not-a-multiaddr", "--upload-bytes", "1", "--download-bytes", "1")
     assert run.returncode == 2
+
+
+@pytest.mark.slow
+async def test_benchmarks_quick_smoke() -> None:
+    """``benchmarks/run.py --quick`` runs end to end (about 20 s; js rows only if installed)."""
+    with trio.fail_after(180):
+        done = await trio.run_process(
+            [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick"],
+            stdin=b"",
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+            env=_environ(),
+        )
+    output = done.stdout.decode(errors="replace")
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-4000:]
+    for section in ("Throughput:", "Latency:", "Latency with", "Memory per idle", "Import:"):
+        assert section in output
