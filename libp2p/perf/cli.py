@@ -41,8 +41,8 @@ from multiaddr import Multiaddr
 
 from ..crypto import PrivateKey, generate_ed25519, load_or_create_identity
 from ..exceptions import Libp2pError
+from ..host import Host
 from ..network.connection import Connection
-from ..network.swarm import Swarm
 from . import PROTOCOL_ID, handle_perf, perf
 
 __all__ = ["build_parser", "main", "run_client", "run_server"]
@@ -54,9 +54,13 @@ EXIT_FAILURE = 1
 
 
 @asynccontextmanager
-async def open_node(key: PrivateKey) -> AsyncIterator[Swarm]:
-    """The one place the CLI builds its libp2p node (switch this to the Host when it lands)."""
-    async with Swarm(key) as node:
+async def open_node(key: PrivateKey) -> AsyncIterator[Host]:
+    """The one place the CLI builds its libp2p node: a :class:`~libp2p.host.Host`.
+
+    A host, not a bare swarm, so that both ends do what any node does on a new connection
+    (identify, and ping for js's connection monitor), as the js peer it is compared with does.
+    """
+    async with Host(key) as node:
         yield node
 
 
@@ -107,7 +111,9 @@ async def run_client(
                 start = trio.current_time()
                 connect_seconds = 0.0
                 if conn is None:
-                    conn = await node.dial(server)
+                    # swarm.dial, not host.connect: always a new connection (connect may return
+                    # the one the last iteration is still closing), and its own error.
+                    conn = await node.swarm.dial(server)
                     connect_seconds = trio.current_time() - start
                 stream = await conn.new_stream(PROTOCOL_ID)
                 result = await perf(stream, upload=upload_bytes, download=download_bytes)

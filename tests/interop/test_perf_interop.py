@@ -59,6 +59,8 @@ async def test_js_dialer_perf_to_our_server(upload: int, download: int) -> None:
             server.addr, perf_upload=upload, perf_download=download, monitor=False
         )
     assert result["remotePeer"] == server.peer_id
+    # The perf server is a full host: js identified it and learned it serves perf.
+    assert "/perf/1.0.0" in result["identify"]["protocols"]
     assert result["perf"]["uploadBytes"] == upload
     assert result["perf"]["downloadBytes"] == download
 

@@ -7,6 +7,10 @@
 //   node peer.mjs dial MA/p2p/ID [--ping N] [--echo B] [--sink B] [--source B]
 //       [--perf-upload B] [--perf-download B] [--timeout S] [--seed HEX] [--listen MA]
 //       prints one JSON object with the results and exits 0, or {"error": "..."} and exits 1.
+//       Unless --no-identify, it first runs identify on the connection and reports what the
+//       listener said: "identify": {"protocols", "agentVersion", "listenAddrs", "observedAddr",
+//       "certifiedAddrs" (from its verified signed peer record; [] without one), "seq"}, or
+//       {"error": "..."} when the listener does not serve identify.
 //   node peer.mjs perf MA/p2p/ID --upload-bytes U --download-bytes D [--iterations K]
 //       [--reuse-connection] [--timeout S]
 //       the perf client of `python -m libp2p.perf client`, with the same output: one JSON line
@@ -272,6 +276,41 @@ async function runPing (node, peerId, count) {
   return { count, rttsMs, reportedMs }
 }
 
+function describeIdentify (id) {
+  const record = id.signedPeerRecord
+  return {
+    protocols: id.protocols,
+    agentVersion: id.agentVersion ?? null,
+    protocolVersion: id.protocolVersion ?? null,
+    listenAddrs: id.listenAddrs.map((ma) => ma.toString()),
+    observedAddr: id.observedAddr?.toString() ?? null,
+    certifiedAddrs: record?.addresses.map((ma) => ma.toString()) ?? [],
+    seq: record != null ? record.seq.toString() : null
+  }
+}
+
+async function runIdentify (node, conn, identified) {
+  // js identifies every new connection by itself and refuses a second identify stream while
+  // that one runs ("Too many outbound protocol streams"): then take the automatic result (the
+  // 'peer:identify' event) or, if that one failed, retry to learn why.
+  const deadline = performance.now() + 10_000
+  while (true) {
+    try {
+      return describeIdentify(await node.services.identify.identify(conn))
+    } catch (err) {
+      const message = String(err?.message ?? err)
+      if (!message.includes('Too many outbound protocol streams') || performance.now() > deadline) {
+        return { error: message }
+      }
+      const automatic = await Promise.race([
+        identified,
+        new Promise((resolve) => setTimeout(() => resolve(null), 50))
+      ])
+      if (automatic != null) return describeIdentify(automatic)
+    }
+  }
+}
+
 async function runEcho (conn, size) {
   const data = randomBytes(size)
   const start = performance.now()
@@ -443,12 +482,18 @@ async function dialMode (values, target) {
   }
   const node = await makeNode(values, values.listen != null ? [values.listen] : [])
   const result = { peerId: node.peerId.toString() }
+  const identified = new Promise((resolve) => {
+    node.addEventListener('peer:identify', (evt) => {
+      if (evt.detail.peerId.toString() === peerIdText) resolve(evt.detail)
+    })
+  })
   const start = performance.now()
   const conn = await node.dial(ma)
   result.connectSeconds = (performance.now() - start) / 1000
   result.remotePeer = conn.remotePeer.toString()
   result.remoteAddr = conn.remoteAddr.toString()
   if (result.remotePeer !== peerIdText) throw new Error(`connected to ${result.remotePeer}, wanted ${peerIdText}`)
+  if (!values['no-identify']) result.identify = await runIdentify(node, conn, identified)
   if (sizes.ping != null) result.ping = await runPing(node, conn.remotePeer, sizes.ping)
   if (sizes.echo != null) result.echo = await runEcho(conn, sizes.echo)
   if (sizes.sink != null) result.sink = await runSink(conn, sizes.sink)
@@ -573,6 +618,7 @@ async function main () {
       timeout: { type: 'string' },
       'ignore-stdin': { type: 'boolean' },
       'no-monitor': { type: 'boolean' },
+      'no-identify': { type: 'boolean' },
       ping: { type: 'string' },
       echo: { type: 'string' },
       sink: { type: 'string' },
