@@ -272,7 +272,11 @@ class Host:
         conn = self.swarm.best_connection(peer)
         if conn is None:
             conn = await self.swarm.dial_peer(peer, self.peerstore.addrs(peer))
-        return await conn.new_stream(protocols)
+        # js-libp2p 3.x drops a lazily negotiated request whose FIN arrives with the proposal;
+        # unless identify told us the peer is not js, the half-close waits for the echo.
+        agent = self.peerstore.agent_version(peer)
+        defer_eof = agent is None or agent.startswith("js-libp2p")
+        return await conn.new_stream(protocols, defer_eof=defer_eof)
 
     async def wait_for_connection(self, peer: PeerID, *, direct: bool = False) -> Connection:
         """Wait until a connection to ``peer`` is open (a direct one, if ``direct``)."""

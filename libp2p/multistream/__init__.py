@@ -107,27 +107,33 @@ async def select(stream: BufferedStream, protocols: Sequence[str]) -> str:
     raise ProtocolNotSupported(f"peer supports none of {list(protocols)}")
 
 
-async def select_lazy(stream: BufferedStream, protocol: str) -> LazyNegotiatedStream:
+async def select_lazy(
+    stream: BufferedStream, protocol: str, *, defer_eof: bool = False
+) -> LazyNegotiatedStream:
     """Propose one protocol without waiting for the answer ("0-RTT").
 
     Returns a stream the application can write to at once; the responder's answer is checked
-    on its first read.
+    on its first read. With ``defer_eof``, ``send_eof`` first waits for that answer: js-libp2p
+    3.x loses a request whose proposal, data and FIN all arrive together, so towards js peers
+    the half-close must follow the echo (it costs a round trip only for a request that is
+    closed before any reply could arrive).
     """
     await stream.send_all(_HEADER + encode_message(protocol))
-    return LazyNegotiatedStream(stream, protocol)
+    return LazyNegotiatedStream(stream, protocol, defer_eof=defer_eof)
 
 
 class LazyNegotiatedStream(trio.abc.HalfCloseableStream):
     """The initiator's stream after :func:`select_lazy`: validates the answer on first read."""
 
-    __slots__ = ("_checked", "_lock", "protocol", "stream")
+    __slots__ = ("_checked", "_defer_eof", "_lock", "protocol", "stream")
 
-    def __init__(self, stream: BufferedStream, protocol: str) -> None:
+    def __init__(self, stream: BufferedStream, protocol: str, *, defer_eof: bool = False) -> None:
         #: The underlying buffered stream.
         self.stream = stream
         #: The protocol that was proposed.
         self.protocol = protocol
         self._checked = False
+        self._defer_eof = defer_eof
         self._lock = trio.Lock()
 
     async def ensure_negotiated(self) -> None:
@@ -157,6 +163,8 @@ class LazyNegotiatedStream(trio.abc.HalfCloseableStream):
         await self.stream.wait_send_all_might_not_block()
 
     async def send_eof(self) -> None:
+        if self._defer_eof and not self._checked:
+            await self.ensure_negotiated()
         await self.stream.send_eof()
 
     async def aclose(self) -> None:

@@ -226,11 +226,15 @@ class Connection:
 
     # -- streams ------------------------------------------------------------------------
 
-    async def new_stream(self, protocols: Sequence[str] | str) -> NetStream:
+    async def new_stream(
+        self, protocols: Sequence[str] | str, *, defer_eof: bool = False
+    ) -> NetStream:
         """Open a stream and negotiate one of ``protocols`` (in order of preference).
 
         With a single protocol, negotiation is lazy: this returns at once and a refusal
         surfaces as :class:`~libp2p.exceptions.ProtocolNotSupported` on the first read.
+        ``defer_eof`` makes a lazy stream's ``send_eof`` wait for the peer's answer first
+        (needed by js-libp2p peers; see :func:`libp2p.multistream.select_lazy`).
         """
         if isinstance(protocols, str):
             protocols = [protocols]
@@ -242,7 +246,7 @@ class Connection:
         buffered = BufferedStream(muxed)
         try:
             if len(protocols) == 1:
-                lazy = await multistream.select_lazy(buffered, protocols[0])
+                lazy = await multistream.select_lazy(buffered, protocols[0], defer_eof=defer_eof)
                 return NetStream(lazy, muxed, protocols[0], self)
             chosen = await multistream.select(buffered, protocols)
         except BaseException:

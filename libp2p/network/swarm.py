@@ -26,7 +26,7 @@ from multiaddr import Multiaddr
 
 from ..crypto.keys import PrivateKey
 from ..events import ConnectionClosed, ConnectionOpened, EventBus
-from ..exceptions import Libp2pError, LocalUsageError, TransportError
+from ..exceptions import Libp2pError, LocalUsageError, RemoteProtocolError, TransportError
 from ..peer.id import PeerID
 from ..stream_muxer.yamux import YamuxConfig
 from ..transport.tcp import TcpListener, TcpTransport, sockaddr_to_multiaddr
@@ -262,15 +262,15 @@ class Swarm:
         return pending.result
 
     async def _run_dial(self, peer: PeerID, addrs: list[Multiaddr], pending: _PendingDial) -> None:
-        errors: list[str] = []
+        errors: list[BaseException] = []
         try:
             for addr in addrs:
                 try:
                     pending.result = await self.dial(addr, peer)
                     return
                 except (Libp2pError, trio.TooSlowError) as exc:
-                    errors.append(f"{addr}: {exc}")
-            pending.error = TransportError(f"could not connect to {peer}: " + "; ".join(errors))
+                    errors.append(exc)
+            pending.error = _dial_failure(peer, addrs, errors)
         finally:
             del self._pending[peer]
             pending.done.set()
@@ -357,6 +357,24 @@ class Swarm:
         if conn is None:
             raise LocalUsageError(f"no connection to {peer}")
         return await conn.new_stream(protocols)
+
+
+def _dial_failure(
+    peer: PeerID, addrs: list[Multiaddr], errors: list[BaseException]
+) -> BaseException:
+    """The error to report when every address failed: it must still say whose fault it is.
+
+    A single failure is reported as it was (a ``PeerIDMismatch`` stays one); with several,
+    a remote's protocol failure outranks network failures, and otherwise a
+    :class:`TransportError` lists every address with its reason.
+    """
+    if len(errors) == 1:
+        return errors[0]
+    for exc in errors:
+        if isinstance(exc, RemoteProtocolError):
+            return exc
+    detail = "; ".join(f"{addr}: {exc}" for addr, exc in zip(addrs, errors, strict=False))
+    return TransportError(f"could not connect to {peer}: {detail}")
 
 
 class _Started:

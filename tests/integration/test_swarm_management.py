@@ -10,7 +10,7 @@ from multiaddr import Multiaddr
 from libp2p import ping
 from libp2p.crypto.keys import generate_ed25519
 from libp2p.events import ConnectionClosed, ConnectionOpened, EventBus
-from libp2p.exceptions import LocalUsageError, TransportError
+from libp2p.exceptions import LocalUsageError, PeerIDMismatch, TransportError
 from libp2p.network.connection import Direction
 from libp2p.network.swarm import Swarm
 from libp2p.peer.id import PeerID
@@ -68,8 +68,14 @@ async def test_dial_peer_tries_addresses_in_order() -> None:
         assert conn.remote_peer == b.peer_id
         with pytest.raises(LocalUsageError, match="no address"):
             await a.dial_peer(generate_peer(), [])
-        with pytest.raises(TransportError, match="could not connect"):
+        # One address: its own error; several: every address with its reason.
+        with pytest.raises(TransportError, match="refused"):
             await a.dial_peer(generate_peer(), [dead])
+        with pytest.raises(TransportError, match="could not connect"):
+            await a.dial_peer(generate_peer(), [dead, dead])
+        # A remote that proves another identity is the remote's fault, not the network's.
+        with pytest.raises(PeerIDMismatch):
+            await a.dial_peer(generate_peer(), [dead, good])
 
 
 async def test_dns_names_are_resolved() -> None:

@@ -188,3 +188,28 @@ def test_fuzz_initiator_replies(replies: list[str], tail: bytes) -> None:
         assert proto in ("/q", "/p")
 
     trio.run(main)
+
+
+async def test_lazy_defer_eof_waits_for_the_echo() -> None:
+    # js-libp2p loses a request whose FIN arrives together with the proposal: with
+    # defer_eof the FIN leaves only after the responder's answer came back.
+    a, b = _pair()
+    order: list[str] = []
+
+    async def responder() -> None:
+        await mss.read_message(b)  # header
+        await mss.read_message(b)  # proposal
+        assert await b.read_exactly(3) == b"req"
+        order.append("echo sent")
+        await b.send_all(mss.encode_message(mss.PROTOCOL_ID) + mss.encode_message("/p"))
+        assert await b.receive_some() == b""
+        order.append("eof seen")
+
+    async with trio.open_nursery() as n:
+        n.start_soon(responder)
+        s = await mss.select_lazy(a, "/p", defer_eof=True)
+        await s.send_all(b"req")
+        await s.send_eof()
+        order.append("send_eof returned")
+    assert order[0] == "echo sent"
+    assert "eof seen" in order
