@@ -32,11 +32,10 @@ from typing import Final, TypeVar
 
 from google.protobuf import message as _pb_message
 from multiaddr import Multiaddr
-from multiaddr import exceptions as _ma_exceptions
-from multiaddr.transforms import bytes_to_string
 
 from ..crypto.keys import PublicKey, deserialize_public_key
 from ..exceptions import DecodeError, LocalUsageError
+from ..peer.record import decode_multiaddr
 from .pb import identify_pb2
 
 __all__ = [
@@ -92,22 +91,14 @@ class IdentifyInfo:
 def parse_multiaddr_bytes(data: bytes) -> Multiaddr:
     """Parse a binary multiaddr strictly; :class:`DecodeError` if it is not canonical and valid.
 
-    py-multiaddr's ``Multiaddr(bytes)`` stores the bytes without checking them, and its
-    decoder tolerates truncated values (``04 c0`` reads as ``/ip4/0.0.0.192``). We accept the
-    bytes only if decoding them to text and encoding that text again reproduces them exactly:
-    that rejects unknown protocol codes, truncated or oversized values, non-minimal varints,
-    bad UTF-8 and malformed peer IDs or certificate hashes. The empty multiaddr is rejected.
+    The rules are those of :func:`libp2p.peer.record.decode_multiaddr` (py-multiaddr 0.2
+    accepts truncated values, so only bytes that decode and re-encode exactly are taken).
     """
     raw = bytes(data)
-    if not raw:
-        raise DecodeError("empty multiaddr")
-    try:
-        canonical = Multiaddr(bytes_to_string(raw)).to_bytes()
-    except (_ma_exceptions.Error, ValueError) as exc:
-        raise DecodeError(f"invalid binary multiaddr {raw.hex()}: {exc}") from exc
-    if canonical != raw:
-        raise DecodeError(f"invalid binary multiaddr {raw.hex()}: not in canonical form")
-    return Multiaddr(raw)
+    addr = decode_multiaddr(raw)
+    if addr is None:
+        raise DecodeError(f"invalid binary multiaddr {raw.hex() or '(empty)'}")
+    return addr
 
 
 # --------------------------------------------------------------------------------------------
