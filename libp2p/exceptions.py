@@ -26,6 +26,7 @@ __all__ = [
     "DecodeError",
     "HandshakeError",
     "Libp2pError",
+    "LimitedConnectionError",
     "LocalUsageError",
     "MessageTooLarge",
     "PeerIDMismatch",
@@ -44,6 +45,15 @@ class Libp2pError(Exception):
 
 class LocalUsageError(Libp2pError):
     """The local application misused the API (bad argument, closed object, wrong state)."""
+
+
+class LimitedConnectionError(LocalUsageError):
+    """A stream was asked for on a relay-limited connection by a protocol that did not opt in.
+
+    Relayed connections whose relay imposes limits (duration, bytes) are for coordination:
+    identify, ping, hole punching. Protocols that may run over them say so with
+    ``allow_limited=True`` (on ``set_stream_handler`` and on ``new_stream``).
+    """
 
 
 class RemoteProtocolError(Libp2pError):

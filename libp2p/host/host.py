@@ -22,6 +22,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import trio
 from multiaddr import Multiaddr
@@ -30,7 +31,7 @@ from .. import ping
 from ..crypto.keyfile import load_or_create_identity
 from ..crypto.keys import PrivateKey, generate_ed25519
 from ..events import ConnectionClosed, ConnectionOpened, EventBus
-from ..exceptions import LocalUsageError
+from ..exceptions import LimitedConnectionError, LocalUsageError
 from ..identify import ObservedAddrManager
 from ..network.connection import Connection, NetStream, StreamHandler
 from ..network.swarm import (
@@ -38,6 +39,7 @@ from ..network.swarm import (
     DIAL_UPGRADE_TIMEOUT,
     MAX_INBOUND_CONNECTIONS,
     Swarm,
+    is_circuit_addr,
     split_peer_id,
 )
 from ..peer.id import PeerID
@@ -48,9 +50,14 @@ from ..peer.peerstore import (
     PeerInfo,
     Peerstore,
 )
+from ..relay.circuit_v2.client import RelayClient
+from ..relay.circuit_v2.config import RelayConfig
 from ..stream_muxer.yamux import YamuxConfig
 from ..transport.tcp import parse_tcp_multiaddr
 from .identify_service import IdentifyService
+
+if TYPE_CHECKING:
+    from ..relay.circuit_v2.relay import RelayService
 
 __all__ = ["Host", "HostConfig"]
 
@@ -74,6 +81,9 @@ class HostConfig:
     min_observers: int = 2
     #: Answer ``/ipfs/ping/1.0.0`` (js-libp2p's connection monitor pings every connection).
     serve_ping: bool = True
+    #: Run a Circuit Relay v2 relay service with these limits (``None``: not a relay).
+    #: ``RelayConfig()`` has go-libp2p's limits; ``RelayConfig.unlimited()`` none.
+    relay_service: RelayConfig | None = None
 
 
 class Host:
@@ -124,7 +134,18 @@ class Host:
         )
         self.identify.install()
         if self.config.serve_ping:
-            self.swarm.set_stream_handler(ping.PROTOCOL_ID, _serve_ping)
+            self.swarm.set_stream_handler(ping.PROTOCOL_ID, _serve_ping, allow_limited=True)
+        #: The Circuit Relay v2 client: dials ``/p2p-circuit`` addresses, accepts relayed
+        #: connections, holds reservations.
+        self.relay = RelayClient(self)
+        self.relay.install()
+        #: The relay service, when :attr:`HostConfig.relay_service` is set.
+        self.relay_service: RelayService | None = None
+        if self.config.relay_service is not None:
+            from ..relay.circuit_v2.relay import RelayService
+
+            self.relay_service = RelayService(self, self.config.relay_service)
+            self.relay_service.install()
         self._stack = contextlib.AsyncExitStack()
         self._running = False
 
@@ -135,12 +156,15 @@ class Host:
         try:
             self.swarm.nursery.start_soon(self._track_connections)
             await self.swarm.nursery.start(self.identify.run)
+            if self.relay_service is not None:
+                await self.swarm.nursery.start(self.relay_service.run)
+            self._running = True
             if self._listen:
-                await self.swarm.listen(*self._listen)
+                await self.listen(*self._listen)
         except BaseException:
+            self._running = False
             await self._stack.aclose()
             raise
-        self._running = True
         return self
 
     async def __aexit__(
@@ -183,14 +207,26 @@ class Host:
         return self.swarm.listen_addrs
 
     async def listen(self, *maddrs: Multiaddr | str) -> list[Multiaddr]:
-        """Listen on more addresses; returns the bound ones."""
-        bound = await self.swarm.listen(*maddrs)
+        """Listen on more addresses; returns the bound ones.
+
+        A relay address, ``<relay addr>/p2p/<relay id>/p2p-circuit``, makes a reservation on
+        that relay (kept up from then on) and returns our addresses through it; it raises
+        :class:`~libp2p.relay.circuit_v2.RelayRefused` if the relay refuses.
+        """
+        bound: list[Multiaddr] = []
+        for maddr in maddrs:
+            addr = Multiaddr(str(maddr))
+            if is_circuit_addr(addr):
+                bound.extend(await self.relay.listen(addr))
+            else:
+                bound.extend(await self.swarm.listen(addr))
         self.identify.notify_changed()
         return bound
 
     @property
     def addrs(self) -> list[Multiaddr]:
-        """The addresses we advertise: listen addresses, then observed address candidates.
+        """The addresses we advertise: listen addresses, observed address candidates, then
+        our addresses through relays we hold reservations on.
 
         A listener on the unspecified address (``0.0.0.0`` / ``::``) is advertised as
         loopback; how others reach us from outside comes from the observed candidates.
@@ -206,6 +242,9 @@ class Host:
         for candidate in self.identify.observed.candidates(trio.current_time()):
             if candidate not in out:
                 out.append(candidate)
+        for relayed in self.relay.relayed_addrs:
+            if relayed not in out:
+                out.append(relayed)
         return out
 
     def address_candidates(self, min_observers: int | None = None) -> list[Multiaddr]:
@@ -218,9 +257,15 @@ class Host:
 
     # -- protocols ---------------------------------------------------------------------
 
-    def set_stream_handler(self, protocol: str, handler: StreamHandler) -> None:
-        """Serve inbound streams of ``protocol`` with ``async def handler(stream)``."""
-        self.swarm.set_stream_handler(protocol, handler)
+    def set_stream_handler(
+        self, protocol: str, handler: StreamHandler, *, allow_limited: bool = False
+    ) -> None:
+        """Serve inbound streams of ``protocol`` with ``async def handler(stream)``.
+
+        ``allow_limited=True`` also serves it on relay-limited connections (see
+        :attr:`Connection.limited <libp2p.network.connection.Connection.limited>`).
+        """
+        self.swarm.set_stream_handler(protocol, handler, allow_limited=allow_limited)
         self.identify.notify_changed()
 
     def remove_stream_handler(self, protocol: str) -> None:
@@ -240,7 +285,9 @@ class Host:
 
         ``target`` is a multiaddr (with or without ``/p2p/<id>``; IP or DNS) or a
         :class:`PeerInfo`. Without a peer ID any peer that answers is accepted; with one,
-        the remote must prove it.
+        the remote must prove it. A relayed address,
+        ``<relay addr>/p2p/<relay id>/p2p-circuit/p2p/<peer id>``, connects through that
+        relay (:class:`~libp2p.relay.circuit_v2.RelayRefused` says why when the relay cannot).
         """
         if isinstance(target, PeerInfo):
             info = target
@@ -263,20 +310,33 @@ class Host:
         """Every live connection."""
         return self.swarm.connections
 
-    async def new_stream(self, peer: PeerID, protocols: Sequence[str] | str) -> NetStream:
+    async def new_stream(
+        self, peer: PeerID, protocols: Sequence[str] | str, *, allow_limited: bool = False
+    ) -> NetStream:
         """Open a stream to ``peer`` speaking one of ``protocols`` (in preference order).
 
         Uses the best existing connection (direct before relayed), connecting first through
-        the peerstore's addresses if there is none.
+        the peerstore's addresses if there is none. A relay-limited connection is used only
+        with ``allow_limited=True``; otherwise a direct connection is dialed if the peerstore
+        has addresses for one, and :class:`~libp2p.exceptions.LimitedConnectionError` raised
+        if not.
         """
         conn = self.swarm.best_connection(peer)
         if conn is None:
             conn = await self.swarm.dial_peer(peer, self.peerstore.addrs(peer))
+        if conn.limited and not allow_limited:
+            direct = [a for a in self.peerstore.addrs(peer) if not is_circuit_addr(a)]
+            if not direct:
+                raise LimitedConnectionError(
+                    f"the only connection to {peer} is relayed with limits ({conn.limit}) and "
+                    "no direct address is known; pass allow_limited=True to use it anyway"
+                )
+            conn = await self.swarm.dial_peer(peer, direct)
         # js-libp2p 3.x drops a lazily negotiated request whose FIN arrives with the proposal;
         # unless identify told us the peer is not js, the half-close waits for the echo.
         agent = self.peerstore.agent_version(peer)
         defer_eof = agent is None or agent.startswith("js-libp2p")
-        return await conn.new_stream(protocols, defer_eof=defer_eof)
+        return await conn.new_stream(protocols, defer_eof=defer_eof, allow_limited=allow_limited)
 
     async def wait_for_connection(self, peer: PeerID, *, direct: bool = False) -> Connection:
         """Wait until a connection to ``peer`` is open (a direct one, if ``direct``)."""

@@ -77,8 +77,8 @@ class IdentifyService:
 
     def install(self) -> None:
         """Register the identify and push handlers."""
-        self.swarm.set_stream_handler(PROTOCOL_ID, self._serve_identify)
-        self.swarm.set_stream_handler(PUSH_PROTOCOL_ID, self._serve_push)
+        self.swarm.set_stream_handler(PROTOCOL_ID, self._serve_identify, allow_limited=True)
+        self.swarm.set_stream_handler(PUSH_PROTOCOL_ID, self._serve_push, allow_limited=True)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Identify every new connection; push on changes; publish address candidates."""
@@ -125,7 +125,7 @@ class IdentifyService:
     async def _identify_connection(self, conn: Connection) -> None:
         try:
             with trio.fail_after(IDENTIFY_TIMEOUT):
-                stream = await conn.new_stream(PROTOCOL_ID)
+                stream = await conn.new_stream(PROTOCOL_ID, allow_limited=True)
                 try:
                     info = await read_identify(stream)
                 finally:
@@ -234,7 +234,7 @@ class IdentifyService:
     async def _push_to(self, conn: Connection) -> None:
         try:
             with trio.fail_after(IDENTIFY_TIMEOUT):
-                stream = await conn.new_stream(PUSH_PROTOCOL_ID)
+                stream = await conn.new_stream(PUSH_PROTOCOL_ID, allow_limited=True)
                 await send_identify(stream, self.local_info(conn))
                 await stream.aclose()
         except (Libp2pError, trio.TooSlowError, trio.BrokenResourceError) as exc:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
+from dataclasses import dataclass
 
 import trio
 from multiaddr import Multiaddr
@@ -23,6 +24,7 @@ from .. import multistream
 from ..exceptions import (
     ConnectionClosedError,
     Libp2pError,
+    LimitedConnectionError,
     LocalUsageError,
 )
 from ..io import BufferedStream
@@ -30,7 +32,7 @@ from ..peer.id import PeerID
 from ..stream_muxer.yamux import YamuxStream
 from .upgrader import UpgradedConnection
 
-__all__ = ["Connection", "Direction", "NetStream", "StreamHandler"]
+__all__ = ["Connection", "ConnectionLimit", "Direction", "NetStream", "StreamHandler"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +45,24 @@ class Direction(enum.Enum):
 
     INBOUND = "inbound"
     OUTBOUND = "outbound"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimit:
+    """What a relay allows on a relayed connection (Circuit Relay v2 ``Limit``).
+
+    The relay enforces it: when either limit is reached it resets the circuit.
+    """
+
+    #: Seconds the relay keeps the circuit open; ``None`` for no time limit.
+    duration: int | None
+    #: Bytes the relay forwards in each direction; ``None`` for no data limit.
+    data: int | None
+
+    def __str__(self) -> str:
+        duration = "no time limit" if self.duration is None else f"{self.duration} s"
+        data = "no data limit" if self.data is None else f"{self.data} bytes per direction"
+        return f"{duration}, {data}"
 
 
 class NetStream(trio.abc.HalfCloseableStream):
@@ -104,10 +124,12 @@ class Connection:
         remote_addr: Multiaddr | None,
         handlers: Mapping[str, StreamHandler],
         relayed: bool = False,
-        limited: bool = False,
+        limit: ConnectionLimit | None = None,
+        limited_protocols: Container[str] = (),
     ) -> None:
         self._up = upgraded
         self._handlers = handlers
+        self._limited_protocols = limited_protocols
         #: Whether we dialed (outbound) or accepted (inbound) the underlying transport connection.
         self.direction = direction
         #: Our end of the transport connection, when known.
@@ -116,9 +138,8 @@ class Connection:
         self.remote_addr = remote_addr
         #: True for a connection through a relay (``/p2p-circuit``).
         self.relayed = relayed
-        #: True when a relay limits this connection's duration or data: use it only for
-        #: coordination (identify, hole punching) and move traffic to a direct connection.
-        self.limited = limited
+        #: The limits the relay announced for this connection, or ``None``.
+        self.limit = limit
         #: ``trio.current_time()`` when the connection finished upgrading.
         self.opened_at = trio.current_time()
         self._closed = trio.Event()
@@ -150,6 +171,16 @@ class Connection:
     def security(self) -> str:
         """The security protocol in use."""
         return "/noise"
+
+    @property
+    def limited(self) -> bool:
+        """True when a relay limits this connection's duration or data.
+
+        Use such a connection only for coordination (identify, ping, hole punching) and move
+        traffic to a direct connection: only protocols registered with ``allow_limited=True``
+        are served on it, and :meth:`new_stream` needs ``allow_limited=True``.
+        """
+        return self.limit is not None
 
     @property
     def is_closed(self) -> bool:
@@ -192,11 +223,16 @@ class Connection:
         # The session is over: nothing more can arrive. End the connection's tasks.
         nursery.cancel_scope.cancel()
 
+    def _serves(self, protocol: str) -> bool:
+        if protocol not in self._handlers:
+            return False
+        return self.limit is None or protocol in self._limited_protocols
+
     async def _serve_inbound(self, muxed: YamuxStream) -> None:
         buffered = BufferedStream(muxed)
         try:
             with trio.fail_after(NEGOTIATE_TIMEOUT):
-                protocol = await multistream.handle(buffered, self._handlers.__contains__)
+                protocol = await multistream.handle(buffered, self._serves)
         except (Libp2pError, trio.TooSlowError, trio.BrokenResourceError) as exc:
             logger.debug("inbound stream from %s failed to negotiate: %s", self.remote_peer, exc)
             await muxed.reset()
@@ -227,7 +263,11 @@ class Connection:
     # -- streams ------------------------------------------------------------------------
 
     async def new_stream(
-        self, protocols: Sequence[str] | str, *, defer_eof: bool = False
+        self,
+        protocols: Sequence[str] | str,
+        *,
+        defer_eof: bool = False,
+        allow_limited: bool = False,
     ) -> NetStream:
         """Open a stream and negotiate one of ``protocols`` (in order of preference).
 
@@ -235,6 +275,9 @@ class Connection:
         surfaces as :class:`~libp2p.exceptions.ProtocolNotSupported` on the first read.
         ``defer_eof`` makes a lazy stream's ``send_eof`` wait for the peer's answer first
         (needed by js-libp2p peers; see :func:`libp2p.multistream.select_lazy`).
+
+        On a :attr:`limited` connection this raises
+        :class:`~libp2p.exceptions.LimitedConnectionError` unless ``allow_limited`` is set.
         """
         if isinstance(protocols, str):
             protocols = [protocols]
@@ -242,6 +285,13 @@ class Connection:
             raise LocalUsageError("new_stream() needs at least one protocol")
         if self.is_closed:
             raise ConnectionClosedError(f"connection to {self.remote_peer} is closed")
+        if self.limit is not None and not allow_limited:
+            raise LimitedConnectionError(
+                f"the connection to {self.remote_peer} is relayed with limits ({self.limit}); "
+                f"{' or '.join(protocols)} did not opt in to limited connections "
+                "(pass allow_limited=True if it may run over one, or wait for a direct "
+                "connection)"
+            )
         muxed = await self._up.muxer.open_stream()
         buffered = BufferedStream(muxed)
         try:

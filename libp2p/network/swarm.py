@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 
 import trio
@@ -30,11 +30,11 @@ from ..exceptions import Libp2pError, LocalUsageError, RemoteProtocolError, Tran
 from ..peer.id import PeerID
 from ..stream_muxer.yamux import YamuxConfig
 from ..transport.tcp import TcpListener, TcpTransport, sockaddr_to_multiaddr
-from .connection import Connection, Direction, NetStream, StreamHandler
+from .connection import Connection, ConnectionLimit, Direction, NetStream, StreamHandler
 from .resolve import resolve
 from .upgrader import upgrade
 
-__all__ = ["Swarm", "split_peer_id"]
+__all__ = ["CircuitDialer", "Swarm", "is_circuit_addr", "split_peer_id"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,15 @@ class _PendingDial:
         self.done = trio.Event()
         self.result: Connection | None = None
         self.error: BaseException | None = None
+
+
+#: Dials a ``…/p2p/<relay>/p2p-circuit`` address to the given peer (the relay transport).
+CircuitDialer = Callable[[Multiaddr, PeerID | None], Awaitable[Connection]]
+
+
+def is_circuit_addr(maddr: Multiaddr) -> bool:
+    """True when ``maddr`` goes through a relay (contains ``/p2p-circuit``)."""
+    return any(proto.name == "p2p-circuit" for proto in maddr.protocols())
 
 
 def split_peer_id(maddr: Multiaddr) -> tuple[Multiaddr, PeerID | None]:
@@ -92,6 +101,9 @@ class Swarm:
         self._inbound = 0
         self._pending: dict[PeerID, _PendingDial] = {}
         self._handlers: dict[str, StreamHandler] = {}
+        self._limited_ok: set[str] = set()
+        #: Dials ``/p2p-circuit`` addresses; installed by the relay client of the host.
+        self.circuit_dialer: CircuitDialer | None = None
         self._connections: dict[PeerID, list[Connection]] = {}
         self._listeners: list[TcpListener] = []
         self._nursery: trio.Nursery | None = None
@@ -135,13 +147,23 @@ class Swarm:
 
     # -- handlers ------------------------------------------------------------------------
 
-    def set_stream_handler(self, protocol: str, handler: StreamHandler) -> None:
-        """Serve inbound streams of ``protocol`` with ``handler``."""
+    def set_stream_handler(
+        self, protocol: str, handler: StreamHandler, *, allow_limited: bool = False
+    ) -> None:
+        """Serve inbound streams of ``protocol`` with ``handler``.
+
+        ``allow_limited`` also serves it on relay-limited connections.
+        """
         self._handlers[protocol] = handler
+        if allow_limited:
+            self._limited_ok.add(protocol)
+        else:
+            self._limited_ok.discard(protocol)
 
     def remove_stream_handler(self, protocol: str) -> None:
         """Stop serving ``protocol``."""
         self._handlers.pop(protocol, None)
+        self._limited_ok.discard(protocol)
 
     @property
     def protocols(self) -> list[str]:
@@ -211,11 +233,16 @@ class Swarm:
         """Dial ``maddr`` and upgrade as initiator.
 
         A trailing ``/p2p/<id>`` (or ``peer_id``) is the identity the remote must prove.
+        A ``…/p2p/<relay>/p2p-circuit`` address is dialed through that relay.
         """
         addr, in_addr = split_peer_id(Multiaddr(str(maddr)))
         if peer_id is not None and in_addr is not None and peer_id != in_addr:
             raise LocalUsageError(f"{maddr} names {in_addr}, but {peer_id} was asked for")
         expected = peer_id or in_addr
+        if is_circuit_addr(addr):
+            if self.circuit_dialer is None:
+                raise LocalUsageError(f"cannot dial {maddr}: no relay transport is installed")
+            return await self.circuit_dialer(addr, expected)
         errors: list[str] = []
         for ip_addr in await resolve(addr):
             try:
@@ -244,17 +271,21 @@ class Swarm:
         """Return a connection to ``peer``, dialing ``addrs`` in order if there is none.
 
         Concurrent calls for the same peer share one dial. An existing direct connection is
-        reused; a relayed one is not enough when direct addresses are given.
+        reused; a relayed one is not enough when direct addresses are given. Direct addresses
+        are tried before relayed (``/p2p-circuit``) ones.
         """
         existing = self.best_connection(peer)
-        if existing is not None and (not existing.relayed or not addrs):
+        if existing is not None and (
+            not existing.relayed or all(is_circuit_addr(a) for a in addrs)
+        ):
             return existing
         pending = self._pending.get(peer)
         if pending is None:
             if not addrs:
                 raise LocalUsageError(f"no connection to {peer} and no address to dial")
+            ordered = sorted(addrs, key=is_circuit_addr)
             pending = self._pending[peer] = _PendingDial()
-            self.nursery.start_soon(self._run_dial, peer, list(addrs), pending)
+            self.nursery.start_soon(self._run_dial, peer, ordered, pending)
         await pending.done.wait()
         if pending.error is not None:
             raise pending.error
@@ -285,9 +316,13 @@ class Swarm:
         local_addr: Multiaddr | None = None,
         remote_addr: Multiaddr | None = None,
         relayed: bool = False,
-        limited: bool = False,
+        limit: ConnectionLimit | None = None,
     ) -> Connection:
-        """Upgrade any byte stream with an explicit role and start the connection."""
+        """Upgrade any byte stream with an explicit role and start the connection.
+
+        ``relayed`` and ``limit`` describe a connection through a relay (``limit`` being what
+        the relay announced, which makes the connection :attr:`~Connection.limited`).
+        """
         upgraded = await upgrade(
             raw,
             self.key,
@@ -302,7 +337,8 @@ class Swarm:
             remote_addr=remote_addr,
             handlers=self._handlers,
             relayed=relayed,
-            limited=limited,
+            limit=limit,
+            limited_protocols=self._limited_ok,
         )
         await self.nursery.start(self._run_connection, conn)
         return conn
@@ -351,12 +387,14 @@ class Swarm:
             return None
         return max(conns, key=lambda c: (not c.limited, not c.relayed, c.opened_at))
 
-    async def new_stream(self, peer: PeerID, protocols: list[str] | str) -> NetStream:
+    async def new_stream(
+        self, peer: PeerID, protocols: list[str] | str, *, allow_limited: bool = False
+    ) -> NetStream:
         """Open a protocol stream on the best existing connection to ``peer``."""
         conn = self.best_connection(peer)
         if conn is None:
             raise LocalUsageError(f"no connection to {peer}")
-        return await conn.new_stream(protocols)
+        return await conn.new_stream(protocols, allow_limited=allow_limited)
 
 
 def _dial_failure(

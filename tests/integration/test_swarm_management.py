@@ -11,7 +11,7 @@ from libp2p import ping
 from libp2p.crypto.keys import generate_ed25519
 from libp2p.events import ConnectionClosed, ConnectionOpened, EventBus
 from libp2p.exceptions import LocalUsageError, PeerIDMismatch, TransportError
-from libp2p.network.connection import Direction
+from libp2p.network.connection import ConnectionLimit, Direction
 from libp2p.network.swarm import Swarm
 from libp2p.peer.id import PeerID
 
@@ -116,7 +116,11 @@ async def test_best_connection_prefers_direct() -> None:
                 lambda: b.upgrade_stream(right, initiator=False, direction=Direction.INBOUND)
             )
             relayed = await a.upgrade_stream(
-                left, initiator=True, direction=Direction.OUTBOUND, relayed=True, limited=True
+                left,
+                initiator=True,
+                direction=Direction.OUTBOUND,
+                relayed=True,
+                limit=ConnectionLimit(120, 131072),
             )
         assert relayed.opened_at >= direct.opened_at
         assert a.best_connection(b.peer_id) is direct

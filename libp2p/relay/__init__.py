@@ -1,0 +1,1 @@
+"""Relaying: Circuit Relay v2 (:mod:`libp2p.relay.circuit_v2`)."""

@@ -1,0 +1,52 @@
+"""Circuit Relay v2: reach peers behind NATs through a relay.
+
+* :class:`RelayService` -- the relay (hop role), with :class:`RelayConfig` limits and
+  :class:`RelayStats` counters. Enable it with ``HostConfig(relay_service=RelayConfig())``.
+* :class:`RelayClient` -- every host's client (``host.relay``): dials
+  ``…/p2p/<relay>/p2p-circuit/p2p/<peer>`` addresses, accepts relayed connections, and holds
+  reservations for ``host.listen("…/p2p/<relay>/p2p-circuit")``.
+
+Wire format: libp2p specs ``relay/circuit-v2.md``.
+"""
+
+from __future__ import annotations
+
+from .client import RelayClient, split_circuit_addr
+from .config import RelayConfig, RelayStats
+from .events import (
+    ReservationAttemptFailed,
+    ReservationLost,
+    ReservationMade,
+    ReservationRefreshed,
+    ReservationRefused,
+)
+from .protocol import (
+    HOP_PROTOCOL_ID,
+    STOP_PROTOCOL_ID,
+    CircuitRelayError,
+    MalformedRelayMessage,
+    RelayRefused,
+    Status,
+)
+from .relay import RelayService
+from .reservation import Reservation
+
+__all__ = [
+    "HOP_PROTOCOL_ID",
+    "STOP_PROTOCOL_ID",
+    "CircuitRelayError",
+    "MalformedRelayMessage",
+    "RelayClient",
+    "RelayConfig",
+    "RelayRefused",
+    "RelayService",
+    "RelayStats",
+    "Reservation",
+    "ReservationAttemptFailed",
+    "ReservationLost",
+    "ReservationMade",
+    "ReservationRefreshed",
+    "ReservationRefused",
+    "Status",
+    "split_circuit_addr",
+]

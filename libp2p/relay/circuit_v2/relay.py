@@ -1,0 +1,366 @@
+"""The relay service: the hop role of Circuit Relay v2.
+
+A relay accepts reservations from peers that want to be reachable through it (``RESERVE``) and
+connects other peers to them (``CONNECT``): it opens a stop stream to the target over the
+target's existing connection -- it never dials the target -- and splices the hop and stop
+streams into one byte pipe. Everything the pipe carries is end-to-end encrypted by the two
+peers; the relay only counts bytes.
+
+Limits (:class:`~.config.RelayConfig`) are enforced as the spec intends: reservations per relay
+and per IP address, circuits per peer, and for each circuit a duration (a timer, so an idle
+circuit ends on time) and a byte count per direction. A circuit that reaches a limit is reset
+at both ends; nothing is ever written into the relayed bytes.
+
+A reservation lasts until its TTL passes or the reserving peer's last direct connection to the
+relay closes, whichever comes first. Hop requests over relayed connections are refused with
+``PERMISSION_DENIED``: a circuit never runs over another circuit.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import trio
+from multiaddr import Multiaddr
+
+from ...events import ConnectionClosed
+from ...exceptions import Libp2pError
+from ...io import BufferedStream
+from ...network.connection import Connection, ConnectionLimit, NetStream
+from ...peer.id import PeerID
+from .config import RelayConfig, RelayStats
+from .protocol import (
+    HOP_CONNECT,
+    HOP_PROTOCOL_ID,
+    HOP_RESERVE,
+    HOP_STATUS,
+    STOP_CONNECT,
+    STOP_PROTOCOL_ID,
+    STOP_STATUS,
+    MalformedRelayMessage,
+    Status,
+    decode_peer_id,
+    frame,
+    hop_message,
+    read_hop,
+    read_stop,
+    send_hop_status,
+    stop_message,
+)
+
+if TYPE_CHECKING:
+    from ...host.host import Host
+    from .pb import circuit_pb2
+
+__all__ = ["RelayService"]
+
+logger = logging.getLogger(__name__)
+
+_CHUNK = 64 * 1024
+_STREAM_ERRORS = (Libp2pError, trio.BrokenResourceError, trio.ClosedResourceError)
+
+
+@dataclass(slots=True)
+class _Reservation:
+    peer: PeerID
+    ip: str | None
+    #: ``trio.current_time()`` at which it ends.
+    deadline: float
+
+
+class _LimitReached(Exception):
+    pass
+
+
+class RelayService:
+    """Serve ``/libp2p/circuit/relay/0.2.0/hop`` on ``host``.
+
+    Usually created by the host (``HostConfig(relay_service=RelayConfig())``) and reached as
+    ``host.relay_service``; :attr:`stats` holds the counters an operator watches.
+    ``wall_clock`` gives the unix time written into reservations (``time.time``).
+    """
+
+    def __init__(
+        self,
+        host: Host,
+        config: RelayConfig | None = None,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.host = host
+        self.config = config or RelayConfig()
+        self._wall_clock = wall_clock
+        self._stats = RelayStats()
+        self._reservations: dict[PeerID, _Reservation] = {}
+        self._circuits: collections.Counter[PeerID] = collections.Counter()
+
+    def install(self) -> None:
+        """Register the hop handler (also on limited connections, to refuse them properly)."""
+        self.host.set_stream_handler(HOP_PROTOCOL_ID, self._handle_hop, allow_limited=True)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Release reservations of peers that disconnect (runs in the host's nursery)."""
+        with self.host.events.subscribe(ConnectionClosed, buffer=4096) as events:
+            task_status.started()
+            async for event in events:
+                if event.peer in self._reservations and not self._direct_connection(event.peer):
+                    logger.debug("reservation of %s released: disconnected", event.peer)
+                    del self._reservations[event.peer]
+
+    # -- state ------------------------------------------------------------------------------
+
+    @property
+    def stats(self) -> RelayStats:
+        """The relay's counters (current values for the ``*_active`` ones)."""
+        self._prune()
+        self._stats.reservations_active = len(self._reservations)
+        return self._stats
+
+    def reservations(self) -> dict[PeerID, float]:
+        """Peers holding a reservation, with the ``trio.current_time()`` it ends at."""
+        self._prune()
+        return {peer: r.deadline for peer, r in self._reservations.items()}
+
+    def _prune(self) -> None:
+        now = trio.current_time()
+        for peer in [p for p, r in self._reservations.items() if r.deadline <= now]:
+            logger.debug("reservation of %s expired", peer)
+            del self._reservations[peer]
+
+    def _direct_connection(self, peer: PeerID) -> Connection | None:
+        for conn in self.host.connections_to(peer):
+            if not conn.relayed and not conn.is_closed:
+                return conn
+        return None
+
+    def _relay_addrs(self) -> list[Multiaddr]:
+        suffix = Multiaddr(f"/p2p/{self.host.peer_id}")
+        return [a.encapsulate(suffix) for a in self.host.addrs if "p2p-circuit" not in str(a)]
+
+    # -- hop stream -------------------------------------------------------------------------
+
+    async def _handle_hop(self, stream: NetStream) -> None:
+        reader = BufferedStream.wrap(stream)
+        try:
+            with trio.fail_after(self.config.hop_timeout):
+                msg = await read_hop(reader)
+        except MalformedRelayMessage as exc:
+            logger.debug("malformed hop message from %s: %s", stream.remote_peer, exc)
+            await self._answer(reader, Status.MALFORMED_MESSAGE)
+            return
+        if msg.type == HOP_RESERVE:
+            await self._reserve(reader, stream.connection)
+        elif msg.type == HOP_CONNECT:
+            await self._connect(reader, stream, msg)
+        else:
+            await self._answer(reader, Status.UNEXPECTED_MESSAGE)
+
+    async def _answer(self, reader: BufferedStream, status: Status) -> None:
+        try:
+            await send_hop_status(reader, status)
+        finally:
+            await reader.aclose()
+
+    # -- RESERVE ----------------------------------------------------------------------------
+
+    async def _reserve(self, reader: BufferedStream, conn: Connection) -> None:
+        peer = conn.remote_peer
+        refusal = self._reservation_refusal(conn)
+        if refusal is not None:
+            status, reason = refusal
+            logger.info("refused a reservation for %s: %s", peer, reason)
+            self._stats.reservations_refused[reason] += 1
+            await self._answer(reader, status)
+            return
+        ttl = self.config.reservation_ttl
+        expire = int(self._wall_clock() + ttl)
+        self._reservations[peer] = _Reservation(
+            peer, _ip_of(conn.remote_addr), trio.current_time() + ttl
+        )
+        from ...peer.voucher import seal_reservation_voucher
+
+        reply = hop_message(HOP_STATUS, status=Status.OK, limit=self.config.circuit_limit)
+        reply.reservation.expire = expire
+        reply.reservation.addrs.extend(a.to_bytes() for a in self._relay_addrs())
+        reply.reservation.voucher = seal_reservation_voucher(self.host.key, peer, expire)
+        self._stats.reservations_accepted += 1
+        logger.debug("reservation for %s until %d", peer, expire)
+        try:
+            await reader.send_all(frame(reply))
+        finally:
+            await reader.aclose()
+
+    def _reservation_refusal(self, conn: Connection) -> tuple[Status, str] | None:
+        if conn.relayed:
+            return Status.PERMISSION_DENIED, "relayed connection"
+        self._prune()
+        if conn.remote_peer in self._reservations:
+            return None  # a refresh
+        if len(self._reservations) >= self.config.max_reservations:
+            return Status.RESERVATION_REFUSED, "max_reservations"
+        ip = _ip_of(conn.remote_addr)
+        same_ip = sum(1 for r in self._reservations.values() if r.ip == ip)
+        if same_ip >= self.config.max_reservations_per_ip:
+            return Status.RESERVATION_REFUSED, "max_reservations_per_ip"
+        return None
+
+    # -- CONNECT ----------------------------------------------------------------------------
+
+    async def _connect(
+        self, reader: BufferedStream, stream: NetStream, msg: circuit_pb2.HopMessage
+    ) -> None:
+        source = stream.remote_peer
+        try:
+            if stream.connection.relayed:
+                raise _Refusal(Status.PERMISSION_DENIED, "relayed connection")
+            if not msg.HasField("peer") or not msg.peer.HasField("id"):
+                raise _Refusal(Status.MALFORMED_MESSAGE, "malformed")
+            try:
+                target = decode_peer_id(msg.peer.id, "CONNECT target")
+            except MalformedRelayMessage:
+                raise _Refusal(Status.MALFORMED_MESSAGE, "malformed") from None
+            self._prune()
+            if target not in self._reservations:
+                raise _Refusal(Status.NO_RESERVATION, "no_reservation")
+            most = self.config.max_circuits_per_peer
+            if self._circuits[source] >= most or self._circuits[target] >= most:
+                raise _Refusal(Status.RESOURCE_LIMIT_EXCEEDED, "max_circuits_per_peer")
+            target_conn = self._direct_connection(target)
+            if target_conn is None:
+                raise _Refusal(Status.CONNECTION_FAILED, "connection_failed")
+        except _Refusal as refusal:
+            logger.info("refused a circuit from %s: %s", source, refusal.reason)
+            self._stats.circuits_refused[refusal.reason] += 1
+            await self._answer(reader, refusal.status)
+            return
+
+        self._circuits[source] += 1
+        self._circuits[target] += 1
+        self._stats.circuits_active += 1
+        try:
+            await self._open_circuit(reader, stream, source, target, target_conn)
+        finally:
+            self._stats.circuits_active -= 1
+            for peer in (source, target):
+                self._circuits[peer] -= 1
+                if self._circuits[peer] <= 0:
+                    del self._circuits[peer]
+
+    async def _open_circuit(
+        self,
+        reader: BufferedStream,
+        stream: NetStream,
+        source: PeerID,
+        target: PeerID,
+        target_conn: Connection,
+    ) -> None:
+        limit = self.config.circuit_limit
+        stop: NetStream | None = None
+        try:
+            with trio.fail_after(self.config.stop_timeout):
+                stop = await target_conn.new_stream(STOP_PROTOCOL_ID)
+                stop_reader = BufferedStream.wrap(stop)
+                connect = stop_message(STOP_CONNECT, peer=source, limit=limit)
+                await stop_reader.send_all(frame(connect))
+                reply = await read_stop(stop_reader)
+            if reply.type != STOP_STATUS or reply.status != Status.OK.value:
+                raise _StopFailed(f"target answered {Status.describe(reply.status)}")
+        except (*_STREAM_ERRORS, trio.TooSlowError, _StopFailed) as exc:
+            logger.info("circuit %s -> %s failed at the target: %r", source, target, exc)
+            self._stats.circuits_refused["connection_failed"] += 1
+            if stop is not None:
+                with trio.CancelScope(shield=True):
+                    await stop.reset()
+            await self._answer(reader, Status.CONNECTION_FAILED)
+            return
+        ok = hop_message(HOP_STATUS, status=Status.OK, limit=limit)
+        try:
+            await reader.send_all(frame(ok))
+        except _STREAM_ERRORS:
+            with trio.CancelScope(shield=True):
+                await stop.reset()
+            raise
+        self._stats.circuits_opened += 1
+        logger.debug("circuit %s -> %s open", source, target)
+        await self._splice(reader, stream, stop_reader, stop, limit)
+
+    async def _splice(
+        self,
+        a: BufferedStream,
+        a_stream: NetStream,
+        b: BufferedStream,
+        b_stream: NetStream,
+        limit: ConnectionLimit | None,
+    ) -> None:
+        """Forward bytes both ways until both ends have closed, or reset both on a limit."""
+        data_limit = limit.data if limit is not None and limit.data else None
+        duration = limit.duration if limit is not None and limit.duration else math.inf
+        broken = False
+        limited = False
+
+        async def pump(src: BufferedStream, dst: BufferedStream, scope: trio.CancelScope) -> None:
+            nonlocal broken, limited
+            sent = 0
+            try:
+                while True:
+                    data = await src.receive_some(_CHUNK)
+                    if not data:
+                        await dst.send_eof()
+                        return
+                    if data_limit is not None and sent + len(data) > data_limit:
+                        allowed = data_limit - sent
+                        if allowed:
+                            await dst.send_all(data[:allowed])
+                            self._stats.bytes_relayed += allowed
+                        raise _LimitReached
+                    await dst.send_all(data)
+                    sent += len(data)
+                    self._stats.bytes_relayed += len(data)
+            except _LimitReached:
+                limited = True
+                scope.cancel()
+            except _STREAM_ERRORS:
+                broken = True
+                scope.cancel()
+
+        with trio.move_on_after(duration) as timer:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(pump, a, b, nursery.cancel_scope)
+                nursery.start_soon(pump, b, a, nursery.cancel_scope)
+        if timer.cancelled_caught:
+            limited = True
+        with trio.CancelScope(shield=True):
+            if limited or broken:
+                if limited:
+                    self._stats.circuits_limited += 1
+                await a_stream.reset()
+                await b_stream.reset()
+            else:
+                await a.aclose()
+                await b.aclose()
+
+
+class _Refusal(Exception):
+    def __init__(self, status: Status, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class _StopFailed(Exception):
+    pass
+
+
+def _ip_of(addr: Multiaddr | None) -> str | None:
+    if addr is None:
+        return None
+    for proto, value in addr.items():
+        if proto.name in ("ip4", "ip6"):
+            return str(value)
+    return None
