@@ -58,7 +58,7 @@ if TYPE_CHECKING:
     from ...host.host import Host
     from .pb import circuit_pb2
 
-__all__ = ["RelayService"]
+__all__ = ["RelayService", "splice"]
 
 logger = logging.getLogger(__name__)
 
@@ -129,8 +129,13 @@ class RelayService:
 
     def _prune(self) -> None:
         now = trio.current_time()
-        for peer in [p for p, r in self._reservations.items() if r.deadline <= now]:
-            logger.debug("reservation of %s expired", peer)
+        for peer, reservation in list(self._reservations.items()):
+            if reservation.deadline <= now:
+                logger.debug("reservation of %s expired", peer)
+            elif self._direct_connection(peer) is None:
+                logger.debug("reservation of %s released: disconnected", peer)
+            else:
+                continue
             del self._reservations[peer]
 
     def _direct_connection(self, peer: PeerID) -> Connection | None:
@@ -299,51 +304,82 @@ class RelayService:
         limit: ConnectionLimit | None,
     ) -> None:
         """Forward bytes both ways until both ends have closed, or reset both on a limit."""
-        data_limit = limit.data if limit is not None and limit.data else None
-        duration = limit.duration if limit is not None and limit.duration else math.inf
-        broken = False
-        limited = False
-
-        async def pump(src: BufferedStream, dst: BufferedStream, scope: trio.CancelScope) -> None:
-            nonlocal broken, limited
-            sent = 0
-            try:
-                while True:
-                    data = await src.receive_some(_CHUNK)
-                    if not data:
-                        await dst.send_eof()
-                        return
-                    if data_limit is not None and sent + len(data) > data_limit:
-                        allowed = data_limit - sent
-                        if allowed:
-                            await dst.send_all(data[:allowed])
-                            self._stats.bytes_relayed += allowed
-                        raise _LimitReached
-                    await dst.send_all(data)
-                    sent += len(data)
-                    self._stats.bytes_relayed += len(data)
-            except _LimitReached:
-                limited = True
-                scope.cancel()
-            except _STREAM_ERRORS:
-                broken = True
-                scope.cancel()
-
-        with trio.move_on_after(duration) as timer:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(pump, a, b, nursery.cancel_scope)
-                nursery.start_soon(pump, b, a, nursery.cancel_scope)
-        if timer.cancelled_caught:
-            limited = True
+        outcome = await splice(
+            a,
+            b,
+            data_limit=limit.data if limit is not None else None,
+            duration=limit.duration if limit is not None else None,
+            on_bytes=self._count_bytes,
+        )
         with trio.CancelScope(shield=True):
-            if limited or broken:
-                if limited:
-                    self._stats.circuits_limited += 1
-                await a_stream.reset()
-                await b_stream.reset()
-            else:
+            if outcome == "closed":
                 await a.aclose()
                 await b.aclose()
+                return
+            if outcome == "limit":
+                self._stats.circuits_limited += 1
+            await a_stream.reset()
+            await b_stream.reset()
+
+    def _count_bytes(self, n: int) -> None:
+        self._stats.bytes_relayed += n
+
+
+async def splice(
+    a: trio.abc.HalfCloseableStream,
+    b: trio.abc.HalfCloseableStream,
+    *,
+    data_limit: int | None = None,
+    duration: float | None = None,
+    on_bytes: Callable[[int], None] | None = None,
+) -> str:
+    """Copy bytes from ``a`` to ``b`` and from ``b`` to ``a`` until both directions end.
+
+    An EOF in one direction is passed on as ``send_eof``. At most ``data_limit`` bytes are
+    forwarded in each direction, and nothing after ``duration`` seconds. Returns how it ended:
+    ``"closed"`` (both directions reached EOF), ``"limit"`` (a limit was reached) or
+    ``"broken"`` (either stream failed). The streams are left open for the caller to close or
+    reset.
+    """
+    outcome = "closed"
+
+    async def pump(
+        src: trio.abc.ReceiveStream, dst: trio.abc.HalfCloseableStream, scope: trio.CancelScope
+    ) -> None:
+        nonlocal outcome
+        sent = 0
+        try:
+            while True:
+                data = await src.receive_some(_CHUNK)
+                if not data:
+                    await dst.send_eof()
+                    return
+                if data_limit is not None and sent + len(data) > data_limit:
+                    allowed = data_limit - sent
+                    if allowed:
+                        await dst.send_all(data[:allowed])
+                        if on_bytes is not None:
+                            on_bytes(allowed)
+                    raise _LimitReached
+                await dst.send_all(data)
+                sent += len(data)
+                if on_bytes is not None:
+                    on_bytes(len(data))
+        except _LimitReached:
+            outcome = "limit"
+            scope.cancel()
+        except _STREAM_ERRORS:
+            if outcome == "closed":
+                outcome = "broken"
+            scope.cancel()
+
+    with trio.move_on_after(math.inf if duration is None else duration) as timer:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(pump, a, b, nursery.cancel_scope)
+            nursery.start_soon(pump, b, a, nursery.cancel_scope)
+    if timer.cancelled_caught:
+        outcome = "limit"
+    return outcome
 
 
 class _Refusal(Exception):
