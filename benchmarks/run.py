@@ -8,6 +8,9 @@ Sections (every peer in its own process; figures are medians; nothing here is a 
   down, each a new connection, for ours->ours, js->js, ours->js, js->ours and the ceiling
   (trio TCP + ChaCha20-Poly1305 in 65535-byte Noise frames, ``benchmarks/ceiling.py``). The
   rate excludes the dial; it counts from opening the stream to the last byte.
+* relay -- the same transfer from our client to our server directly and through our relay
+  (``benchmarks/relay_server.py``, unlimited configuration, its own process), alternated, as
+  the ratio relayed/direct. Three processes share the machine's cores in the relayed case.
 * latency -- a new connection and a 1-byte perf round trip (start of the dial to the last
   byte), ours->ours and js->js, on loopback; timed inside each client, so process start-up
   is not counted.
@@ -44,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib
 
 MIB = 1 << 20
-SECTIONS = ("throughput", "latency", "delay", "memory", "import")
+SECTIONS = ("throughput", "relay", "latency", "delay", "memory", "import")
 PATHS = [
     ("ceiling", "ceiling"),
     ("ours", "ours"),
@@ -60,6 +63,7 @@ THROUGHPUT_VS_CEILING = 0.5
 LATENCY_SPEEDUP = 2.0
 RTT_FLOOR = 3.0
 IMPORT_BUDGET_MS = 150.0
+RELAYED_VS_DIRECT = 0.30
 
 
 def log(message: str) -> None:
@@ -166,6 +170,49 @@ async def throughput(report: Report, mib: int, runs: int, kinds: set[str]) -> No
             fmt(vs_ceiling),
             f">= {THROUGHPUT_VS_CEILING}",
             None if vs_ceiling is None else vs_ceiling >= THROUGHPUT_VS_CEILING,
+        )
+    report.add()
+
+
+# -- relay ----------------------------------------------------------------------------------------
+
+
+async def relay_throughput(report: Report, mib: int, runs: int) -> None:
+    nbytes = mib * MIB
+    relay_cmd = [benchlib.PY, str(benchlib.BENCH / "relay_server.py")]
+    async with benchlib.spawn(relay_cmd, None, "relay") as (_relay, relay_ready, _err):
+        circuit = f"{relay_ready['addrs'][0]}/p2p-circuit"
+        server_cmd = [benchlib.PY, "-m", "libp2p.perf", "server"]
+        server_cmd += ["--listen", "/ip4/127.0.0.1/tcp/0", "--listen", circuit]
+        async with benchlib.spawn(server_cmd, None, "perf server") as (_srv, ready, _err2):
+            direct = next(a for a in ready["addrs"] if "p2p-circuit" not in a)
+            relayed = next(a for a in ready["addrs"] if "p2p-circuit" in a)
+            samples: dict[str, tuple[list[float], list[float]]] = {
+                "direct": ([], []),
+                "relayed": ([], []),
+            }
+            for run in range(runs):
+                for name, target in (("direct", direct), ("relayed", relayed)):
+                    log(f"relay throughput {name}: {mib} MiB up and down (run {run + 1}/{runs})")
+                    for i, (up, down) in enumerate(((nbytes, 0), (0, nbytes))):
+                        results = await benchlib.client("ours", target, upload=up, download=down)
+                        samples[name][i].append(_rate(nbytes, results))
+    rates = {k: (statistics.median(u), statistics.median(d)) for k, (u, d) in samples.items()}
+    report.add(f"Relay: ours->ours, one stream, {mib} MiB each way, median of {runs} runs (MiB/s)")
+    report.add(f"  {'path':26} {'up':>8} {'down':>8}   {'up/direct':>9} {'down/direct':>11}")
+    for name in ("direct", "relayed"):
+        up, down = rates[name]
+        report.add(
+            f"  {name:26} {up / MIB:8.1f} {down / MIB:8.1f}"
+            f"   {fmt(ratio(up, rates['direct'][0])):>9} {fmt(ratio(down, rates['direct'][1])):>11}"
+        )
+    for i, direction in enumerate(("up", "down")):
+        share = ratio(rates["relayed"][i], rates["direct"][i])
+        report.target(
+            f"relayed throughput {direction}, relayed/direct",
+            fmt(share),
+            f">= {RELAYED_VS_DIRECT}",
+            None if share is None else share >= RELAYED_VS_DIRECT,
         )
     report.add()
 
@@ -470,6 +517,8 @@ async def main(argv: list[str] | None = None) -> int:
     report.add()
     if "throughput" in args.only:
         await throughput(report, args.mib, args.runs, kinds)
+    if "relay" in args.only:
+        await relay_throughput(report, args.mib, args.runs)
     if "latency" in args.only:
         await latency(report, args.iterations, kinds)
     if "delay" in args.only:

@@ -62,7 +62,7 @@ __all__ = ["RelayService", "splice"]
 
 logger = logging.getLogger(__name__)
 
-_CHUNK = 64 * 1024
+_CHUNK = 256 * 1024
 _STREAM_ERRORS = (Libp2pError, trio.BrokenResourceError, trio.ClosedResourceError)
 
 
