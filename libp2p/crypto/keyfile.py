@@ -16,7 +16,6 @@ import contextlib
 import logging
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 from ..exceptions import DecodeError, LocalUsageError
@@ -78,6 +77,8 @@ def _load(path: Path) -> PrivateKey:
 
 
 def _create(path: Path, key: PrivateKey) -> None:
+    import tempfile  # only needed the first time a node runs
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     tmp = Path(tmp_name)

@@ -34,21 +34,19 @@ import abc
 import enum
 import hmac
 from hashlib import sha256
-from typing import Final, TypeVar
-
-import coincurve
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric import ed25519 as _ed25519
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    decode_dss_signature,
-    encode_dss_signature,
-)
-from google.protobuf import message as _pb_message
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from ..exceptions import DecodeError, LocalUsageError
-from .pb import crypto_pb2
+
+# ``cryptography``, ``coincurve`` and protobuf take a good part of ``import libp2p``'s time, and
+# nothing needs them until a key is generated, loaded, serialized or used: they are imported
+# inside the functions that use them (once per key operation, never per frame).
+if TYPE_CHECKING:
+    import coincurve
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.asymmetric import ed25519 as _ed25519
+
+    from .pb import crypto_pb2
 
 __all__ = [
     "EcdsaPublicKey",
@@ -78,9 +76,6 @@ RSA_MAX_BITS: Final = 8192
 # Order of the secp256k1 group, used to normalise high-S signatures before verification.
 _SECP256K1_N: Final = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
-# Curves go's x509.ParsePKIXPublicKey accepts for ECDSA keys.
-_ECDSA_CURVES: Final = (ec.SECP224R1, ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
-
 
 class KeyType(enum.IntEnum):
     """Key algorithm, with the numbering of the ``KeyType`` protobuf enum."""
@@ -102,16 +97,20 @@ class UnsupportedKeyTypeError(DecodeError):
 # Protobuf edge
 # --------------------------------------------------------------------------------------------
 
-_Msg = TypeVar("_Msg", crypto_pb2.PublicKey, crypto_pb2.PrivateKey)
+_Msg = TypeVar("_Msg", "crypto_pb2.PublicKey", "crypto_pb2.PrivateKey")
 
 
 def _encode(cls: type[_Msg], key_type: KeyType, data: bytes) -> bytes:
+    from .pb import crypto_pb2
+
     msg = cls(Type=crypto_pb2.KeyType.ValueType(int(key_type)), Data=data)
     return msg.SerializeToString(deterministic=True)
 
 
 def _decode(cls: type[_Msg], data: bytes) -> tuple[KeyType, bytes]:
     """Parse a key envelope strictly; see the module docstring for the policy."""
+    from google.protobuf import message as _pb_message
+
     what = cls.DESCRIPTOR.name
     msg = cls()
     try:
@@ -162,6 +161,8 @@ class PublicKey(abc.ABC):
 
     def serialize(self) -> bytes:
         """The deterministic ``PublicKey`` protobuf encoding (the input of peer ID derivation)."""
+        from .pb import crypto_pb2
+
         return _encode(crypto_pb2.PublicKey, self.key_type, self.to_bytes())
 
     def __eq__(self, other: object) -> bool:
@@ -205,6 +206,8 @@ class PrivateKey(abc.ABC):
 
     def serialize(self) -> bytes:
         """The ``PrivateKey`` protobuf encoding, as stored in key files."""
+        from .pb import crypto_pb2
+
         return _encode(crypto_pb2.PrivateKey, self.key_type, self.to_bytes())
 
     def __eq__(self, other: object) -> bool:
@@ -238,6 +241,8 @@ class Ed25519PublicKey(PublicKey):
         """Load a key from its 32 raw bytes; raises :class:`DecodeError` if malformed."""
         if len(data) != 32:
             raise DecodeError(f"Ed25519 public key must be 32 bytes, got {len(data)}")
+        from cryptography.hazmat.primitives.asymmetric import ed25519 as _ed25519
+
         try:
             return cls(_ed25519.Ed25519PublicKey.from_public_bytes(bytes(data)))
         except ValueError as exc:
@@ -256,6 +261,8 @@ class Ed25519PublicKey(PublicKey):
         """Check an RFC 8032 signature; ``False`` for any bad or malformed signature."""
         if len(signature) != 64:
             return False
+        from cryptography.exceptions import InvalidSignature
+
         try:
             self._key.verify(bytes(signature), bytes(data))
         except InvalidSignature:
@@ -275,6 +282,8 @@ class Ed25519PrivateKey(PrivateKey):
     @classmethod
     def generate(cls) -> Ed25519PrivateKey:
         """A fresh random key."""
+        from cryptography.hazmat.primitives.asymmetric import ed25519 as _ed25519
+
         return cls(_ed25519.Ed25519PrivateKey.generate())
 
     @classmethod
@@ -282,6 +291,8 @@ class Ed25519PrivateKey(PrivateKey):
         """Derive the key from a 32-byte RFC 8032 seed."""
         if len(seed) != 32:
             raise LocalUsageError(f"Ed25519 seed must be 32 bytes, got {len(seed)}")
+        from cryptography.hazmat.primitives.asymmetric import ed25519 as _ed25519
+
         return cls(_ed25519.Ed25519PrivateKey.from_private_bytes(bytes(seed)))
 
     @classmethod
@@ -298,6 +309,8 @@ class Ed25519PrivateKey(PrivateKey):
             data = data[:64]
         if len(data) != 64:
             raise DecodeError(f"Ed25519 private key must be 64 bytes, got {len(data)}")
+        from cryptography.hazmat.primitives.asymmetric import ed25519 as _ed25519
+
         key = cls(_ed25519.Ed25519PrivateKey.from_private_bytes(data[:32]))
         if not hmac.compare_digest(key.public_key.to_bytes(), data[32:]):
             raise DecodeError("Ed25519 private key: embedded public key does not match the seed")
@@ -344,6 +357,8 @@ class Secp256k1PublicKey(PublicKey):
         """Load a SEC1 point; compressed (33 bytes) or, like go, uncompressed (65 bytes)."""
         if len(data) not in (33, 65):
             raise DecodeError(f"secp256k1 public key must be 33 or 65 bytes, got {len(data)}")
+        import coincurve
+
         try:
             return cls(coincurve.PublicKey(bytes(data)))
         except ValueError as exc:
@@ -364,6 +379,11 @@ class Secp256k1PublicKey(PublicKey):
         libsecp256k1 only accepts low-S signatures while go-libp2p accepts both, so a high-S
         signature is normalised before it is checked.
         """
+        from cryptography.hazmat.primitives.asymmetric.utils import (
+            decode_dss_signature,
+            encode_dss_signature,
+        )
+
         try:
             r, s = decode_dss_signature(bytes(signature))
         except ValueError:
@@ -394,6 +414,8 @@ class Secp256k1PrivateKey(PrivateKey):
     @classmethod
     def generate(cls) -> Secp256k1PrivateKey:
         """A fresh random key."""
+        import coincurve
+
         return cls(coincurve.PrivateKey())
 
     @classmethod
@@ -401,6 +423,8 @@ class Secp256k1PrivateKey(PrivateKey):
         """Load a 32-byte scalar; raises :class:`DecodeError` if it is not a valid key."""
         if len(data) != 32:
             raise DecodeError(f"secp256k1 private key must be 32 bytes, got {len(data)}")
+        import coincurve
+
         try:
             return cls(coincurve.PrivateKey(bytes(data)))
         except ValueError as exc:
@@ -431,6 +455,9 @@ class Secp256k1PrivateKey(PrivateKey):
 
 
 def _load_spki(data: bytes, what: str) -> object:
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
     try:
         return serialization.load_der_public_key(bytes(data))
     except (ValueError, UnsupportedAlgorithm) as exc:
@@ -438,6 +465,8 @@ def _load_spki(data: bytes, what: str) -> object:
 
 
 def _spki(key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -464,6 +493,8 @@ class RsaPublicKey(PublicKey):
     @classmethod
     def from_bytes(cls, data: bytes) -> RsaPublicKey:
         """Load a DER SubjectPublicKeyInfo; raises :class:`DecodeError` if malformed."""
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
         key = _load_spki(data, "RSA")
         if not isinstance(key, rsa.RSAPublicKey):
             raise DecodeError("RSA public key: the SubjectPublicKeyInfo is not an RSA key")
@@ -480,6 +511,10 @@ class RsaPublicKey(PublicKey):
 
     def verify(self, data: bytes, signature: bytes) -> bool:
         """Check a PKCS#1 v1.5 SHA-256 signature; ``False`` if bad or malformed."""
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
         try:
             self._key.verify(bytes(signature), bytes(data), padding.PKCS1v15(), hashes.SHA256())
         except InvalidSignature:
@@ -496,7 +531,10 @@ class EcdsaPublicKey(PublicKey):
     __slots__ = ("_key", "_raw")
 
     def __init__(self, key: ec.EllipticCurvePublicKey) -> None:
-        if not isinstance(key.curve, _ECDSA_CURVES):
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        # The curves go's x509.ParsePKIXPublicKey accepts for ECDSA keys.
+        if not isinstance(key.curve, (ec.SECP224R1, ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)):
             raise DecodeError(f"ECDSA public key on unsupported curve {key.curve.name}")
         self._key = key
         self._raw = _spki(key)
@@ -504,6 +542,8 @@ class EcdsaPublicKey(PublicKey):
     @classmethod
     def from_bytes(cls, data: bytes) -> EcdsaPublicKey:
         """Load a DER SubjectPublicKeyInfo; raises :class:`DecodeError` if malformed."""
+        from cryptography.hazmat.primitives.asymmetric import ec
+
         key = _load_spki(data, "ECDSA")
         if not isinstance(key, ec.EllipticCurvePublicKey):
             raise DecodeError("ECDSA public key: the SubjectPublicKeyInfo is not an EC key")
@@ -520,6 +560,10 @@ class EcdsaPublicKey(PublicKey):
 
     def verify(self, data: bytes, signature: bytes) -> bool:
         """Check a DER ECDSA signature of SHA-256(``data``); ``False`` if bad or malformed."""
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+
         try:
             self._key.verify(bytes(signature), bytes(data), ec.ECDSA(hashes.SHA256()))
         except InvalidSignature:
@@ -557,6 +601,8 @@ def deserialize_public_key(data: bytes) -> PublicKey:
     Raises :class:`DecodeError` for anything malformed, including keys that fail the type's
     own validation (wrong length, point not on the curve, RSA size out of range).
     """
+    from .pb import crypto_pb2
+
     key_type, raw = _decode(crypto_pb2.PublicKey, bytes(data))
     if key_type == KeyType.Ed25519:
         return Ed25519PublicKey.from_bytes(raw)
@@ -573,6 +619,8 @@ def deserialize_private_key(data: bytes) -> PrivateKey:
     Only Ed25519 and Secp256k1 private keys are supported; RSA and ECDSA raise
     :class:`UnsupportedKeyTypeError`. Malformed input raises :class:`DecodeError`.
     """
+    from .pb import crypto_pb2
+
     key_type, raw = _decode(crypto_pb2.PrivateKey, bytes(data))
     if key_type == KeyType.Ed25519:
         return Ed25519PrivateKey.from_bytes(raw)

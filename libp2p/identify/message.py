@@ -30,13 +30,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
-from google.protobuf import message as _pb_message
 from multiaddr import Multiaddr
 
 from ..crypto.keys import PublicKey, deserialize_public_key
 from ..exceptions import DecodeError, LocalUsageError
 from ..peer.record import decode_multiaddr
-from .pb import identify_pb2
 
 __all__ = [
     "MAX_MESSAGE_SIZE",
@@ -135,6 +133,8 @@ def encode_identify(info: IdentifyInfo) -> bytes:
     address (an enormous protocol list or agent string), :class:`LocalUsageError` is raised:
     silently dropping protocols would make peers believe we do not speak them.
     """
+    from .pb import identify_pb2  # protobuf loads on first use, not with the package
+
     msg = identify_pb2.Identify()
     if info.protocol_version is not None:
         msg.protocolVersion = info.protocol_version
@@ -205,6 +205,10 @@ def decode_identify(data: bytes, *, strict: bool = False) -> IdentifyInfo:
     multiaddrs are dropped (see the module docstring) unless ``strict`` is true, in which case
     they raise :class:`DecodeError` too.
     """
+    from google.protobuf import message as _pb_message
+
+    from .pb import identify_pb2
+
     msg = identify_pb2.Identify()
     try:
         msg.ParseFromString(bytes(data))

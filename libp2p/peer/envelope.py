@@ -40,13 +40,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from google.protobuf import message as _pb_message
-
 from ..crypto.keys import PrivateKey, PublicKey, deserialize_public_key
 from ..exceptions import DecodeError, LocalUsageError, MessageTooLarge
 from ..varint import encode_uvarint
 from .id import PeerID
-from .pb import envelope_pb2
 
 __all__ = [
     "MAX_ENVELOPE_SIZE",
@@ -146,6 +143,8 @@ class Envelope:
 
     def to_bytes(self) -> bytes:
         """The protobuf encoding, field by field in tag order, as go and js write it."""
+        from .pb import envelope_pb2  # protobuf loads on first use, not with the package
+
         msg = envelope_pb2.Envelope(
             public_key=self.public_key.serialize(),
             payload_type=self.payload_type,
@@ -169,6 +168,10 @@ class Envelope:
             raise EnvelopeTooLarge(
                 f"signed envelope of {len(data)} bytes exceeds the {max_size}-byte limit"
             )
+        from google.protobuf import message as _pb_message
+
+        from .pb import envelope_pb2
+
         msg = envelope_pb2.Envelope()
         try:
             msg.ParseFromString(bytes(data))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from multiaddr import Multiaddr
 
@@ -63,14 +63,23 @@ class PeerInfo:
         return cls(PeerID.from_string(peer), addrs)
 
 
-@dataclass(slots=True)
 class _PeerData:
-    addrs: dict[bytes, tuple[Multiaddr, float]] = field(default_factory=dict)
-    protocols: set[str] = field(default_factory=set)
-    public_key: PublicKey | None = None
-    agent_version: str | None = None
-    protocol_version: str | None = None
-    record_seq: int | None = None
+    __slots__ = (
+        "addrs",
+        "agent_version",
+        "protocol_version",
+        "protocols",
+        "public_key",
+        "record_seq",
+    )
+
+    def __init__(self) -> None:
+        self.addrs: dict[bytes, tuple[Multiaddr, float]] = {}
+        self.protocols: set[str] = set()
+        self.public_key: PublicKey | None = None
+        self.agent_version: str | None = None
+        self.protocol_version: str | None = None
+        self.record_seq: int | None = None
 
 
 class Peerstore:

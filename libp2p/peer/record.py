@@ -39,7 +39,6 @@ from dataclasses import dataclass
 from typing import Final
 
 import multiaddr.exceptions
-from google.protobuf import message as _pb_message
 from multiaddr import Multiaddr
 
 from ..crypto.keys import PrivateKey
@@ -51,7 +50,6 @@ from .envelope import (
     InvalidEnvelope,
 )
 from .id import InvalidPeerIDError, PeerID
-from .pb import peer_record_pb2
 
 __all__ = [
     "LEGACY_PEER_RECORD_DOMAIN",
@@ -185,6 +183,8 @@ class PeerRecord:
 
     def to_bytes(self) -> bytes:
         """The ``PeerRecord`` protobuf (the envelope payload)."""
+        from .pb import peer_record_pb2  # protobuf loads on first use, not with the package
+
         msg = peer_record_pb2.PeerRecord(peer_id=self.peer_id.to_bytes(), seq=self.seq)
         for addr in self.addrs:
             msg.addresses.add(multiaddr=addr.to_bytes())
@@ -198,6 +198,10 @@ class PeerRecord:
         skipped (see the module docstring). Call this only on a payload whose envelope has
         been verified -- :func:`open_peer_record` does both.
         """
+        from google.protobuf import message as _pb_message
+
+        from .pb import peer_record_pb2
+
         msg = peer_record_pb2.PeerRecord()
         try:
             msg.ParseFromString(bytes(data))

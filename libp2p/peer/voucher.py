@@ -22,13 +22,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from google.protobuf import message as _pb_message
-
 from ..crypto.keys import PrivateKey
 from ..exceptions import LocalUsageError
 from .envelope import MAX_ENVELOPE_SIZE, Envelope, InvalidEnvelope
 from .id import InvalidPeerIDError, PeerID
-from .pb import voucher_pb2
 from .record import InvalidRecord, RecordSignerMismatch
 
 __all__ = [
@@ -81,6 +78,8 @@ class ReservationVoucher:
 
     def to_bytes(self) -> bytes:
         """The ``ReservationVoucher`` protobuf, all three fields written, in tag order."""
+        from .pb import voucher_pb2  # protobuf loads on first use, not with the package
+
         msg = voucher_pb2.ReservationVoucher(
             relay=self.relay.to_bytes(), peer=self.peer.to_bytes(), expiration=self.expiration
         )
@@ -92,6 +91,10 @@ class ReservationVoucher:
 
         All three fields must be present and both peer IDs valid; unknown fields are ignored.
         """
+        from google.protobuf import message as _pb_message
+
+        from .pb import voucher_pb2
+
         msg = voucher_pb2.ReservationVoucher()
         try:
             msg.ParseFromString(bytes(data))

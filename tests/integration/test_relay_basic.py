@@ -38,7 +38,8 @@ async def test_reserve_connect_and_echo() -> None:
         assert addrs == [relay.listen_addrs[0].encapsulate(f"/p2p/{relay.peer_id}/p2p-circuit")]
         assert addrs[0] in listener.addrs
         conn = await dialer.connect(f"{addrs[0]}/p2p/{listener.peer_id}")
-        assert conn.relayed and conn.limited
+        assert conn.relayed
+        assert conn.limited
         assert conn.limit == ConnectionLimit(duration=120, data=131072)
         stream = await dialer.new_stream(listener.peer_id, ECHO, allow_limited=True)
         await stream.send_all(b"hello through the relay")

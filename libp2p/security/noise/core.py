@@ -37,13 +37,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import struct
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from typing import TYPE_CHECKING
 
 from ...exceptions import LocalUsageError
 from .errors import DecryptionFailed, NoiseHandshakeError, NonceExhausted
+
+# ``cryptography`` is imported when a cipher state is keyed or a handshake starts, not with
+# the package: it is a noticeable part of ``import libp2p`` and no frame path imports anything.
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 __all__ = [
     "DH_LEN",
@@ -94,7 +97,16 @@ def _hkdf2(chaining_key: bytes, input_key_material: bytes) -> tuple[bytes, bytes
     return output1, output2
 
 
+def _invalid_tag() -> type[Exception]:
+    """``cryptography``'s ``InvalidTag``; an ``except`` clause evaluates this only on failure."""
+    from cryptography.exceptions import InvalidTag
+
+    return InvalidTag
+
+
 def _as_private_key(key: X25519PrivateKey | bytes | None) -> X25519PrivateKey | None:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
     if key is None or isinstance(key, X25519PrivateKey):
         return key
     if len(key) != DH_LEN:
@@ -107,6 +119,8 @@ def _public_bytes(key: X25519PrivateKey) -> bytes:
 
 
 def _dh(private: X25519PrivateKey, public: bytes) -> bytes:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
     try:
         return private.exchange(X25519PublicKey.from_public_bytes(public))
     except ValueError as exc:
@@ -136,6 +150,8 @@ class CipherState:
         """``InitializeKey(key)``: install a 32-byte key and reset the nonce to zero."""
         if len(key) != 32:
             raise LocalUsageError(f"a ChaCha20-Poly1305 key is 32 bytes, got {len(key)}")
+        from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
         self._key = bytes(key)
         self._aead = ChaCha20Poly1305(self._key)
         self.n = 0
@@ -177,7 +193,7 @@ class CipherState:
             raise NonceExhausted("this Noise cipher state has used all 2**64 - 1 nonces")
         try:
             plaintext = aead.decrypt(_NONCE.pack(n), ciphertext, ad)
-        except InvalidTag:
+        except _invalid_tag():
             raise DecryptionFailed(f"Noise message with nonce {n} failed authentication") from None
         self.n = n + 1
         return plaintext
@@ -205,7 +221,7 @@ class CipherState:
             )
         try:
             aead.decrypt_into(_NONCE.pack(n), ciphertext, None, out)
-        except InvalidTag:
+        except _invalid_tag():
             raise DecryptionFailed(f"Noise message with nonce {n} failed authentication") from None
         self.n = n + 1
 
@@ -281,6 +297,8 @@ class HandshakeState:
         static_key: X25519PrivateKey | bytes | None = None,
         ephemeral_key: X25519PrivateKey | bytes | None = None,
     ) -> None:
+        from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
         #: True for the party that sends message 1.
         self.initiator = initiator
         static = _as_private_key(static_key)
@@ -361,6 +379,8 @@ class HandshakeState:
         for token in _XX_PATTERN[self._index]:
             if token == "e":
                 if self._e is None:
+                    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
                     self._e = X25519PrivateKey.generate()
                 public = _public_bytes(self._e)
                 out.append(public)

@@ -37,16 +37,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from google.protobuf.message import DecodeError as _ProtobufDecodeError
+from typing import TYPE_CHECKING
 
 from ...crypto.keys import PrivateKey, PublicKey, deserialize_public_key
 from ...exceptions import DecodeError, LocalUsageError, PeerIDMismatch
 from ...peer.id import PeerID
 from .core import CipherState, HandshakeState
 from .errors import NoiseHandshakeError
-from .pb import payload_pb2
+
+# protobuf and ``cryptography`` load on the first handshake, not with the package.
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 __all__ = [
     "SIGNATURE_PREFIX",
@@ -77,6 +78,8 @@ class HandshakePayload:
 
     def encode(self) -> bytes:
         """The protobuf encoding; ``extensions`` is omitted when it would be empty."""
+        from .pb import payload_pb2
+
         msg = payload_pb2.NoiseHandshakePayload(
             identity_key=self.identity_key, identity_sig=self.identity_sig
         )
@@ -88,6 +91,10 @@ class HandshakePayload:
     @classmethod
     def decode(cls, data: bytes) -> HandshakePayload:
         """Parse a payload; :class:`~.errors.NoiseHandshakeError` if it is not valid protobuf."""
+        from google.protobuf.message import DecodeError as _ProtobufDecodeError
+
+        from .pb import payload_pb2
+
         try:
             msg = payload_pb2.NoiseHandshakePayload.FromString(bytes(data))
         except _ProtobufDecodeError as exc:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket as _stdsocket
-from dataclasses import dataclass
 
 import trio
 from multiaddr import Multiaddr
@@ -39,11 +38,13 @@ __all__ = [
 _RETRY_UNBOUND = {errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EINVAL, errno.ENETUNREACH}
 
 
-@dataclass(frozen=True, slots=True)
 class _TcpAddr:
-    family: int
-    host: str
-    port: int
+    __slots__ = ("family", "host", "port")
+
+    def __init__(self, family: int, host: str, port: int) -> None:
+        self.family = family
+        self.host = host
+        self.port = port
 
 
 def parse_tcp_multiaddr(maddr: Multiaddr) -> tuple[int, str, int]:
