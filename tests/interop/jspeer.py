@@ -7,6 +7,10 @@ Two ways to use it::
 
     result = await run_js_dialer(addr, ping=3, echo=1 << 22)   # js dials our listener
 
+For Circuit Relay v2: :func:`js_relay` runs a js relay, :func:`js_relayed_listener` a js
+listener that reserves on relays, and ``run_js_dialer`` dials ``.../p2p-circuit/p2p/ID``
+addresses too (its result gains ``"connection": {"remoteAddr", "limited", "limits"}``).
+
 The listener's first stdout line (its peer ID and addresses) is the readiness signal.
 Processes are ended only through the ``trio.Process`` objects started here: first by
 closing the listener's stdin (its request to exit), then SIGTERM, then SIGKILL.
@@ -194,12 +198,19 @@ async def _stop(process: trio.Process, grace: float) -> None:
 
 
 async def _wait_ready(
-    process: trio.Process, stdout: trio.abc.ReceiveStream, stderr: bytearray, startup_timeout: float
+    process: trio.Process,
+    stdout: trio.abc.ReceiveStream,
+    stderr: bytearray,
+    startup_timeout: float,
+    rest: bytearray | None = None,
 ) -> JsPeer:
-    """Read the listener's first stdout line: its peer ID and listen addresses."""
+    """Read the listener's first stdout line: its peer ID and listen addresses.
+
+    Whatever was read past that line is dropped, or kept in ``rest`` when given.
+    """
     line: bytes | None = None
     with trio.move_on_after(startup_timeout) as waited:
-        line = await _read_line(stdout, bytearray())
+        line = await _read_line(stdout, bytearray() if rest is None else rest)
         if line is None:
             await process.wait()
     if waited.cancelled_caught:
@@ -339,3 +350,161 @@ async def run_js_dialer(
             )
         result["returncode"] = completed.returncode
     return result
+
+
+# ---- Circuit Relay v2 roles (peer.mjs `relay`, `listen --relay`, `--report-connections`)
+
+
+@dataclass
+class JsServingPeer(JsPeer):
+    """A running ``peer.mjs relay`` or ``peer.mjs listen``, with its later stdout lines.
+
+    With ``--report-connections`` peer.mjs prints, after the ready line, one
+    ``{"event": "connection", "remotePeer", "remoteAddr", "direction", "limited", "limits"}``
+    line per connection opened (``limits`` is ``{"seconds", "bytes"}`` as the relay granted
+    them, either may be None, or None for an unlimited connection); they collect in ``events``.
+    """
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    _changed: trio.Event = field(default_factory=trio.Event, repr=False)
+
+    @property
+    def relayed_addrs(self) -> list[str]:
+        """The ``.../p2p/<relay>/p2p-circuit/p2p/<own id>`` addresses (listen --relay)."""
+        return [a for a in self.addrs if "/p2p-circuit" in a]
+
+    @property
+    def connections(self) -> list[dict[str, Any]]:
+        """The ``"connection"`` events reported so far (needs ``report_connections``)."""
+        return [e for e in self.events if e.get("event") == "connection"]
+
+    async def wait_connection(
+        self, remote_peer: str | None = None, *, limited: bool | None = None
+    ) -> dict[str, Any]:
+        """The first reported connection from ``remote_peer`` (any when None) and, when
+        ``limited`` is not None, with that ``"limited"`` value. Waits for it without a time
+        limit: put one around the call (``trio.fail_after``)."""
+        while True:
+            for event in self.connections:
+                if remote_peer is not None and event.get("remotePeer") != remote_peer:
+                    continue
+                if limited is not None and event.get("limited") is not limited:
+                    continue
+                return event
+            await self._changed.wait()
+
+    def _add_event(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+        self._changed.set()
+        self._changed = trio.Event()
+
+
+async def _collect_events(
+    stdout: trio.abc.ReceiveStream, rest: bytearray, peer: JsServingPeer
+) -> None:
+    """Parse the JSON lines printed after the ready line into ``peer.events``."""
+    with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
+        while (line := await _read_line(stdout, rest)) is not None:
+            if not line.strip():
+                continue
+            try:
+                event = json.loads(line)
+            except ValueError:
+                event = {"event": "unparsed", "line": line.decode(errors="replace")}
+            peer._add_event(event if isinstance(event, dict) else {"event": "unparsed"})
+
+
+@contextlib.asynccontextmanager
+async def js_serving_peer(
+    mode: str,
+    *args: str,
+    listen: str | None = None,
+    seed: bytes | None = None,
+    monitor: bool = True,
+    report_connections: bool = False,
+    env: Mapping[str, str] | None = None,
+    startup_timeout: float = 30.0,
+    stop_timeout: float = 5.0,
+) -> AsyncIterator[JsServingPeer]:
+    """Run ``node peer.mjs listen|relay ARGS`` like :func:`js_peer`, keeping its later lines.
+
+    Readiness, options and shutdown are those of :func:`js_peer`; ``report_connections``
+    adds ``--report-connections``, whose lines collect in :attr:`JsServingPeer.events`.
+    """
+    if mode not in ("listen", "relay"):
+        raise ValueError(f"js_serving_peer runs 'listen' or 'relay', not {mode!r}")
+    extra = ["--report-connections"] if report_connections else []
+    cmd = _command(mode, *args, *extra, listen=listen, seed=seed, monitor=monitor)
+    stderr = bytearray()
+    async with trio.open_nursery() as nursery:
+        process = await trio.lowlevel.open_process(
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=JS_DIR,
+            env=_environ(env),
+        )
+        assert process.stdout is not None
+        assert process.stderr is not None
+        try:
+            nursery.start_soon(_collect_tail, process.stderr, stderr)
+            rest = bytearray()
+            ready = await _wait_ready(process, process.stdout, stderr, startup_timeout, rest)
+            peer = JsServingPeer(ready.peer_id, ready.addrs, process, stderr)
+            nursery.start_soon(_collect_events, process.stdout, rest, peer)
+            yield peer
+        finally:
+            with trio.CancelScope(shield=True):
+                await _stop(process, stop_timeout)
+            nursery.cancel_scope.cancel()
+
+
+def js_relay(
+    *args: str,
+    limit_duration: int | None = None,
+    limit_data: int | None = None,
+    no_limit: bool = False,
+    spec_duration: bool = False,
+    reservation_ttl: int | None = None,
+    max_reservations: int | None = None,
+    **kwargs: Any,
+) -> contextlib.AbstractAsyncContextManager[JsServingPeer]:
+    """Run ``node peer.mjs relay``: a js Circuit Relay v2 server (hop), see peer.mjs.
+
+    ``limit_duration`` (seconds) and ``limit_data`` (bytes) replace js's default per-connection
+    limits (2 min, 128 KiB); ``no_limit`` sends no limit at all. Stock js announces the
+    duration in milliseconds (120000 for 2 min); ``spec_duration`` makes it announce seconds.
+    ``reservation_ttl`` (seconds, js default 2 h), ``max_reservations`` (js default 15).
+    Other keywords as for :func:`js_serving_peer`.
+    """
+    options: list[str] = []
+    for flag, value in (
+        ("--limit-duration", limit_duration),
+        ("--limit-data", limit_data),
+        ("--reservation-ttl", reservation_ttl),
+        ("--max-reservations", max_reservations),
+    ):
+        if value is not None:
+            options += [flag, str(value)]
+    if no_limit:
+        options.append("--no-limit")
+    if spec_duration:
+        options.append("--spec-duration")
+    return js_serving_peer("relay", *options, *args, **kwargs)
+
+
+def js_relayed_listener(
+    *relays: str, **kwargs: Any
+) -> contextlib.AbstractAsyncContextManager[JsServingPeer]:
+    """Run ``node peer.mjs listen --relay R ...``: a js listener holding a reservation on each
+    relay (``R`` = relay address ending in ``/p2p/<relay id>``); ready once every relay shows in
+    its addresses, so :attr:`JsServingPeer.relayed_addrs` is dialable. Keywords as for
+    :func:`js_serving_peer` (``report_connections=True`` to see limited connections arrive).
+    """
+    if not relays:
+        raise ValueError("js_relayed_listener wants at least one relay address")
+    options: list[str] = []
+    for relay in relays:
+        options += ["--relay", relay]
+    return js_serving_peer("listen", *options, **kwargs)

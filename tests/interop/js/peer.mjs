@@ -1,16 +1,47 @@
 // A small js-libp2p peer for interop tests: TCP + Noise + Yamux, with ping, identify,
-// /perf/1.0.0 and three test protocols. Logs go to stderr, results to stdout as JSON.
+// /perf/1.0.0 and three test protocols, and Circuit Relay v2 (@libp2p/circuit-relay-v2) roles.
+// Logs go to stderr, results to stdout as JSON.
 //
 //   node peer.mjs listen [--listen MA] [--seed HEX] [--lifetime S] [--no-monitor]
+//       [--relay MA/p2p/RELAYID ...] [--report-connections]
 //       prints {"peerId": "...", "addrs": [...]} once listening; exits when stdin closes,
 //       on SIGTERM/SIGINT, or after --lifetime seconds (default 900).
+//       --relay (repeatable) adds circuitRelayTransport and listens on <relay>/p2p-circuit
+//       too: it makes a reservation on each relay (dialing it, no identify needed first) and
+//       prints the ready line only once each relay shows in its addresses, as
+//       <relay addr>/p2p/RELAYID/p2p-circuit/p2p/<own id> (after the direct ones); js
+//       refreshes the reservation max(30 s, 5 min before expiry) after making it.
+//       --report-connections (also for `relay`): after the ready line, one line per connection
+//       opened (those opened before it, e.g. to the relay, come right after it):
+//       {"event": "connection", "remotePeer", "remoteAddr", "direction": "inbound"|"outbound",
+//        "limited": bool, "limits": {"seconds": N|null, "bytes": N|null} or null}. "limits"
+//       are those the relay granted (js's connection.limits, read before the first byte: js
+//       takes Limit.duration as seconds); null for an unlimited connection.
+//   node peer.mjs relay [--listen MA] [--seed HEX] [--lifetime S] [--limit-duration S]
+//       [--limit-data B] [--no-limit] [--spec-duration] [--reservation-ttl S]
+//       [--max-reservations N] [--report-connections]
+//       a Circuit Relay v2 server (circuitRelayServer: hop), otherwise as `listen` (same ready
+//       line, same lifetime). js's defaults: each relayed connection limited to 2 min and to
+//       128 KiB counted over both directions (the relayed Noise/Yamux bytes, all streams),
+//       reset when either is exceeded; reservations last 2 h (--reservation-ttl), at most 15
+//       (--max-reservations). It accepts reservations from any address, loopback included,
+//       and returns all its own addresses (/p2p/ID included) and a signed voucher. --limit-*
+//       replace the default limits (both must be > 0); --no-limit sends no Limit at all, so
+//       relayed connections are not limited (they still end with the reservation).
+//       Stock js announces Limit.duration in milliseconds (120000 for 2 min, where the spec
+//       says seconds); --spec-duration makes it announce seconds (see announceDurationInSeconds).
 //   node peer.mjs dial MA/p2p/ID [--ping N] [--echo B] [--sink B] [--source B]
-//       [--perf-upload B] [--perf-download B] [--timeout S] [--seed HEX] [--listen MA]
+//       [--perf-upload B] [--perf-download B] [--pause S] [--timeout S] [--seed HEX] [--listen MA]
 //       prints one JSON object with the results and exits 0, or {"error": "..."} and exits 1.
 //       Unless --no-identify, it first runs identify on the connection and reports what the
 //       listener said: "identify": {"protocols", "agentVersion", "listenAddrs", "observedAddr",
 //       "certifiedAddrs" (from its verified signed peer record; [] without one), "seq"}, or
 //       {"error": "..."} when the listener does not serve identify.
+//       MA may be a circuit address, MA/p2p/RELAYID/p2p-circuit/p2p/ID (circuitRelayTransport
+//       is always there; test streams are opened with runOnLimitedConnection). The result
+//       has "connection": {"remoteAddr", "limited", "limits" (as for --report-connections),
+//       "limitsRemaining" (js's live counters after all operations), "status"}. --pause waits
+//       S seconds after identify, before the operations (to outlive a duration limit).
 //   node peer.mjs perf MA/p2p/ID --upload-bytes U --download-bytes D [--iterations K]
 //       [--reuse-connection] [--timeout S]
 //       the perf client of `python -m libp2p.perf client`, with the same output: one JSON line
@@ -35,6 +66,9 @@
 //   /interop/sink/1.0.0    reads to EOF, replies u64be(count) + sha256(bytes), then closes
 //   /interop/source/1.0.0  reads u64be(N), writes N bytes with byte i = i % 251, then closes
 //   /perf/1.0.0            libp2p perf: reads u64be(N), drains the upload to EOF, writes N bytes
+// (all with runOnLimitedConnection), plus /ipfs/id/1.0.0 (identify, in every mode: js's relay
+// needs it), /ipfs/ping/1.0.0, /libp2p/circuit/relay/0.2.0/hop (`relay`) and
+// /libp2p/circuit/relay/0.2.0/stop (`dial`, `listen --relay`).
 //
 // @libp2p/perf is not used: it is not available from the npm registry this project
 // reaches, so the perf protocol (a dozen lines) is implemented here on both sides.
@@ -44,6 +78,7 @@ import { performance } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
+import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { identify } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
@@ -51,13 +86,21 @@ import { tcp } from '@libp2p/tcp'
 import { multiaddr } from '@multiformats/multiaddr'
 import { AbstractMessageStream, AbstractStream } from '@libp2p/utils'
 import { createLibp2p } from 'libp2p'
+// Internal modules of @libp2p/circuit-relay-v2 (not in its "exports"), imported by file URL:
+// the same module instances its own code uses, so the patches below take effect.
+import { LimitTracker } from './node_modules/@libp2p/circuit-relay-v2/dist/src/utils.js'
+import { Limit } from './node_modules/@libp2p/circuit-relay-v2/dist/src/pb/index.js'
 
 const ECHO = '/interop/echo/1.0.0'
 const SINK = '/interop/sink/1.0.0'
 const SOURCE = '/interop/source/1.0.0'
 const PERF = '/perf/1.0.0'
+const PING = '/ipfs/ping/1.0.0'
 const CHUNK = 64 * 1024
 const HANDLER_OPTIONS = { maxInboundStreams: 256, maxOutboundStreams: 256, runOnLimitedConnection: true }
+// Streams opened by `dial` may run over a limited (relayed) connection; js refuses that unless
+// both newStream() and the remote's handle() say runOnLimitedConnection.
+const STREAM_OPTIONS = { runOnLimitedConnection: true }
 // 261 * 251 bytes: a whole number of periods, so every chunk of it starts at i % 251 == 0.
 const PATTERN = Uint8Array.from({ length: 251 * 261 }, (_, i) => i % 251)
 const ZEROS = new Uint8Array(CHUNK)
@@ -82,6 +125,71 @@ AbstractMessageStream.prototype.unshift = function (data) {
     this.readStatus = 'readable'
   }
   return originalUnshift.call(this, data)
+}
+
+// Relayed connections carry the limits the relay announced in a LimitTracker (utils.js of
+// @libp2p/circuit-relay-v2) whose getLimits() result becomes `connection.limits`: an object
+// with live getters, `bytes` (remaining, counted over both directions) and `seconds`
+// (remaining), each present only when limited. To report what the relay granted rather than
+// what is left, take a snapshot when getLimits() is called: once per relayed connection, right
+// after the tracker is made from the HOP/STOP message and before the upgrade sends a byte.
+const GRANTED_LIMITS = Symbol('grantedLimits')
+const originalGetLimits = LimitTracker.prototype.getLimits
+LimitTracker.prototype.getLimits = function (...args) {
+  const limits = originalGetLimits.apply(this, args)
+  if (limits != null && limits[GRANTED_LIMITS] == null) {
+    Object.defineProperty(limits, GRANTED_LIMITS, { value: snapshotLimits(limits) })
+  }
+  return limits
+}
+
+// js's relay server keeps Limit.duration in milliseconds (it enforces it with
+// AbortSignal.timeout) and writes that number as is into the HOP and STOP messages, whose
+// Limit.duration is in seconds (circuit-v2 spec, and js's own client multiplies it by 1000):
+// a 2 min limit goes out as 120000 "seconds". `relay --spec-duration` converts it to seconds
+// when the Limit message is encoded, so the relay announces what it enforces.
+function announceDurationInSeconds () {
+  const originalCodec = Limit.codec
+  let wrapped = null
+  Limit.codec = () => {
+    if (wrapped == null) {
+      const codec = originalCodec()
+      wrapped = {
+        ...codec,
+        encode: (obj, ...rest) => codec.encode(
+          obj?.duration != null ? { ...obj, duration: Math.max(1, Math.round(obj.duration / 1000)) } : obj,
+          ...rest
+        )
+      }
+    }
+    return wrapped
+  }
+}
+
+function snapshotLimits (limits) {
+  if (limits == null) return null
+  return {
+    seconds: limits.seconds ?? null,
+    bytes: limits.bytes != null ? Number(limits.bytes) : null
+  }
+}
+
+function grantedLimits (conn) {
+  return conn.limits == null ? null : (conn.limits[GRANTED_LIMITS] ?? snapshotLimits(conn.limits))
+}
+
+function isRelayed (conn) {
+  return conn.remoteAddr.toString().includes('/p2p-circuit')
+}
+
+function describeConnection (conn) {
+  return {
+    remotePeer: conn.remotePeer.toString(),
+    remoteAddr: conn.remoteAddr.toString(),
+    direction: conn.direction,
+    limited: conn.limits != null,
+    limits: grantedLimits(conn)
+  }
 }
 
 function log (...args) {
@@ -289,6 +397,27 @@ function describeIdentify (id) {
   }
 }
 
+async function runPingOnConnection (conn, count) {
+  // @libp2p/ping picks a connection by peer and skips limited ones (it would dial again), so
+  // over a relayed connection ping by hand: /ipfs/ping/1.0.0, 32 random bytes echoed back.
+  const rttsMs = []
+  const reportedMs = []
+  const stream = await conn.newStream(PING, STREAM_OPTIONS)
+  const reader = new Reader(stream)
+  for (let i = 0; i < count; i++) {
+    const data = randomBytes(32)
+    const start = performance.now()
+    const startMs = Date.now()
+    stream.send(data)
+    const echoed = await reader.readExactly(32)
+    rttsMs.push(performance.now() - start)
+    reportedMs.push(Date.now() - startMs)
+    if (!Buffer.from(echoed).equals(data)) throw new Error('ping: the remote echoed different bytes')
+  }
+  await stream.close()
+  return { count, rttsMs, reportedMs }
+}
+
 async function runIdentify (node, conn, identified) {
   // js identifies every new connection by itself and refuses a second identify stream while
   // that one runs ("Too many outbound protocol streams"): then take the automatic result (the
@@ -300,7 +429,13 @@ async function runIdentify (node, conn, identified) {
     } catch (err) {
       const message = String(err?.message ?? err)
       if (!message.includes('Too many outbound protocol streams') || performance.now() > deadline) {
-        return { error: message }
+        // Over a relayed connection the race shows up on the remote instead: it allows one
+        // inbound identify stream per connection and drops ours ("Unexpected EOF"). Then the
+        // automatic identify, still running, is the answer.
+        const automatic = !isRelayed(conn)
+          ? null
+          : await Promise.race([identified, new Promise((resolve) => setTimeout(() => resolve(null), 2000))])
+        return automatic != null ? describeIdentify(automatic) : { error: message }
       }
       const automatic = await Promise.race([
         identified,
@@ -314,7 +449,7 @@ async function runIdentify (node, conn, identified) {
 async function runEcho (conn, size) {
   const data = randomBytes(size)
   const start = performance.now()
-  const stream = await conn.newStream(ECHO)
+  const stream = await conn.newStream(ECHO, STREAM_OPTIONS)
   const reader = new Reader(stream)
   const hash = createHash('sha256')
   let received = 0
@@ -340,7 +475,7 @@ async function runSink (conn, size) {
   const data = randomBytes(size)
   const sha256 = createHash('sha256').update(data).digest('hex')
   const start = performance.now()
-  const stream = await conn.newStream(SINK)
+  const stream = await conn.newStream(SINK, STREAM_OPTIONS)
   const reader = new Reader(stream)
   await writeAll(stream, data)
   await stream.close()
@@ -356,7 +491,7 @@ async function runSink (conn, size) {
 
 async function runSource (conn, size) {
   const start = performance.now()
-  const stream = await conn.newStream(SOURCE)
+  const stream = await conn.newStream(SOURCE, STREAM_OPTIONS)
   const reader = new Reader(stream)
   stream.send(u64be(size))
   await stream.close()
@@ -381,7 +516,7 @@ async function runPerf (conn, uploadBytes, downloadBytes) {
   // Same wire behaviour and timing points as @libp2p/perf's measurePerformance, over the
   // existing connection: u64be(download size), the upload, close write, read to EOF.
   const start = performance.now()
-  const stream = await conn.newStream(PERF)
+  const stream = await conn.newStream(PERF, STREAM_OPTIONS)
   const reader = new Reader(stream)
   stream.send(u64be(downloadBytes))
   await writeRepeated(stream, ZEROS, uploadBytes)
@@ -412,25 +547,61 @@ function parseSize (name, value) {
   return n
 }
 
-async function makeNode (values, listen) {
+function relayServerInit (values) {
+  // circuitRelayServer's reservations options in 4.2.13: defaultDurationLimit (ms, default
+  // 2 min) and defaultDataLimit (bytes as a bigint, default 128 KiB) are applied to every
+  // reservation unless applyDefaultLimit is false, in which case no Limit is sent at all.
+  const reservations = {}
+  const duration = parseSize('limit-duration', values['limit-duration'])
+  const data = parseSize('limit-data', values['limit-data'])
+  const ttl = parseSize('reservation-ttl', values['reservation-ttl'])
+  const max = parseSize('max-reservations', values['max-reservations'])
+  if (values['no-limit']) {
+    if (duration != null || data != null) throw new Error('--no-limit excludes --limit-duration and --limit-data')
+    reservations.applyDefaultLimit = false
+  }
+  if (duration != null) {
+    if (duration === 0) throw new Error('--limit-duration wants a positive number of seconds')
+    reservations.defaultDurationLimit = duration * 1000
+  }
+  if (data != null) {
+    if (data === 0) throw new Error('--limit-data wants a positive number of bytes')
+    reservations.defaultDataLimit = BigInt(data)
+  }
+  if (ttl != null) {
+    if (ttl === 0) throw new Error('--reservation-ttl wants a positive number of seconds')
+    reservations.reservationTtl = ttl * 1000
+  }
+  if (max != null) reservations.maxReservations = max
+  return { reservations }
+}
+
+// role: 'plain' (listen without --relay, perf, hold: TCP only, as before), 'circuit' (dial,
+// listen --relay: TCP + circuitRelayTransport) or 'relay' (TCP + circuitRelayServer).
+async function makeNode (values, listen, { role = 'plain', onConnection } = {}) {
   let privateKey
   if (values.seed != null) {
     const seed = Buffer.from(values.seed, 'hex')
     if (seed.byteLength !== 32) throw new Error('--seed wants 64 hex digits (an Ed25519 seed)')
     privateKey = await generateKeyPairFromSeed('Ed25519', seed)
   }
+  const services = { identify: identify(), ping: ping() }
+  if (role === 'relay') services.relay = circuitRelayServer(relayServerInit(values))
   const node = await createLibp2p({
+    start: false,
     privateKey,
     addresses: { listen },
-    transports: [tcp()],
+    transports: role === 'circuit' ? [tcp(), circuitRelayTransport()] : [tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     connectionMonitor: { enabled: !values['no-monitor'] },
     ...(values['no-conn-limits']
       ? { connectionManager: { allow: ['/ip4/127.0.0.0/ipcidr/8', '/ip6/::1/ipcidr/128'], maxConnections: 100000 } }
       : {}),
-    services: { identify: identify(), ping: ping() }
+    services
   })
+  if (onConnection != null) node.addEventListener('connection:open', (evt) => onConnection(evt.detail))
+  await node.start()
   await node.handle(ECHO, handler('echo', serveEcho), HANDLER_OPTIONS)
   await node.handle(SINK, handler('sink', serveSink), HANDLER_OPTIONS)
   await node.handle(SOURCE, handler('source', serveSource), HANDLER_OPTIONS)
@@ -443,8 +614,63 @@ async function stopNode (node) {
   await Promise.race([node.stop(), new Promise((resolve) => setTimeout(resolve, 3000).unref())])
 }
 
+function connectionReporter (values) {
+  // --report-connections: one {"event": "connection", ...} line per connection opened, after the
+  // ready line (connections opened before it, e.g. to a relay, are printed right after it).
+  if (!values['report-connections']) return { onConnection: undefined, ready: () => {} }
+  let pending = []
+  const onConnection = (conn) => {
+    const line = { event: 'connection', ...describeConnection(conn) }
+    if (pending != null) pending.push(line)
+    else emit(line)
+  }
+  const ready = () => {
+    const lines = pending
+    pending = null
+    for (const line of lines) emit(line)
+  }
+  return { onConnection, ready }
+}
+
+async function waitForRelayedAddrs (node, relays, timeoutMs) {
+  // Each relay's reservation shows as <relay addr>/p2p/<relay id>/p2p-circuit/p2p/<own id>.
+  const relayIds = relays.map((relay) => targetPeer(relay).peerIdText)
+  const deadline = performance.now() + timeoutMs
+  while (true) {
+    const addrs = node.getMultiaddrs().map((ma) => ma.toString())
+    const missing = relayIds.filter((id) => !addrs.some((a) => a.includes(`/p2p/${id}/p2p-circuit`)))
+    if (missing.length === 0) return
+    if (performance.now() > deadline) {
+      throw new Error(`no relayed address via ${missing.join(', ')} after ${timeoutMs / 1000} s; have ${addrs.join(' ')}`)
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
 async function listenMode (values) {
-  const node = await makeNode(values, [values.listen ?? '/ip4/127.0.0.1/tcp/0'])
+  const relays = values.relay ?? []
+  for (const relay of relays) targetPeer(relay)
+  const listen = [values.listen ?? '/ip4/127.0.0.1/tcp/0', ...relays.map((relay) => `${relay}/p2p-circuit`)]
+  const reporter = connectionReporter(values)
+  const node = await makeNode(values, listen, {
+    role: relays.length > 0 ? 'circuit' : 'plain',
+    onConnection: reporter.onConnection
+  })
+  if (relays.length > 0) await waitForRelayedAddrs(node, relays, 15_000)
+  serveUntilDone(node, values, reporter)
+}
+
+async function relayMode (values) {
+  if (values['spec-duration']) announceDurationInSeconds()
+  const reporter = connectionReporter(values)
+  const node = await makeNode(values, [values.listen ?? '/ip4/127.0.0.1/tcp/0'], {
+    role: 'relay',
+    onConnection: reporter.onConnection
+  })
+  serveUntilDone(node, values, reporter)
+}
+
+function serveUntilDone (node, values, reporter) {
   let stopping = false
   const shutdown = async (why) => {
     if (stopping) return
@@ -464,6 +690,7 @@ async function listenMode (values) {
   // unref(): the listening socket, not this timer, keeps the process alive.
   setTimeout(() => { void shutdown(`lifetime of ${lifetime} s reached`) }, lifetime * 1000).unref()
   emit({ peerId: node.peerId.toString(), addrs: node.getMultiaddrs().map((ma) => ma.toString()) })
+  reporter.ready()
   log(`listening as ${node.peerId} on ${node.getMultiaddrs().join(' ')}`)
 }
 
@@ -480,7 +707,7 @@ async function dialMode (values, target) {
     perfUpload: parseSize('perf-upload', values['perf-upload']),
     perfDownload: parseSize('perf-download', values['perf-download'])
   }
-  const node = await makeNode(values, values.listen != null ? [values.listen] : [])
+  const node = await makeNode(values, values.listen != null ? [values.listen] : [], { role: 'circuit' })
   const result = { peerId: node.peerId.toString() }
   const identified = new Promise((resolve) => {
     node.addEventListener('peer:identify', (evt) => {
@@ -493,14 +720,24 @@ async function dialMode (values, target) {
   result.remotePeer = conn.remotePeer.toString()
   result.remoteAddr = conn.remoteAddr.toString()
   if (result.remotePeer !== peerIdText) throw new Error(`connected to ${result.remotePeer}, wanted ${peerIdText}`)
+  const { remoteAddr, limited, limits } = describeConnection(conn)
+  result.connection = { remoteAddr, limited, limits }
   if (!values['no-identify']) result.identify = await runIdentify(node, conn, identified)
-  if (sizes.ping != null) result.ping = await runPing(node, conn.remotePeer, sizes.ping)
+  const pause = parseSize('pause', values.pause)
+  if (pause != null) await new Promise((resolve) => setTimeout(resolve, pause * 1000))
+  if (sizes.ping != null) {
+    result.ping = isRelayed(conn) ? await runPingOnConnection(conn, sizes.ping) : await runPing(node, conn.remotePeer, sizes.ping)
+  }
   if (sizes.echo != null) result.echo = await runEcho(conn, sizes.echo)
   if (sizes.sink != null) result.sink = await runSink(conn, sizes.sink)
   if (sizes.source != null) result.source = await runSource(conn, sizes.source)
   if (sizes.perfUpload != null || sizes.perfDownload != null) {
     result.perf = await runPerf(conn, sizes.perfUpload ?? 0, sizes.perfDownload ?? 0)
   }
+  // What is left of the limits after everything above (js counts the relayed connection's
+  // bytes both ways, Noise and Yamux framing included); null when not limited.
+  result.connection.limitsRemaining = snapshotLimits(conn.limits)
+  result.connection.status = conn.status
   await stopNode(node)
   return result
 }
@@ -630,12 +867,23 @@ async function main () {
       'download-bytes': { type: 'string' },
       iterations: { type: 'string' },
       'reuse-connection': { type: 'boolean' },
-      connections: { type: 'string' }
+      connections: { type: 'string' },
+      relay: { type: 'string', multiple: true },
+      'report-connections': { type: 'boolean' },
+      pause: { type: 'string' },
+      'limit-duration': { type: 'string' },
+      'limit-data': { type: 'string' },
+      'no-limit': { type: 'boolean' },
+      'spec-duration': { type: 'boolean' },
+      'reservation-ttl': { type: 'string' },
+      'max-reservations': { type: 'string' }
     }
   })
   const [mode, target] = positionals
   if (mode === 'listen') {
     await listenMode(values)
+  } else if (mode === 'relay') {
+    await relayMode(values)
   } else if (mode === 'dial') {
     const timeout = Number(values.timeout ?? 60)
     setTimeout(() => {
@@ -657,7 +905,7 @@ async function main () {
     await holdMode(values, target)
     process.exit(0)
   } else {
-    throw new Error(`unknown mode ${JSON.stringify(mode)}: use "listen", "dial <multiaddr>", "perf <multiaddr>" or "hold <multiaddr>"`)
+    throw new Error(`unknown mode ${JSON.stringify(mode)}: use "listen", "relay", "dial <multiaddr>", "perf <multiaddr>" or "hold <multiaddr>"`)
   }
 }
 
