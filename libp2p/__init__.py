@@ -21,6 +21,7 @@ from .exceptions import (
     DecodeError,
     HandshakeError,
     Libp2pError,
+    LimitedConnectionError,
     LocalUsageError,
     MessageTooLarge,
     PeerIDMismatch,
@@ -32,7 +33,7 @@ from .exceptions import (
     UnexpectedEOF,
 )
 from .host import Host, HostConfig
-from .network.connection import Connection, Direction, NetStream, StreamHandler
+from .network.connection import Connection, ConnectionLimit, Direction, NetStream, StreamHandler
 from .network.swarm import Swarm
 from .network.upgrader import UpgradedConnection, upgrade
 from .peer import PeerID
@@ -42,6 +43,7 @@ __all__ = [
     "Connection",
     "ConnectionClosed",
     "ConnectionClosedError",
+    "ConnectionLimit",
     "ConnectionOpened",
     "DecodeError",
     "Direction",
@@ -51,6 +53,7 @@ __all__ = [
     "HostConfig",
     "KeyType",
     "Libp2pError",
+    "LimitedConnectionError",
     "LocalUsageError",
     "MessageTooLarge",
     "NetStream",
