@@ -327,9 +327,12 @@ class Host:
         if conn.limited and not allow_limited:
             direct = [a for a in self.peerstore.addrs(peer) if not is_circuit_addr(a)]
             if not direct:
+                names = " or ".join([protocols] if isinstance(protocols, str) else protocols)
                 raise LimitedConnectionError(
                     f"the only connection to {peer} is relayed with limits ({conn.limit}) and "
-                    "no direct address is known; pass allow_limited=True to use it anyway"
+                    f"no direct address is known; {names} did not opt in to limited "
+                    "connections (pass allow_limited=True if it may run over one, or wait "
+                    "for a direct connection)"
                 )
             conn = await self.swarm.dial_peer(peer, direct)
         # js-libp2p 3.x drops a lazily negotiated request whose FIN arrives with the proposal;
