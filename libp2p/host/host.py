@@ -52,6 +52,7 @@ from ..peer.peerstore import (
 )
 from ..relay.circuit_v2.client import RelayClient
 from ..relay.circuit_v2.config import RelayConfig
+from ..relay.circuit_v2.dcutr import DcutrService, HolePunchConfig
 from ..stream_muxer.yamux import YamuxConfig
 from ..transport.tcp import parse_tcp_multiaddr
 from .identify_service import IdentifyService
@@ -84,6 +85,8 @@ class HostConfig:
     #: Run a Circuit Relay v2 relay service with these limits (``None``: not a relay).
     #: ``RelayConfig()`` has go-libp2p's limits; ``RelayConfig.unlimited()`` none.
     relay_service: RelayConfig | None = None
+    #: Hole punching (DCUtR) on relayed connections, on by default; ``None`` turns it off.
+    hole_punching: HolePunchConfig | None = field(default_factory=HolePunchConfig)
 
 
 class Host:
@@ -146,6 +149,11 @@ class Host:
 
             self.relay_service = RelayService(self, self.config.relay_service)
             self.relay_service.install()
+        #: DCUtR: turns relayed connections into direct ones (``None`` when turned off).
+        self.dcutr: DcutrService | None = None
+        if self.config.hole_punching is not None:
+            self.dcutr = DcutrService(self, self.config.hole_punching)
+            self.dcutr.install()
         self._stack = contextlib.AsyncExitStack()
         self._running = False
 
@@ -158,6 +166,8 @@ class Host:
             await self.swarm.nursery.start(self.identify.run)
             if self.relay_service is not None:
                 await self.swarm.nursery.start(self.relay_service.run)
+            if self.dcutr is not None:
+                await self.swarm.nursery.start(self.dcutr.run)
             self._running = True
             if self._listen:
                 await self.listen(*self._listen)

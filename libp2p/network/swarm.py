@@ -372,12 +372,12 @@ class Swarm:
 
     def connections_to(self, peer: PeerID) -> list[Connection]:
         """Live connections to ``peer`` (oldest first)."""
-        return list(self._connections.get(peer, ()))
+        return [c for c in self._connections.get(peer, ()) if not c.is_closed]
 
     @property
     def connections(self) -> list[Connection]:
         """Every live connection."""
-        return [c for conns in self._connections.values() for c in conns]
+        return [c for conns in self._connections.values() for c in conns if not c.is_closed]
 
     def best_connection(self, peer: PeerID) -> Connection | None:
         """The connection new streams to ``peer`` should use: direct before relayed or

@@ -169,10 +169,21 @@ class TcpTransport:
                 return listener.host, listener.port
         return None
 
-    async def dial(self, maddr: Multiaddr) -> trio.SocketStream:
-        """Connect to ``maddr``; leaves from a listen port when one exists for the family."""
+    async def dial(self, maddr: Multiaddr, *, reuse_only: bool = False) -> trio.SocketStream:
+        """Connect to ``maddr``; leaves from a listen port when one exists for the family.
+
+        ``reuse_only`` (for hole punching) never falls back to an ephemeral port: a dial
+        from any other port would be useless to the punch, and a failure says so.
+        """
         family, host, port = parse_tcp_multiaddr(maddr)
         source = self._bind_source(family)
+        if reuse_only:
+            if source is None:
+                raise TransportError(f"dial {maddr}: no listener to reuse the port of")
+            try:
+                return await self._connect(family, host, port, source)
+            except OSError as exc:
+                raise TransportError(f"dial {maddr} failed: {exc.strerror or exc}") from exc
         if source is not None:
             try:
                 return await self._connect(family, host, port, source)

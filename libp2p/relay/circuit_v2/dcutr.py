@@ -1,0 +1,780 @@
+"""DCUtR (``/libp2p/dcutr``): turn a relayed connection into a direct one by hole punching.
+
+Theory of operation (libp2p specs ``relay/DCUtR.md``; the spec's names, which differ from the
+relay's):
+
+* **A** dialed **B** through a relay, so A holds an *outbound* relayed connection and B an
+  *inbound* one. Both listen on TCP and both dial from their listen port (the transport's port
+  reuse), so the address a relay or any other peer observed for them is the NAT mapping a punch
+  can reuse.
+* **B starts**, as soon as identify on the relayed connection shows that A speaks DCUtR
+  (nothing polls). Optionally B first dials A's advertised addresses plainly ("connection
+  reversal"), which is all it takes when A is not behind a NAT at all.
+* One attempt: B opens ``/libp2p/dcutr`` on the relayed connection and sends
+  ``CONNECT{its address candidates}``; A answers ``CONNECT{its own}``; B measures the round
+  trip, sends ``SYNC`` and waits half of it; A dials every address of B's as soon as SYNC
+  arrives, B dials every address of A's when its timer fires. The two SYNs cross in the
+  network and each NAT sees the other's SYN as the answer to its own: one TCP connection by
+  *simultaneous open*, on which both sides called ``connect()``.
+* Roles on that connection are fixed by the spec, not by the socket: **A is the initiator**
+  of multistream-select, Noise and Yamux (odd stream IDs); **B upgrades its own dialed socket
+  as the responder**. Where B's SYN instead lands on A's listener, or A's on B's (no NAT in
+  the way, as on loopback), the accepted connection has the same roles, and each side takes
+  whichever direct connection to the peer appears first.
+* Up to :data:`MAX_ATTEMPTS` attempts, each on a fresh stream with a fresh round-trip time.
+  Protocol failures (no stream, a malformed or late answer, no addresses) end the hole punch
+  at once; failed dials move on to the next attempt.
+* On success new streams go to the direct connection (the swarm prefers it), and the relayed
+  connection is closed after :attr:`HolePunchConfig.relay_close_grace` seconds. Both sides
+  publish one :class:`HolePunchSucceeded` or one :class:`HolePunchFailed`, whose
+  :class:`HolePunchFailure` reason names what went wrong in the words hole-punching
+  measurement tools use.
+
+The attempt logic itself (:class:`HolePunchInitiator` for B, :class:`HolePunchResponder` for
+A) is I/O-free: it takes bytes and the current time and returns bytes, deadlines and the
+addresses to dial. :class:`DcutrService` is the trio driver the host runs.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final
+
+import trio
+from multiaddr import Multiaddr
+
+from ...events import ConnectionClosed, ConnectionOpened, PeerIdentified
+from ...exceptions import (
+    ConnectionClosedError,
+    DecodeError,
+    Libp2pError,
+    ProtocolNotSupported,
+)
+from ...io import BufferedStream
+from ...network.address_policy import AddressPolicy
+from ...network.connection import Connection, Direction, NetStream
+from ...network.swarm import is_circuit_addr, split_peer_id
+from ...peer.id import PeerID
+from ...transport.tcp import TcpTransport, sockaddr_to_multiaddr
+from ...varint import encode_uvarint
+
+if TYPE_CHECKING:
+    from ...host.host import Host
+
+__all__ = [
+    "MAX_ATTEMPTS",
+    "MAX_MESSAGE_SIZE",
+    "PROTOCOL_ID",
+    "DcutrService",
+    "HolePunchAttemptFailed",
+    "HolePunchConfig",
+    "HolePunchError",
+    "HolePunchFailed",
+    "HolePunchFailure",
+    "HolePunchInitiator",
+    "HolePunchResponder",
+    "HolePunchRole",
+    "HolePunchSucceeded",
+    "MalformedHolePunch",
+    "decode_hole_punch",
+    "encode_hole_punch",
+    "punch_dial_timeout",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The protocol ID (libp2p specs, relay/DCUtR.md).
+PROTOCOL_ID: Final = "/libp2p/dcutr"
+#: Largest message accepted (go, rust and js: 4 KiB).
+MAX_MESSAGE_SIZE: Final = 4096
+#: Attempts per hole punch (go ``maxRetries``, rust, js ``retries``: 3).
+MAX_ATTEMPTS: Final = 3
+#: Time for one CONNECT/CONNECT/SYNC exchange (rust: 10 s for the handshake stream).
+STREAM_TIMEOUT: Final = 10.0
+#: Addresses sent in one CONNECT (rust sends at most 20 candidates).
+MAX_ADDRS: Final = 20
+#: ``HolePunch.Type`` values, fixed by the spec.
+CONNECT: Final = 100
+SYNC: Final = 300
+
+
+class HolePunchRole(enum.Enum):
+    """Which side of DCUtR we are on a relayed connection."""
+
+    #: A: dialed through the relay; answers DCUtR; initiator on the direct connection.
+    DIALER = "dialer"
+    #: B: received the relayed connection; starts DCUtR; responder on the direct connection.
+    LISTENER = "listener"
+
+
+class HolePunchFailure(enum.Enum):
+    """Why a hole punch failed (values follow the outcome names of hole-punch measurements)."""
+
+    #: We had no address candidate to offer (no observed address, no usable listen address).
+    NO_PUBLIC_ADDRESS = "no_public_address"
+    #: The peer offered no address we could dial.
+    PEER_NO_ADDRESS = "peer_no_address"
+    #: ``/libp2p/dcutr`` could not be opened: the peer does not speak it, or refused it.
+    NO_STREAM = "no_stream"
+    #: The peer sent something DCUtR does not allow.
+    PROTOCOL_ERROR = "protocol_error"
+    #: The peer did not answer the CONNECT/SYNC exchange in time.
+    TIMEOUT = "timeout"
+    #: Every attempt's dials failed: a NAT in the way does not keep its port mapping
+    #: (symmetric NAT) or filters what a punch needs.
+    ALL_ATTEMPTS_FAILED = "all_attempts_failed"
+    #: The peer played the other role: DCUtR arrived on a connection we should have started
+    #: it on (or on one that is not relayed).
+    PEER_ROLE_MISMATCH = "peer_role_mismatch"
+    #: The relayed connection closed before the hole punch finished.
+    RELAY_CLOSED = "relay_closed"
+
+
+class HolePunchError(Libp2pError):
+    """A hole punch (or one step of it) failed; :attr:`reason` says why."""
+
+    def __init__(self, reason: HolePunchFailure, detail: str) -> None:
+        super().__init__(f"{reason.value}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class MalformedHolePunch(HolePunchError, DecodeError):
+    """A DCUtR message that does not decode or has no valid type."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(HolePunchFailure.PROTOCOL_ERROR, detail)
+
+
+# -- events ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HolePunchSucceeded:
+    """A direct connection to ``peer`` replaced a relayed one."""
+
+    peer: PeerID
+    role: HolePunchRole
+    #: The direct connection (new streams go here).
+    connection: Connection
+    #: The relayed connection it replaces (closed after the grace period).
+    relayed: Connection
+    #: The remote address of the direct connection.
+    direct_addr: Multiaddr | None
+    #: 1..3 for a hole punch; 0 when B's plain dial to A (connection reversal) did it.
+    attempt: int
+    #: Seconds from the relayed connection opening to the direct one being ready.
+    elapsed: float
+    #: Round-trip time over the relay measured by the last CONNECT exchange, if any.
+    rtt: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class HolePunchFailed:
+    """No direct connection to ``peer`` came of its relayed connection."""
+
+    peer: PeerID
+    role: HolePunchRole
+    relayed: Connection
+    reason: HolePunchFailure
+    #: Attempts made (0 when it failed before the first CONNECT).
+    attempts: int
+    #: Seconds from the relayed connection opening to giving up.
+    elapsed: float
+    #: A human-readable explanation.
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class HolePunchAttemptFailed:
+    """One attempt's dials failed; another attempt may follow."""
+
+    peer: PeerID
+    role: HolePunchRole
+    attempt: int
+    detail: str
+
+
+# -- configuration ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HolePunchConfig:
+    """How the host hole punches (``HostConfig.hole_punching``; ``None`` turns DCUtR off)."""
+
+    #: Which addresses we offer and dial. By default only loopback, link-local, unspecified
+    #: and multicast IPs are left out; documentation and private ranges count (design §5).
+    address_policy: AddressPolicy = field(default_factory=AddressPolicy)
+    #: Attempts before giving up (spec: 3).
+    max_attempts: int = MAX_ATTEMPTS
+    #: Time for one CONNECT/CONNECT/SYNC exchange on the relayed connection.
+    stream_timeout: float = STREAM_TIMEOUT
+    #: Time each attempt's dials may take; ``None`` adapts it to the measured round trip
+    #: (see :func:`punch_dial_timeout`).
+    dial_timeout: float | None = None
+    #: As B, first dial A's advertised addresses plainly (works when A is not behind a NAT).
+    connection_reversal: bool = True
+    #: Time the connection reversal may take.
+    reversal_timeout: float = 2.0
+    #: Seconds the relayed connection stays open after the direct one is ready, so streams
+    #: already running on it can finish. ``None`` keeps it open.
+    relay_close_grace: float | None = 2.0
+
+
+def punch_dial_timeout(rtt: float) -> float:
+    """How long one attempt's dials may take, given the relayed round-trip time.
+
+    A punch that works completes within about one and a half direct round trips, which are
+    no longer than relayed ones; the floor leaves room for one SYN retransmission (1 s in
+    Linux) when both first SYNs were dropped, and the cap (js-libp2p's 5 s per attempt)
+    bounds the time a symmetric NAT can cost.
+    """
+    return min(max(1.5, 10.0 * rtt), 5.0)
+
+
+# -- codec ---------------------------------------------------------------------------------------
+
+
+def encode_hole_punch(type_: int, addrs: list[Multiaddr] | tuple[Multiaddr, ...] = ()) -> bytes:
+    """One length-prefixed ``HolePunch`` message."""
+    from .pb import dcutr_pb2
+
+    msg = dcutr_pb2.HolePunch(type=type_)  # type: ignore[arg-type]
+    msg.ObsAddrs.extend(addr.to_bytes() for addr in addrs[:MAX_ADDRS])
+    body = msg.SerializeToString()
+    return encode_uvarint(len(body)) + body
+
+
+def decode_hole_punch(data: bytes) -> tuple[int, list[Multiaddr]]:
+    """Decode a ``HolePunch`` body into its type and its dialable addresses.
+
+    Addresses that do not decode, ``/p2p-circuit`` addresses and bare ``/p2p/<id>`` entries
+    are skipped; a ``/p2p/<id>`` suffix is removed. A missing or unknown type is a
+    :class:`MalformedHolePunch`.
+    """
+    from google.protobuf import message as pb_message
+
+    from ...peer.record import decode_multiaddr
+    from .pb import dcutr_pb2
+
+    msg = dcutr_pb2.HolePunch()
+    try:
+        msg.ParseFromString(data)
+    except pb_message.DecodeError as exc:
+        raise MalformedHolePunch(f"undecodable DCUtR message: {exc}") from exc
+    if not msg.HasField("type") or msg.type not in (CONNECT, SYNC):
+        raise MalformedHolePunch("DCUtR message without a known type")
+    addrs: list[Multiaddr] = []
+    for raw in msg.ObsAddrs:
+        addr = decode_multiaddr(raw)
+        if addr is None or is_circuit_addr(addr):
+            continue
+        bare, _peer = split_peer_id(addr)
+        if not str(bare) or bare in addrs:
+            continue
+        addrs.append(bare)
+    return msg.type, addrs
+
+
+# -- I/O-free cores ------------------------------------------------------------------------------
+
+
+class HolePunchInitiator:
+    """B's attempt logic: CONNECT out, CONNECT back, RTT, SYNC, when to dial, retries.
+
+    For each attempt: :meth:`start_attempt` gives the CONNECT to send; :meth:`on_message`
+    takes A's answer and gives the SYNC to send, the time to dial at (``now + rtt/2``) and
+    A's addresses; after failed dials :meth:`attempt_failed` says whether to go again.
+    """
+
+    def __init__(
+        self, *, policy: AddressPolicy | None = None, max_attempts: int = MAX_ATTEMPTS
+    ) -> None:
+        self.policy = policy or AddressPolicy()
+        self.max_attempts = max_attempts
+        #: The attempt in progress (1-based); 0 before the first.
+        self.attempt = 0
+        #: The round trip measured by the last exchange.
+        self.rtt: float | None = None
+        self._sent_at: float | None = None
+
+    def start_attempt(self, our_addrs: list[Multiaddr], now: float) -> bytes:
+        """Begin the next attempt; returns the CONNECT message to send."""
+        if self.attempt >= self.max_attempts:
+            raise HolePunchError(
+                HolePunchFailure.ALL_ATTEMPTS_FAILED, f"{self.attempt} attempts made"
+            )
+        addrs = self.policy.filter(our_addrs)
+        if not addrs:
+            raise HolePunchError(
+                HolePunchFailure.NO_PUBLIC_ADDRESS,
+                "we have no address a peer could dial (no observed address yet, and no "
+                "listen address the address policy accepts)",
+            )
+        self.attempt += 1
+        self._sent_at = now
+        return encode_hole_punch(CONNECT, addrs)
+
+    def on_message(self, data: bytes, now: float) -> tuple[bytes, float, list[Multiaddr]]:
+        """Take A's CONNECT; returns ``(SYNC message, dial at, A's addresses)``."""
+        if self._sent_at is None:
+            raise HolePunchError(HolePunchFailure.PROTOCOL_ERROR, "no CONNECT was sent")
+        type_, addrs = decode_hole_punch(data)
+        if type_ != CONNECT:
+            raise HolePunchError(
+                HolePunchFailure.PROTOCOL_ERROR, f"expected CONNECT, got message type {type_}"
+            )
+        rtt = max(now - self._sent_at, 0.0)
+        self.rtt = rtt
+        self._sent_at = None
+        addrs = self.policy.filter(addrs)
+        if not addrs:
+            raise HolePunchError(
+                HolePunchFailure.PEER_NO_ADDRESS, "the peer sent no address we could dial"
+            )
+        return encode_hole_punch(SYNC), now + rtt / 2, addrs
+
+    def attempt_failed(self) -> bool:
+        """Record that this attempt's dials failed; True if another attempt is allowed."""
+        return self.attempt < self.max_attempts
+
+
+class HolePunchResponder:
+    """A's side of one DCUtR stream: CONNECT in, CONNECT out, SYNC in, dial at once."""
+
+    def __init__(self, *, policy: AddressPolicy | None = None) -> None:
+        self.policy = policy or AddressPolicy()
+        #: B's addresses, once its CONNECT arrived.
+        self.peer_addrs: list[Multiaddr] = []
+        #: Round trip from our CONNECT to B's SYNC.
+        self.rtt: float | None = None
+        self._sent_at: float | None = None
+
+    def on_connect(self, data: bytes, our_addrs: list[Multiaddr], now: float) -> bytes:
+        """Take B's CONNECT; returns our CONNECT."""
+        type_, addrs = decode_hole_punch(data)
+        if type_ != CONNECT:
+            raise HolePunchError(
+                HolePunchFailure.PROTOCOL_ERROR, f"expected CONNECT, got message type {type_}"
+            )
+        self.peer_addrs = self.policy.filter(addrs)
+        if not self.peer_addrs:
+            raise HolePunchError(
+                HolePunchFailure.PEER_NO_ADDRESS, "the peer sent no address we could dial"
+            )
+        self._sent_at = now
+        return encode_hole_punch(CONNECT, self.policy.filter(our_addrs))
+
+    def on_sync(self, data: bytes, now: float) -> list[Multiaddr]:
+        """Take B's SYNC; returns the addresses to dial now."""
+        if self._sent_at is None:
+            raise HolePunchError(HolePunchFailure.PROTOCOL_ERROR, "SYNC before CONNECT")
+        type_, _addrs = decode_hole_punch(data)
+        if type_ != SYNC:
+            raise HolePunchError(
+                HolePunchFailure.PROTOCOL_ERROR, f"expected SYNC, got message type {type_}"
+            )
+        self.rtt = max(now - self._sent_at, 0.0)
+        return self.peer_addrs
+
+
+# -- the trio driver -----------------------------------------------------------------------------
+
+
+class _PunchState:
+    """Per relayed connection bookkeeping of the driver."""
+
+    __slots__ = ("attempts", "done")
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        self.done = False
+
+
+class DcutrService:
+    """Runs DCUtR for a host: starts it as B, answers it as A, publishes the outcome.
+
+    The host creates one when :attr:`HostConfig.hole_punching <libp2p.HostConfig>` is set (the
+    default) and runs it in its nursery; applications only subscribe to
+    :class:`HolePunchSucceeded` / :class:`HolePunchFailed` on ``host.events``.
+    """
+
+    def __init__(self, host: Host, config: HolePunchConfig | None = None) -> None:
+        self.host = host
+        self.config = config or HolePunchConfig()
+        self._states: dict[Connection, _PunchState] = {}
+        self._nursery: trio.Nursery | None = None
+
+    def install(self) -> None:
+        """Serve ``/libp2p/dcutr`` (on limited connections too: that is where it runs)."""
+        self.host.swarm.set_stream_handler(PROTOCOL_ID, self._handle, allow_limited=True)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Start hole punches when identify completes on relayed connections."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            with self.host.events.subscribe(PeerIdentified, ConnectionClosed, buffer=4096) as ev:
+                task_status.started()
+                async for event in ev:
+                    if isinstance(event, ConnectionClosed):
+                        self._states.pop(event.connection, None)
+                        continue
+                    self._on_identified(event)
+
+    def _on_identified(self, event: PeerIdentified) -> None:
+        conn = event.connection
+        if not conn.relayed or conn.is_closed or conn in self._states:
+            return  # not relayed, gone, or identify-push on a connection already handled
+        role = (
+            HolePunchRole.LISTENER
+            if conn.direction is Direction.INBOUND
+            else (HolePunchRole.DIALER)
+        )
+        state = self._states[conn] = _PunchState()
+        if PROTOCOL_ID not in event.protocols:
+            state.done = True
+            self._fail(
+                conn,
+                role,
+                HolePunchError(
+                    HolePunchFailure.NO_STREAM, f"{conn.remote_peer} does not speak {PROTOCOL_ID}"
+                ),
+                0,
+            )
+            return
+        if role is HolePunchRole.LISTENER and self._nursery is not None:
+            self._nursery.start_soon(self._punch_as_listener, conn, state)
+
+    # -- shared pieces ------------------------------------------------------------------------
+
+    def _our_addrs(self) -> list[Multiaddr]:
+        candidates = self.host.address_candidates(min_observers=1)
+        listen = [a for a in self.host.addrs if not is_circuit_addr(a)]
+        return self.config.address_policy.filter(candidates + listen)
+
+    def _direct(self, peer: PeerID) -> Connection | None:
+        for conn in self.host.connections_to(peer):
+            if not conn.relayed and not conn.is_closed:
+                return conn
+        return None
+
+    def _succeed(
+        self,
+        relayed: Connection,
+        role: HolePunchRole,
+        direct: Connection,
+        attempt: int,
+        rtt: float | None,
+    ) -> None:
+        state = self._states.get(relayed)
+        if state is not None:
+            state.done = True
+        elapsed = trio.current_time() - relayed.opened_at
+        logger.info(
+            "hole punch to %s succeeded (%s, attempt %d, %.0f ms): %s",
+            relayed.remote_peer,
+            role.value,
+            attempt,
+            elapsed * 1000,
+            direct.remote_addr,
+        )
+        self.host.events.publish(
+            HolePunchSucceeded(
+                peer=relayed.remote_peer,
+                role=role,
+                connection=direct,
+                relayed=relayed,
+                direct_addr=direct.remote_addr,
+                attempt=attempt,
+                elapsed=elapsed,
+                rtt=rtt,
+            )
+        )
+        grace = self.config.relay_close_grace
+        if grace is not None and self._nursery is not None:
+            self._nursery.start_soon(self._close_later, relayed, grace)
+
+    def _fail(
+        self, relayed: Connection, role: HolePunchRole, exc: HolePunchError, attempts: int
+    ) -> None:
+        state = self._states.get(relayed)
+        if state is not None:
+            state.done = True
+        elapsed = trio.current_time() - relayed.opened_at
+        logger.info(
+            "hole punch to %s failed (%s, %d attempts): %s",
+            relayed.remote_peer,
+            role.value,
+            attempts,
+            exc,
+        )
+        self.host.events.publish(
+            HolePunchFailed(
+                peer=relayed.remote_peer,
+                role=role,
+                relayed=relayed,
+                reason=exc.reason,
+                attempts=attempts,
+                elapsed=elapsed,
+                detail=exc.detail,
+            )
+        )
+
+    @staticmethod
+    async def _close_later(conn: Connection, grace: float) -> None:
+        await trio.sleep(grace)
+        if not conn.is_closed:
+            await conn.aclose()
+
+    async def _punch_dial(self, addr: Multiaddr, peer: PeerID, *, initiator: bool) -> Connection:
+        """Dial ``addr`` from the listen port and upgrade in the DCUtR role."""
+        transport: TcpTransport = self.host.swarm.transport
+        raw = await transport.dial(addr, reuse_only=True)
+        try:
+            local = sockaddr_to_multiaddr(raw.socket.family, raw.socket.getsockname())
+            return await self.host.swarm.upgrade_stream(
+                raw,
+                initiator=initiator,
+                expected_peer=peer,
+                direction=Direction.OUTBOUND,
+                local_addr=local,
+                remote_addr=addr,
+            )
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await raw.aclose()
+            raise
+
+    async def _connect_directly(
+        self,
+        peer: PeerID,
+        addrs: list[Multiaddr],
+        *,
+        initiator: bool,
+        within: float,
+        punch: bool = True,
+        linger: float = 0.5,
+    ) -> Connection | None:
+        """Dial every address at once; the first direct connection to ``peer`` wins.
+
+        A direct connection that the peer's own dial opened on our listener counts too, so
+        when all our dials have failed we still wait ``linger`` seconds for one (its
+        handshake may be under way). Returns ``None`` when nothing connected ``within``
+        seconds.
+        """
+        winner: list[Connection] = []
+        errors: list[str] = []
+        pending = len(addrs)
+        with self.host.events.subscribe(ConnectionOpened) as opened:
+            existing = self._direct(peer)
+            if existing is not None:
+                return existing
+            async with trio.open_nursery() as nursery:
+
+                def win(conn: Connection) -> None:
+                    if not winner:
+                        winner.append(conn)
+                    nursery.cancel_scope.cancel()
+
+                async def watch() -> None:
+                    async for event in opened:
+                        if event.peer == peer and not event.relayed:
+                            win(event.connection)
+                            return
+
+                async def dial(addr: Multiaddr) -> None:
+                    try:
+                        if punch:
+                            conn = await self._punch_dial(addr, peer, initiator=initiator)
+                        else:
+                            conn = await self.host.swarm.dial(addr, peer)
+                    except (Libp2pError, trio.BrokenResourceError) as exc:
+                        nonlocal pending
+                        errors.append(f"{addr}: {exc}")
+                        pending -= 1
+                        if not pending:
+                            scope = nursery.cancel_scope
+                            scope.deadline = min(scope.deadline, trio.current_time() + linger)
+                        return
+                    win(conn)
+
+                nursery.cancel_scope.deadline = trio.current_time() + within
+                nursery.start_soon(watch)
+                for addr in addrs:
+                    nursery.start_soon(dial, addr)
+        if not winner:
+            logger.debug("direct dials to %s failed: %s", peer, "; ".join(errors) or "timeout")
+            return None
+        return winner[0]
+
+    # -- B: we received the relayed connection and start -----------------------------------------
+
+    async def _punch_as_listener(self, relayed: Connection, state: _PunchState) -> None:
+        role = HolePunchRole.LISTENER
+        peer = relayed.remote_peer
+        if self._direct(peer) is not None:
+            state.done = True
+            return
+        core = HolePunchInitiator(
+            policy=self.config.address_policy, max_attempts=self.config.max_attempts
+        )
+        try:
+            if self.config.connection_reversal:
+                advertised = self.config.address_policy.filter(
+                    [a for a in self.host.peerstore.addrs(peer) if not is_circuit_addr(a)]
+                )
+                if advertised:
+                    direct = await self._connect_directly(
+                        peer,
+                        advertised,
+                        initiator=True,
+                        within=self.config.reversal_timeout,
+                        punch=False,
+                    )
+                    if direct is not None:
+                        self._succeed(relayed, role, direct, 0, None)
+                        return
+            while True:
+                if relayed.is_closed:
+                    raise HolePunchError(
+                        HolePunchFailure.RELAY_CLOSED, "the relayed connection closed"
+                    )
+                _sync, dial_at, addrs = await self._exchange(relayed, core)
+                await trio.sleep_until(dial_at)
+                rtt = core.rtt or 0.0
+                timeout = self.config.dial_timeout or punch_dial_timeout(rtt)
+                direct = await self._connect_directly(
+                    peer, addrs, initiator=False, within=timeout, linger=max(0.5, 2 * rtt)
+                )
+                if direct is not None:
+                    self._succeed(relayed, role, direct, core.attempt, core.rtt)
+                    return
+                detail = f"no direct connection to {', '.join(map(str, addrs))} in {timeout:.1f} s"
+                self.host.events.publish(HolePunchAttemptFailed(peer, role, core.attempt, detail))
+                if not core.attempt_failed():
+                    raise HolePunchError(
+                        HolePunchFailure.ALL_ATTEMPTS_FAILED,
+                        f"{core.attempt} attempts failed; last: {detail}",
+                    )
+        except HolePunchError as exc:
+            self._fail(relayed, role, exc, core.attempt)
+
+    async def _exchange(
+        self, relayed: Connection, core: HolePunchInitiator
+    ) -> tuple[bytes, float, list[Multiaddr]]:
+        """One CONNECT/CONNECT/SYNC exchange on a fresh stream."""
+        connect = core.start_attempt(self._our_addrs(), trio.current_time())
+        try:
+            with trio.fail_after(self.config.stream_timeout):
+                try:
+                    stream = await relayed.new_stream(PROTOCOL_ID, allow_limited=True)
+                except (ConnectionClosedError, Libp2pError, trio.BrokenResourceError) as exc:
+                    raise HolePunchError(HolePunchFailure.NO_STREAM, str(exc)) from exc
+                try:
+                    await stream.send_all(connect)
+                    reader = BufferedStream(stream)
+                    answer = await reader.read_lp(MAX_MESSAGE_SIZE)
+                    result = core.on_message(answer, trio.current_time())
+                    await stream.send_all(result[0])
+                    await stream.aclose()
+                except HolePunchError:
+                    await stream.reset()
+                    raise
+                except ProtocolNotSupported as exc:
+                    raise HolePunchError(HolePunchFailure.NO_STREAM, str(exc)) from exc
+                except (Libp2pError, trio.BrokenResourceError) as exc:
+                    await stream.reset()
+                    if relayed.is_closed:
+                        raise HolePunchError(
+                            HolePunchFailure.RELAY_CLOSED, "the relayed connection closed"
+                        ) from exc
+                    raise HolePunchError(HolePunchFailure.PROTOCOL_ERROR, str(exc)) from exc
+                return result
+        except trio.TooSlowError as exc:
+            raise HolePunchError(
+                HolePunchFailure.TIMEOUT,
+                f"no answer to CONNECT within {self.config.stream_timeout} s",
+            ) from exc
+
+    # -- A: we dialed through the relay and answer ------------------------------------------------
+
+    async def _handle(self, stream: NetStream) -> None:
+        relayed = stream.connection
+        peer = relayed.remote_peer
+        if not relayed.relayed or relayed.direction is not Direction.OUTBOUND:
+            await stream.reset()
+            what = (
+                "a direct connection" if not relayed.relayed else "a relayed connection it dialed"
+            )
+            role = HolePunchRole.LISTENER if relayed.relayed else HolePunchRole.DIALER
+            logger.info("refusing DCUtR from %s on %s", peer, what)
+            if relayed.relayed:
+                self._fail(
+                    relayed,
+                    role,
+                    HolePunchError(
+                        HolePunchFailure.PEER_ROLE_MISMATCH,
+                        f"{peer} started DCUtR on {what}: only the peer that received the "
+                        "relayed connection starts it",
+                    ),
+                    0,
+                )
+            return
+        role = HolePunchRole.DIALER
+        state = self._states.setdefault(relayed, _PunchState())
+        state.attempts += 1
+        attempt = state.attempts
+        core = HolePunchResponder(policy=self.config.address_policy)
+        reader = BufferedStream(stream)
+        try:
+            with trio.fail_after(self.config.stream_timeout):
+                data = await reader.read_lp(MAX_MESSAGE_SIZE)
+                await stream.send_all(core.on_connect(data, self._our_addrs(), trio.current_time()))
+                data = await reader.read_lp(MAX_MESSAGE_SIZE)
+                addrs = core.on_sync(data, trio.current_time())
+        except HolePunchError as exc:
+            await stream.reset()
+            self._fail(relayed, role, exc, attempt)
+            return
+        except trio.TooSlowError:
+            await stream.reset()
+            self._fail(
+                relayed,
+                role,
+                HolePunchError(HolePunchFailure.TIMEOUT, "the peer did not finish the exchange"),
+                attempt,
+            )
+            return
+        except (Libp2pError, trio.BrokenResourceError) as exc:
+            await stream.reset()
+            reason = (
+                HolePunchFailure.RELAY_CLOSED
+                if relayed.is_closed
+                else HolePunchFailure.PROTOCOL_ERROR
+            )
+            self._fail(relayed, role, HolePunchError(reason, str(exc)), attempt)
+            return
+        await stream.aclose()
+        rtt = core.rtt or 0.0
+        timeout = self.config.dial_timeout or punch_dial_timeout(rtt)
+        direct = await self._connect_directly(
+            peer, addrs, initiator=True, within=timeout, linger=max(0.5, 2 * rtt)
+        )
+        if direct is not None:
+            if not state.done:
+                self._succeed(relayed, role, direct, attempt, core.rtt)
+            return
+        detail = f"no direct connection to {', '.join(map(str, addrs))} in {timeout:.1f} s"
+        self.host.events.publish(HolePunchAttemptFailed(peer, role, attempt, detail))
+        if attempt >= self.config.max_attempts:
+            self._fail(
+                relayed,
+                role,
+                HolePunchError(
+                    HolePunchFailure.ALL_ATTEMPTS_FAILED,
+                    f"{attempt} attempts failed; last: {detail}",
+                ),
+                attempt,
+            )

@@ -1,0 +1,243 @@
+"""DCUtR among our own hosts on loopback: the exchange, the roles, the outcome events.
+
+Loopback has no NAT, so these tests check the protocol and the driver; the NAT lab
+(tests/natlab) checks real hole punches through NATs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+import trio
+from multiaddr import Multiaddr
+
+from libp2p import Host, HostConfig
+from libp2p.network.address_policy import AddressPolicy
+from libp2p.network.connection import NetStream
+from libp2p.relay.circuit_v2 import RelayConfig
+from libp2p.relay.circuit_v2.dcutr import (
+    PROTOCOL_ID,
+    HolePunchAttemptFailed,
+    HolePunchConfig,
+    HolePunchFailed,
+    HolePunchFailure,
+    HolePunchRole,
+    HolePunchSucceeded,
+)
+
+TIMEOUT = 20
+ECHO = "/test/echo/1.0.0"
+LOOPBACK_PUNCH = HolePunchConfig(
+    address_policy=AddressPolicy.local_testing(),
+    connection_reversal=False,
+    relay_close_grace=0.2,
+)
+
+
+async def echo(stream: NetStream) -> None:
+    while data := await stream.receive_some():
+        await stream.send_all(data)
+    await stream.send_eof()
+
+
+def host_config(punch: HolePunchConfig | None = LOOPBACK_PUNCH) -> HostConfig:
+    return HostConfig(hole_punching=punch)
+
+
+@contextlib.asynccontextmanager
+async def three_hosts(
+    listener_punch: HolePunchConfig | None = LOOPBACK_PUNCH,
+    dialer_punch: HolePunchConfig | None = LOOPBACK_PUNCH,
+) -> AsyncIterator[tuple[Host, Host, Host]]:
+    """A relay, a listener with a reservation on it, and a dialer; all on loopback."""
+    async with (
+        Host(
+            listen=["/ip4/127.0.0.1/tcp/0"],
+            config=HostConfig(relay_service=RelayConfig(), hole_punching=None),
+        ) as relay,
+        Host(listen=["/ip4/127.0.0.1/tcp/0"], config=host_config(listener_punch)) as listener,
+        Host(listen=["/ip4/127.0.0.1/tcp/0"], config=host_config(dialer_punch)) as dialer,
+    ):
+        listener.set_stream_handler(ECHO, echo, allow_limited=True)
+        await listener.listen(f"{relay.listen_addrs[0]}/p2p/{relay.peer_id}/p2p-circuit")
+        # The dialer knows the relay first, as a user's app would (it also gets observed).
+        await dialer.connect(f"{relay.listen_addrs[0]}/p2p/{relay.peer_id}")
+        yield relay, listener, dialer
+
+
+def circuit_to(relay: Host, target: Host) -> str:
+    return f"{relay.listen_addrs[0]}/p2p/{relay.peer_id}/p2p-circuit/p2p/{target.peer_id}"
+
+
+async def next_outcome(
+    events: trio.MemoryReceiveChannel[HolePunchSucceeded | HolePunchFailed],
+) -> HolePunchSucceeded | HolePunchFailed:
+    return await events.receive()
+
+
+async def test_hole_punch_on_loopback_gives_a_direct_connection_with_spec_roles() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with three_hosts() as (relay, listener, dialer):
+            with (
+                listener.events.subscribe(HolePunchSucceeded, HolePunchFailed) as l_events,
+                dialer.events.subscribe(HolePunchSucceeded, HolePunchFailed) as d_events,
+            ):
+                relayed = await dialer.connect(circuit_to(relay, listener))
+                assert relayed.relayed
+                l_outcome = await l_events.receive()
+                d_outcome = await d_events.receive()
+            assert isinstance(l_outcome, HolePunchSucceeded), l_outcome
+            assert isinstance(d_outcome, HolePunchSucceeded), d_outcome
+            assert l_outcome.role is HolePunchRole.LISTENER
+            assert d_outcome.role is HolePunchRole.DIALER
+            assert l_outcome.attempt == 1
+            assert d_outcome.attempt == 1
+            assert d_outcome.relayed is relayed
+            assert l_outcome.rtt is not None
+            assert l_outcome.elapsed > 0
+            # A (the dialer through the relay) is the initiator on the direct connection.
+            assert d_outcome.connection.is_initiator
+            assert not l_outcome.connection.is_initiator
+            assert not d_outcome.connection.relayed
+            assert d_outcome.direct_addr == listener.listen_addrs[0]
+            # New streams take the direct connection, and the relayed one is closed.
+            stream = await dialer.new_stream(listener.peer_id, ECHO)
+            assert stream.connection is d_outcome.connection
+            await stream.send_all(b"direct")
+            await stream.send_eof()
+            assert await stream.receive_some() == b"direct"
+            await relayed.wait_closed()
+            assert all(not c.relayed for c in dialer.connections_to(listener.peer_id))
+
+
+async def test_peer_without_dcutr_is_reported_as_no_stream() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with three_hosts(dialer_punch=None) as (relay, listener, dialer):
+            assert PROTOCOL_ID not in dialer.protocols
+            with listener.events.subscribe(HolePunchSucceeded, HolePunchFailed) as events:
+                await dialer.connect(circuit_to(relay, listener))
+                outcome = await events.receive()
+            assert isinstance(outcome, HolePunchFailed)
+            assert outcome.reason is HolePunchFailure.NO_STREAM
+            assert outcome.role is HolePunchRole.LISTENER
+            assert outcome.attempts == 0
+            # The relayed connection keeps working.
+            stream = await dialer.new_stream(listener.peer_id, ECHO, allow_limited=True)
+            await stream.send_all(b"still relayed")
+            await stream.send_eof()
+            assert await stream.receive_some() == b"still relayed"
+
+
+async def test_no_address_to_offer_is_reported() -> None:
+    # The default policy leaves loopback out: on loopback the listener has nothing to offer.
+    default = HolePunchConfig(connection_reversal=False)
+    with trio.fail_after(TIMEOUT):
+        async with three_hosts(listener_punch=default) as (relay, listener, dialer):
+            with listener.events.subscribe(HolePunchSucceeded, HolePunchFailed) as events:
+                await dialer.connect(circuit_to(relay, listener))
+                outcome = await events.receive()
+            assert isinstance(outcome, HolePunchFailed)
+            assert outcome.reason is HolePunchFailure.NO_PUBLIC_ADDRESS
+
+
+async def test_peer_with_no_dialable_address_is_reported() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with three_hosts() as (relay, listener, dialer):
+            assert dialer.dcutr is not None
+            dialer.dcutr._our_addrs = list  # type: ignore[method-assign]  # offers nothing
+            with (
+                listener.events.subscribe(HolePunchSucceeded, HolePunchFailed) as l_events,
+                dialer.events.subscribe(HolePunchSucceeded, HolePunchFailed) as d_events,
+            ):
+                await dialer.connect(circuit_to(relay, listener))
+                l_outcome = await l_events.receive()
+                d_outcome = await d_events.receive()
+            # The dialer sent an empty CONNECT: the listener has nothing to dial and stops.
+            assert isinstance(l_outcome, HolePunchFailed)
+            assert l_outcome.reason is HolePunchFailure.PEER_NO_ADDRESS
+            assert l_outcome.attempts == 1
+            assert isinstance(d_outcome, HolePunchFailed)
+            assert d_outcome.role is HolePunchRole.DIALER
+
+
+async def test_dialer_refusing_the_listeners_addresses_stops_the_punch() -> None:
+    # The dialer's default policy leaves loopback out, so the listener's CONNECT is useless.
+    default = HolePunchConfig(connection_reversal=False)
+    with trio.fail_after(TIMEOUT):
+        async with three_hosts(dialer_punch=default) as (relay, listener, dialer):
+            with (
+                listener.events.subscribe(HolePunchSucceeded, HolePunchFailed) as l_events,
+                dialer.events.subscribe(HolePunchSucceeded, HolePunchFailed) as d_events,
+            ):
+                await dialer.connect(circuit_to(relay, listener))
+                l_outcome = await l_events.receive()
+                d_outcome = await d_events.receive()
+            assert isinstance(d_outcome, HolePunchFailed)
+            assert d_outcome.reason is HolePunchFailure.PEER_NO_ADDRESS
+            assert isinstance(l_outcome, HolePunchFailed)
+            assert l_outcome.reason is HolePunchFailure.PROTOCOL_ERROR
+            assert "reset" in l_outcome.detail
+
+
+async def drain(stream: NetStream) -> None:
+    while await stream.receive_some():
+        pass
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_all_attempts_failing_is_reported_on_both_sides() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with three_hosts() as (relay, listener, dialer):
+            # Each side offers only an address where nothing listens: every dial is refused.
+            for host in (listener, dialer):
+                assert host.dcutr is not None
+                dead = Multiaddr(f"/ip4/127.0.0.1/tcp/{closed_port()}")
+                host.dcutr._our_addrs = lambda dead=dead: [dead]  # type: ignore[method-assign]
+            with (
+                listener.events.subscribe(
+                    HolePunchSucceeded, HolePunchFailed, HolePunchAttemptFailed
+                ) as l_events,
+                dialer.events.subscribe(HolePunchSucceeded, HolePunchFailed) as d_events,
+            ):
+                relayed = await dialer.connect(circuit_to(relay, listener))
+                attempts = [await l_events.receive() for _ in range(3)]
+                l_outcome = await l_events.receive()
+                d_outcome = await d_events.receive()
+            assert [type(e) for e in attempts] == [HolePunchAttemptFailed] * 3
+            assert [e.attempt for e in attempts] == [1, 2, 3]  # type: ignore[union-attr]
+            assert isinstance(l_outcome, HolePunchFailed)
+            assert l_outcome.reason is HolePunchFailure.ALL_ATTEMPTS_FAILED
+            assert l_outcome.attempts == 3
+            assert isinstance(d_outcome, HolePunchFailed)
+            assert d_outcome.reason is HolePunchFailure.ALL_ATTEMPTS_FAILED
+            assert d_outcome.attempts == 3
+            assert not relayed.is_closed
+
+
+async def test_dcutr_started_by_the_wrong_side_is_refused() -> None:
+    # B (the listener) starts DCUtR; here A opens it on its outbound relayed connection.
+    no_addrs = HolePunchConfig(connection_reversal=False)
+    with trio.fail_after(TIMEOUT):
+        async with three_hosts(listener_punch=no_addrs, dialer_punch=None) as (
+            relay,
+            listener,
+            dialer,
+        ):
+            with listener.events.subscribe(HolePunchFailed) as events:
+                relayed = await dialer.connect(circuit_to(relay, listener))
+                stream = await relayed.new_stream(PROTOCOL_ID, allow_limited=True)
+                await stream.send_all(b"\x00")
+                with pytest.raises(trio.BrokenResourceError):
+                    await drain(stream)
+                reasons = set()
+                while HolePunchFailure.PEER_ROLE_MISMATCH not in reasons:
+                    reasons.add((await events.receive()).reason)
+            assert not relayed.is_closed
