@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run the whole test suite on a fresh machine, doing all set-up itself:
 #   - a virtual environment in .venv with the project and its test/dev extras,
-#   - the pinned js-libp2p interop peer (npm ci from tests/interop/js/package-lock.json).
+#   - the pinned js-libp2p interop peer (npm ci from tests/interop/js/package-lock.json),
+#   - nftables for the NAT lab, when running as root on a machine with apt-get.
 # Extra arguments are passed to pytest, e.g. `bash scripts/test.sh -k noise`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,16 @@ fi
 .venv/bin/python -m pip uninstall --quiet --yes trio-typing >/dev/null 2>&1 || true
 
 bash scripts/install_js_peer.sh
+
+# The NAT lab (tests/natlab) needs nftables. Install it when we can (root, apt-get); if that
+# fails, carry on: the lab tests then fail with the reason (or skip when not root).
+if [ "$(id -u)" = 0 ] && ! command -v nft >/dev/null 2>&1 && [ ! -x /usr/sbin/nft ] \
+    && command -v apt-get >/dev/null 2>&1; then
+    if ! { apt-get update -qq \
+        && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables >/dev/null; }; then
+        echo "warning: could not install nftables; the NAT lab tests will report why" >&2
+    fi
+fi
 
 # Interop tests must run here, not skip: the set-up above provides everything they need.
 export LIBP2P_REQUIRE_INTEROP=1

@@ -1,0 +1,50 @@
+"""Fixtures for the NAT lab (see ``lab.py``).
+
+``nat_lab`` is a factory: ``lab = nat_lab(a="eim", b="symmetric")`` builds a lab (skipping the
+test, or failing it under ``scripts/test.sh``, if the lab cannot run here) and tears it down
+after the test. ``lab`` is one lab whose NAT modes can be chosen with indirect
+parametrization::
+
+    @pytest.mark.parametrize("lab", [("eim", "eim"), ("eim", "symmetric")], indirect=True)
+    def test_punch(lab: NatLab) -> None: ...
+
+Both fixtures are synchronous: set-up is done before a trio test's event loop starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.natlab.lab import LabError, NatLab, require_lab
+
+
+@pytest.fixture
+def nat_lab() -> Iterator[Callable[..., NatLab]]:
+    labs: list[NatLab] = []
+
+    def make(a: str = "eim", b: str = "eim", *, relay2: bool = True) -> NatLab:
+        require_lab()
+        lab = NatLab(a, b, relay2=relay2)
+        lab.start()
+        labs.append(lab)
+        return lab
+
+    try:
+        yield make
+    finally:
+        errors = []
+        for lab in reversed(labs):
+            try:
+                lab.close()
+            except LabError as exc:  # tear every lab down before reporting
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+
+@pytest.fixture
+def lab(request: pytest.FixtureRequest, nat_lab: Callable[..., NatLab]) -> NatLab:
+    a, b = getattr(request, "param", ("eim", "eim"))
+    return nat_lab(a, b)
