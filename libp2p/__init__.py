@@ -33,6 +33,13 @@ from .exceptions import (
     UnexpectedEOF,
 )
 from .host import Host, HostConfig
+from .host.autonat import (
+    AutoNATClientConfig,
+    AutoNATServerConfig,
+    Reachability,
+    ReachabilityChanged,
+)
+from .network.address_policy import AddressPolicy
 from .network.connection import Connection, ConnectionLimit, Direction, NetStream, StreamHandler
 from .network.swarm import Swarm
 from .network.upgrader import UpgradedConnection, upgrade
@@ -40,6 +47,9 @@ from .peer import PeerID
 from .peer.peerstore import PeerInfo, Peerstore
 
 __all__ = [
+    "AddressPolicy",
+    "AutoNATClientConfig",
+    "AutoNATServerConfig",
     "Connection",
     "ConnectionClosed",
     "ConnectionClosedError",
@@ -65,6 +75,8 @@ __all__ = [
     "PrivateKey",
     "ProtocolNotSupported",
     "PublicKey",
+    "Reachability",
+    "ReachabilityChanged",
     "RemoteProtocolError",
     "ResourceLimitExceeded",
     "StreamHandler",

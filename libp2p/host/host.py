@@ -55,6 +55,15 @@ from ..relay.circuit_v2.config import RelayConfig
 from ..relay.circuit_v2.dcutr import DcutrService, HolePunchConfig
 from ..stream_muxer.yamux import YamuxConfig
 from ..transport.tcp import parse_tcp_multiaddr
+from ..transport.tcp.interfaces import interface_addresses
+from .autonat import (
+    AutoNATClient,
+    AutoNATClientConfig,
+    AutoNATServer,
+    AutoNATServerConfig,
+    Reachability,
+)
+from .autorelay import AutoRelay
 from .identify_service import IdentifyService
 
 if TYPE_CHECKING:
@@ -87,6 +96,16 @@ class HostConfig:
     relay_service: RelayConfig | None = None
     #: Hole punching (DCUtR) on relayed connections, on by default; ``None`` turns it off.
     hole_punching: HolePunchConfig | None = field(default_factory=HolePunchConfig)
+    #: Serve AutoNAT v1: dial peers back so they learn whether they are reachable. Off by
+    #: default (``None``), as in go; relays and other public hosts turn it on with
+    #: ``AutoNATServerConfig()``.
+    autonat_server: AutoNATServerConfig | None = None
+    #: Ask peers that serve AutoNAT whether we are reachable (``Host.reachability``,
+    #: ``ReachabilityChanged`` events); on by default, ``None`` turns it off.
+    autonat_client: AutoNATClientConfig | None = field(default_factory=AutoNATClientConfig)
+    #: Relays (``<relay addr>/p2p/<relay id>``) to reserve on while AutoNAT finds us private,
+    #: released when it finds us public (auto-relay; needs ``autonat_client``).
+    static_relays: tuple[Multiaddr | str, ...] = ()
 
 
 class Host:
@@ -154,6 +173,19 @@ class Host:
         if self.config.hole_punching is not None:
             self.dcutr = DcutrService(self, self.config.hole_punching)
             self.dcutr.install()
+        #: The AutoNAT client (``None`` when turned off); see :attr:`reachability`.
+        self.autonat: AutoNATClient | None = None
+        if self.config.autonat_client is not None:
+            self.autonat = AutoNATClient(self, self.config.autonat_client)
+        #: The AutoNAT server, when :attr:`HostConfig.autonat_server` is set.
+        self.autonat_server: AutoNATServer | None = None
+        if self.config.autonat_server is not None:
+            self.autonat_server = AutoNATServer(self, self.config.autonat_server)
+            self.autonat_server.install()
+        #: Auto-relay over :attr:`HostConfig.static_relays` (``None`` without any).
+        self.auto_relay: AutoRelay | None = None
+        if self.config.static_relays:
+            self.auto_relay = AutoRelay(self, self.config.static_relays)
         self._stack = contextlib.AsyncExitStack()
         self._running = False
 
@@ -168,6 +200,10 @@ class Host:
                 await self.swarm.nursery.start(self.relay_service.run)
             if self.dcutr is not None:
                 await self.swarm.nursery.start(self.dcutr.run)
+            if self.autonat is not None:
+                await self.swarm.nursery.start(self.autonat.run)
+            if self.auto_relay is not None:
+                await self.swarm.nursery.start(self.auto_relay.run)
             self._running = True
             if self._listen:
                 await self.listen(*self._listen)
@@ -238,17 +274,21 @@ class Host:
         """The addresses we advertise: listen addresses, observed address candidates, then
         our addresses through relays we hold reservations on.
 
-        A listener on the unspecified address (``0.0.0.0`` / ``::``) is advertised as
-        loopback; how others reach us from outside comes from the observed candidates.
+        A listener on the unspecified address (``0.0.0.0`` / ``::``) is advertised with the
+        address of every network interface; how others reach us from outside a NAT comes
+        from the observed candidates.
         """
         out: list[Multiaddr] = []
         for addr in self.swarm.listen_addrs:
-            _family, host, port = parse_tcp_multiaddr(addr)
-            if host == "0.0.0.0":
-                addr = Multiaddr(f"/ip4/127.0.0.1/tcp/{port}")
-            elif host == "::":
-                addr = Multiaddr(f"/ip6/::1/tcp/{port}")
-            out.append(addr)
+            family, host, port = parse_tcp_multiaddr(addr)
+            if host in ("0.0.0.0", "::"):
+                proto = "ip4" if host == "0.0.0.0" else "ip6"
+                for ip in interface_addresses(family):
+                    expanded = Multiaddr(f"/{proto}/{ip}/tcp/{port}")
+                    if expanded not in out:
+                        out.append(expanded)
+            elif addr not in out:
+                out.append(addr)
         for candidate in self.identify.observed.candidates(trio.current_time()):
             if candidate not in out:
                 out.append(candidate)
@@ -264,6 +304,12 @@ class Host:
         punching uses); the default is :attr:`HostConfig.min_observers`.
         """
         return self.identify.observed.candidates(trio.current_time(), min_observers)
+
+    @property
+    def reachability(self) -> Reachability:
+        """Whether peers can dial us directly, as AutoNAT found (``UNKNOWN`` until a server
+        answered, or when the AutoNAT client is turned off)."""
+        return self.autonat.status if self.autonat is not None else Reachability.UNKNOWN
 
     # -- protocols ---------------------------------------------------------------------
 

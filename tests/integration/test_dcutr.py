@@ -241,3 +241,28 @@ async def test_dcutr_started_by_the_wrong_side_is_refused() -> None:
                 while HolePunchFailure.PEER_ROLE_MISMATCH not in reasons:
                     reasons.add((await events.receive()).reason)
             assert not relayed.is_closed
+
+
+async def test_connection_reversal_when_the_dialer_is_reachable() -> None:
+    # The dialer listens on an address the listener can reach: B's plain dial does it.
+    reversal = HolePunchConfig(address_policy=AddressPolicy.local_testing(), relay_close_grace=0.2)
+    with trio.fail_after(TIMEOUT):
+        async with three_hosts(listener_punch=reversal, dialer_punch=reversal) as (
+            relay,
+            listener,
+            dialer,
+        ):
+            with (
+                listener.events.subscribe(HolePunchSucceeded, HolePunchFailed) as l_events,
+                dialer.events.subscribe(HolePunchSucceeded, HolePunchFailed) as d_events,
+            ):
+                relayed = await dialer.connect(circuit_to(relay, listener))
+                l_outcome = await l_events.receive()
+                d_outcome = await d_events.receive()
+            assert isinstance(l_outcome, HolePunchSucceeded), l_outcome
+            assert isinstance(d_outcome, HolePunchSucceeded), d_outcome
+            assert (l_outcome.attempt, d_outcome.attempt) == (0, 0)
+            # B dialed A plainly: B is the initiator of that connection.
+            assert l_outcome.connection.is_initiator
+            assert l_outcome.direct_addr == dialer.listen_addrs[0]
+            await relayed.wait_closed()

@@ -2,6 +2,9 @@
 
 * :class:`RelayService` -- the relay (hop role), with :class:`RelayConfig` limits and
   :class:`RelayStats` counters. Enable it with ``HostConfig(relay_service=RelayConfig())``.
+* :class:`DcutrService` -- hole punching (DCUtR) that turns relayed connections into direct
+  ones; on by default (``HostConfig.hole_punching``), reporting :class:`HolePunchSucceeded`
+  or :class:`HolePunchFailed` on ``host.events``.
 * :class:`RelayClient` -- every host's client (``host.relay``): dials
   ``…/p2p/<relay>/p2p-circuit/p2p/<peer>`` addresses, accepts relayed connections, and holds
   reservations for ``host.listen("…/p2p/<relay>/p2p-circuit")``.
@@ -13,7 +16,20 @@ from __future__ import annotations
 
 from .client import RelayClient, split_circuit_addr
 from .config import RelayConfig, RelayStats
+from .dcutr import (
+    DcutrService,
+    HolePunchAttemptFailed,
+    HolePunchConfig,
+    HolePunchError,
+    HolePunchFailed,
+    HolePunchFailure,
+    HolePunchRole,
+    HolePunchSucceeded,
+)
 from .events import (
+    RelayCircuitClosed,
+    RelayCircuitOpened,
+    RelayReservationAccepted,
     ReservationAttemptFailed,
     ReservationLost,
     ReservationMade,
@@ -35,9 +51,20 @@ __all__ = [
     "HOP_PROTOCOL_ID",
     "STOP_PROTOCOL_ID",
     "CircuitRelayError",
+    "DcutrService",
+    "HolePunchAttemptFailed",
+    "HolePunchConfig",
+    "HolePunchError",
+    "HolePunchFailed",
+    "HolePunchFailure",
+    "HolePunchRole",
+    "HolePunchSucceeded",
     "MalformedRelayMessage",
     "RelayClient",
+    "RelayCircuitClosed",
+    "RelayCircuitOpened",
     "RelayConfig",
+    "RelayReservationAccepted",
     "RelayRefused",
     "RelayService",
     "RelayStats",

@@ -415,18 +415,36 @@ class DcutrService:
         """Start hole punches when identify completes on relayed connections."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            with self.host.events.subscribe(PeerIdentified, ConnectionClosed, buffer=4096) as ev:
+            types = (PeerIdentified, ConnectionOpened, ConnectionClosed)
+            with self.host.events.subscribe(*types, buffer=4096) as ev:
                 task_status.started()
                 async for event in ev:
                     if isinstance(event, ConnectionClosed):
                         self._states.pop(event.connection, None)
-                        continue
-                    self._on_identified(event)
+                    elif isinstance(event, ConnectionOpened):
+                        self._on_opened(event)
+                    else:
+                        self._on_identified(event)
+
+    def _on_opened(self, event: ConnectionOpened) -> None:
+        """As A, a direct connection from B before any DCUtR exchange is B's connection
+        reversal: report it as the outcome (attempt 0)."""
+        if event.relayed:
+            return
+        for conn in self.host.connections_to(event.peer):
+            if not conn.relayed or conn.direction is not Direction.OUTBOUND:
+                continue
+            state = self._states.setdefault(conn, _PunchState())
+            if not state.done and state.attempts == 0:
+                self._succeed(conn, HolePunchRole.DIALER, event.connection, 0, None)
 
     def _on_identified(self, event: PeerIdentified) -> None:
         conn = event.connection
         if not conn.relayed or conn.is_closed or conn in self._states:
             return  # not relayed, gone, or identify-push on a connection already handled
+        if self._direct(conn.remote_peer) is not None:
+            self._states[conn] = _PunchState()
+            return  # a direct connection exists already: nothing to punch
         role = (
             HolePunchRole.LISTENER
             if conn.direction is Direction.INBOUND

@@ -62,3 +62,39 @@ class ReservationAttemptFailed:
     relay: PeerID
     reason: str
     retry_in: float
+
+
+# -- the relay service's events (published by :class:`~libp2p.relay.circuit_v2.RelayService`) --
+
+
+@dataclass(frozen=True, slots=True)
+class RelayReservationAccepted:
+    """The relay gave ``peer`` a reservation (or refreshed it)."""
+
+    peer: PeerID
+    #: Seconds the reservation lasts.
+    ttl: float
+    #: True when the peer already held one (a refresh).
+    refresh: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RelayCircuitOpened:
+    """The relay opened a circuit from ``src`` to ``dst``."""
+
+    src: PeerID
+    dst: PeerID
+
+
+@dataclass(frozen=True, slots=True)
+class RelayCircuitClosed:
+    """A circuit ended; ``reason`` is ``"closed"`` (both ends closed), ``"limit"`` (a data or
+    duration limit was reached) or ``"reset"`` (an end broke or reset)."""
+
+    src: PeerID
+    dst: PeerID
+    #: Bytes relayed, both directions together.
+    bytes: int
+    reason: str
+    #: Seconds the circuit was open.
+    duration: float

@@ -35,6 +35,7 @@ from ...io import BufferedStream
 from ...network.connection import Connection, ConnectionLimit, NetStream
 from ...peer.id import PeerID
 from .config import RelayConfig, RelayStats
+from .events import RelayCircuitClosed, RelayCircuitOpened, RelayReservationAccepted
 from .protocol import (
     HOP_CONNECT,
     HOP_PROTOCOL_ID,
@@ -185,6 +186,7 @@ class RelayService:
             return
         ttl = self.config.reservation_ttl
         expire = int(self._wall_clock() + ttl)
+        refresh = peer in self._reservations
         self._reservations[peer] = _Reservation(
             peer, _ip_of(conn.remote_addr), trio.current_time() + ttl
         )
@@ -196,6 +198,7 @@ class RelayService:
         reply.reservation.voucher = seal_reservation_voucher(self.host.key, peer, expire)
         self._stats.reservations_accepted += 1
         logger.debug("reservation for %s until %d", peer, expire)
+        self.host.events.publish(RelayReservationAccepted(peer, ttl, refresh))
         try:
             await reader.send_all(frame(reply))
         finally:
@@ -293,7 +296,23 @@ class RelayService:
             raise
         self._stats.circuits_opened += 1
         logger.debug("circuit %s -> %s open", source, target)
-        await self._splice(reader, stream, stop_reader, stop, limit)
+        self.host.events.publish(RelayCircuitOpened(source, target))
+        opened_at = trio.current_time()
+        counted = [0]
+
+        def count(n: int) -> None:
+            counted[0] += n
+            self._count_bytes(n)
+
+        outcome = "reset"
+        try:
+            outcome = await self._splice(reader, stream, stop_reader, stop, limit, count)
+        finally:
+            self.host.events.publish(
+                RelayCircuitClosed(
+                    source, target, counted[0], outcome, trio.current_time() - opened_at
+                )
+            )
 
     async def _splice(
         self,
@@ -302,24 +321,29 @@ class RelayService:
         b: BufferedStream,
         b_stream: NetStream,
         limit: ConnectionLimit | None,
-    ) -> None:
-        """Forward bytes both ways until both ends have closed, or reset both on a limit."""
+        on_bytes: Callable[[int], None],
+    ) -> str:
+        """Forward bytes both ways until both ends have closed, or reset both on a limit.
+
+        Returns how it ended: ``"closed"``, ``"limit"`` or ``"reset"``.
+        """
         outcome = await splice(
             a,
             b,
             data_limit=limit.data if limit is not None else None,
             duration=limit.duration if limit is not None else None,
-            on_bytes=self._count_bytes,
+            on_bytes=on_bytes,
         )
         with trio.CancelScope(shield=True):
             if outcome == "closed":
                 await a.aclose()
                 await b.aclose()
-                return
+                return outcome
             if outcome == "limit":
                 self._stats.circuits_limited += 1
             await a_stream.reset()
             await b_stream.reset()
+        return "limit" if outcome == "limit" else "reset"
 
     def _count_bytes(self, n: int) -> None:
         self._stats.bytes_relayed += n
