@@ -1,0 +1,145 @@
+"""Hole punching through real NATs: the example scripts run in the NAT lab's namespaces.
+
+relay.py runs on the public relay host, listener.py behind router B, dialer.py behind router A
+(so the dialer is DCUtR's A and the listener its B). Through two endpoint-independent NATs the
+dialer must end on a direct connection to router B's public address; through a symmetric NAT
+the punch must fail with a reason while the relayed connection keeps working.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.natlab.lab import NatLab, Program
+
+pytestmark = pytest.mark.natlab
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "nat"
+STEP = 20.0  # seconds any one step may take before the test fails
+
+
+def start(lab: NatLab, host: str, script: str, *args: str) -> Program:
+    argv = [sys.executable, "-u", str(EXAMPLES / script), "--json", *args]
+    proc = lab.popen(
+        host,
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        bufsize=1,
+    )
+    return Program(f"{script}@{host}", proc)
+
+
+def wait_for(program: Program, event: str, timeout: float = STEP) -> dict[str, Any]:
+    """The next line of ``program`` whose ``event`` is ``event`` (earlier lines are skipped)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        line = program.expect(deadline - time.monotonic())
+        assert line["role"] in ("relay", "listener", "dialer")
+        if line["event"] == event:
+            return line
+
+
+def lines_until(program: Program, event: str, timeout: float = STEP) -> list[dict[str, Any]]:
+    """Every line of ``program`` up to and including the first ``event`` line."""
+    deadline = time.monotonic() + timeout
+    out = []
+    while True:
+        line = program.expect(deadline - time.monotonic())
+        out.append(line)
+        if line["event"] == event:
+            return out
+
+
+def relay_and_listener(lab: NatLab) -> tuple[Program, Program, str, int]:
+    """Start the relay and a listener with a reservation; returns the listener's relayed
+    address and its listen port."""
+    relay = start(lab, "relay", "relay.py", "--listen", f"/ip4/0.0.0.0/tcp/{lab.fresh_port()}")
+    ready = wait_for(relay, "ready")
+    (relay_addr,) = [a for a in ready["addrs"] if f"/ip4/{lab.ip('relay')}/" in a]
+    port = lab.fresh_port()
+    listener = start(
+        lab, "b", "listener.py", "--relay", relay_addr, "--listen", f"/ip4/0.0.0.0/tcp/{port}"
+    )
+    reservation = wait_for(listener, "reservation")
+    assert reservation["limits"] == {"duration": 120, "data": 131072}
+    (relayed,) = reservation["relayed_addrs"]
+    assert relayed.startswith(relay_addr + "/p2p-circuit/p2p/")
+    return relay, listener, relayed, port
+
+
+def run_dialer(lab: NatLab, target: str, timeout: float = 20.0) -> tuple[int, list[dict[str, Any]]]:
+    dialer = start(
+        lab,
+        "a",
+        "dialer.py",
+        "--target",
+        target,
+        "--listen",
+        f"/ip4/0.0.0.0/tcp/{lab.fresh_port()}",
+        "--timeout",
+        str(timeout),
+    )
+    lines = lines_until(dialer, "result", timeout + STEP)
+    return dialer.wait(STEP), lines
+
+
+def by_event(lines: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for line in lines:
+        out.setdefault(line["event"], []).append(line)
+    return out
+
+
+@pytest.mark.parametrize("lab", [("eim", "eim")], indirect=True)
+def test_hole_punch_through_two_eim_nats_ten_times_in_a_row(lab: NatLab) -> None:
+    relay, listener, relayed, listener_port = relay_and_listener(lab)
+    for run in range(10):
+        code, lines = run_dialer(lab, relayed)
+        events = by_event(lines)
+        (result,) = events["result"]
+        assert code == 0, (run, lines, listener.stderr)
+        assert result["ok"], (run, result)
+        # The direct connection goes to router B's public address, on the port the listener
+        # listens on (router B keeps ports): a punched path, not a relayed one.
+        assert result["direct_addr"] == f"/ip4/{lab.public_ip('b')}/tcp/{listener_port}"
+        assert [e["via"] for e in events["echo"]] == ["relayed", "direct"]
+        assert all(e["ok"] for e in events["echo"])
+        (punch,) = events["hole_punch"]
+        assert punch["ok"]
+        assert punch["attempt"] >= 1  # a real punch, not B dialing A plainly
+        # The listener saw the same hole punch, and the relay closes the circuit.
+        listener_punch = wait_for(listener, "hole_punch")
+        assert listener_punch["ok"], listener_punch
+        closed = wait_for(relay, "circuit_closed")
+        assert closed["dst"] == punch["peer"]
+
+
+@pytest.mark.parametrize("lab", [("eim", "symmetric"), ("symmetric", "eim")], indirect=True)
+def test_hole_punch_through_a_symmetric_nat_fails_with_a_reason(lab: NatLab) -> None:
+    _relay, listener, relayed, _port = relay_and_listener(lab)
+    started = time.monotonic()
+    code, lines = run_dialer(lab, relayed, timeout=30.0)
+    took = time.monotonic() - started
+    events = by_event(lines)
+    (result,) = events["result"]
+    assert code == 1, lines
+    assert not result["ok"]
+    assert result["reason"] == "all_attempts_failed", result
+    # The relayed connection worked all along.
+    assert [e["via"] for e in events["echo"]] == ["relayed"]
+    assert events["echo"][0]["ok"]
+    listener_punch = wait_for(listener, "hole_punch")
+    assert not listener_punch["ok"]
+    assert listener_punch["reason"] == "all_attempts_failed"
+    assert listener_punch["attempt"] == 3
+    # It gave up on its own, well before the dialer's 30 s timeout.
+    assert took < 30.0
