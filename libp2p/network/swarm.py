@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
 
 import trio
@@ -266,6 +266,80 @@ class Swarm:
                     await raw.aclose()
                 raise
         raise TransportError("; ".join(errors) or f"no address to dial in {maddr}")
+
+    @contextlib.asynccontextmanager
+    async def dial_isolated(
+        self, peer: PeerID, addrs: Sequence[Multiaddr]
+    ) -> AsyncIterator[Connection]:
+        """A new, private connection to ``peer``, closed when the block exits.
+
+        For AutoNAT dial-backs, which must prove that a *new* connection can reach the peer:
+        it leaves from an ephemeral port (never the listen port, whose NAT mapping or 4-tuple
+        the peer may already have), it is never an existing connection, and it is not
+        registered -- no other stream uses it and no connection events are published.
+        ``addrs`` (TCP, each with the peer's ``/p2p/<id>`` or none) are dialed concurrently;
+        the first to finish the handshakes wins. Raises the failure (a
+        :class:`TransportError` naming every address when several failed) if none does.
+        Bound the whole attempt with a cancel scope around the block.
+        """
+        if not addrs:
+            raise LocalUsageError(f"no address to dial {peer} at")
+        winner: Connection | None = None
+        errors: list[tuple[Multiaddr, BaseException]] = []
+
+        async def attempt(addr: Multiaddr, race: trio.Nursery) -> None:
+            nonlocal winner
+            plain, _ = split_peer_id(addr)
+            try:
+                raw = await self.transport.dial_ephemeral(plain)
+            except (TransportError, LocalUsageError) as exc:
+                errors.append((addr, exc))
+                return
+            try:
+                with trio.fail_after(self.dial_timeout):
+                    upgraded = await upgrade(
+                        raw,
+                        self.key,
+                        initiator=True,
+                        expected_peer=peer,
+                        yamux_config=self.yamux_config,
+                    )
+            except (Libp2pError, trio.TooSlowError, trio.BrokenResourceError) as exc:
+                errors.append((addr, exc))
+                await trio.aclose_forcefully(raw)
+                return
+            except BaseException:
+                await trio.aclose_forcefully(raw)
+                raise
+            if winner is not None:
+                await trio.aclose_forcefully(raw)
+                return
+            winner = Connection(
+                upgraded,
+                direction=Direction.OUTBOUND,
+                local_addr=sockaddr_to_multiaddr(raw.socket.family, raw.socket.getsockname()),
+                remote_addr=plain,
+                handlers=self._handlers,
+                limited_protocols=self._limited_ok,
+            )
+            race.cancel_scope.cancel()
+
+        async with trio.open_nursery() as race:
+            for addr in addrs:
+                race.start_soon(attempt, addr, race)
+        if winner is None:
+            if len(errors) == 1:
+                raise errors[0][1]
+            detail = "; ".join(f"{addr}: {exc}" for addr, exc in errors)
+            raise TransportError(f"could not connect to {peer}: {detail}")
+        conn: Connection = winner
+        await self.nursery.start(conn.run)
+        try:
+            yield conn
+        finally:
+            with trio.CancelScope(shield=True):
+                await conn.aclose()
+                await conn.wait_closed()
 
     async def dial_peer(self, peer: PeerID, addrs: list[Multiaddr]) -> Connection:
         """Return a connection to ``peer``, dialing ``addrs`` in order if there is none.

@@ -135,6 +135,19 @@ class TcpTransport:
         """Active listeners, in the order they were opened."""
         return list(self._listeners)
 
+    async def dial_ephemeral(self, maddr: Multiaddr) -> trio.SocketStream:
+        """Connect to ``maddr`` from a fresh ephemeral port, never from a listen port.
+
+        For AutoNAT dial-backs: leaving from the listen port could reproduce the 4-tuple, or
+        ride the NAT mapping, of a connection the peer already has, and falsely prove the
+        peer reachable.
+        """
+        family, host, port = parse_tcp_multiaddr(maddr)
+        try:
+            return await self._connect(family, host, port, None)
+        except OSError as exc:
+            raise TransportError(f"dial {maddr} failed: {exc.strerror or exc}") from exc
+
     async def listen(self, maddr: Multiaddr) -> TcpListener:
         """Open a listener on ``maddr`` (port 0 picks a free port)."""
         family, host, port = parse_tcp_multiaddr(maddr)

@@ -1,0 +1,212 @@
+"""The AutoNAT client's trio driver: ask connected servers whether they can dial us back.
+
+Every host runs one (``host.autonat``, unless ``HostConfig(autonat_client=None)``). When the
+:class:`~.reachability.ReachabilityTracker` says a probe is due, the driver picks a connected
+peer that announced ``/libp2p/autonat/1.0.0`` in identify (over a direct, unlimited
+connection, not asked within the throttle), opens a stream, sends one ``DIAL`` listing our
+address candidates, reads the ``DIAL_RESPONSE`` and feeds it to the tracker; the tracker's
+events (:class:`~.events.ReachabilityProbed` for every probe,
+:class:`~.events.ReachabilityChanged` when the status flips) go out on ``host.events``.
+
+The addresses we ask about: the observed-address candidates (``host.address_candidates(1)``,
+what peers saw our listen port mapped to) and our listen addresses, filtered by the
+:class:`~libp2p.network.address_policy.AddressPolicy` (no loopback by default, never
+unspecified or relayed addresses). The server adds the address it sees us at anyway.
+
+The driver sleeps until the tracker's next deadline, and wakes early when our candidates
+change (identify events) or when a peer serving AutoNAT shows up while we were waiting for
+one. :meth:`AutoNATClient.probe` runs a probe on demand.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import trio
+from multiaddr import Multiaddr
+
+from ...events import PeerIdentified
+from ...exceptions import Libp2pError, LocalUsageError
+from ...identify import AddressCandidateAdded, AddressCandidateRemoved
+from ...io import BufferedStream
+from ...network.address_policy import ip_of
+from ...peer.id import PeerID
+from .config import AutoNATClientConfig
+from .events import Reachability, ReachabilityProbed
+from .protocol import (
+    PROTOCOL_ID,
+    DialRequest,
+    DialResponse,
+    MalformedAutoNATMessage,
+    encode_message,
+    read_message,
+)
+from .reachability import ReachabilityTracker
+
+if TYPE_CHECKING:
+    from ..host import Host
+
+__all__ = ["AutoNATClient"]
+
+logger = logging.getLogger(__name__)
+
+
+class AutoNATClient:
+    """Finds out whether a host is reachable, by asking AutoNAT servers."""
+
+    def __init__(self, host: Host, config: AutoNATClientConfig | None = None) -> None:
+        self.host = host
+        self.config = config or AutoNATClientConfig()
+        self._tracker: ReachabilityTracker | None = None
+        self._lock = trio.Lock()
+        self._wakeup = trio.Event()
+        self._known_addrs: frozenset[Multiaddr] = frozenset()
+
+    # -- state ------------------------------------------------------------------------------
+
+    @property
+    def tracker(self) -> ReachabilityTracker:
+        """The state core (available once the host has started)."""
+        if self._tracker is None:
+            raise LocalUsageError("the AutoNAT client runs only inside 'async with host'")
+        return self._tracker
+
+    @property
+    def status(self) -> Reachability:
+        """Our reachability as far as we know."""
+        return self._tracker.status if self._tracker is not None else Reachability.UNKNOWN
+
+    @property
+    def confidence(self) -> int:
+        """How sure we are of :attr:`status` (0 ... ``confidence_max``)."""
+        return self._tracker.confidence if self._tracker is not None else 0
+
+    @property
+    def public_addr(self) -> Multiaddr | None:
+        """While :attr:`status` is ``PUBLIC``: the address a server reached us at."""
+        return self._tracker.public_addr if self._tracker is not None else None
+
+    def servers(self) -> list[PeerID]:
+        """Connected peers that serve AutoNAT over a direct, unlimited connection."""
+        out = []
+        for conn in self.host.connections:
+            peer = conn.remote_peer
+            if conn.relayed or conn.limited or conn.is_closed or peer in out:
+                continue
+            if self.host.peerstore.supports(peer, PROTOCOL_ID):
+                out.append(peer)
+        return out
+
+    def candidate_addrs(self) -> list[Multiaddr]:
+        """Our addresses worth asking about (see the module docs)."""
+        policy = self.config.addresses
+        out: list[Multiaddr] = []
+        for addr in [*self.host.address_candidates(min_observers=1), *self.host.listen_addrs]:
+            if addr in out or ip_of(addr) is None or not policy.accepts(addr):
+                continue
+            out.append(addr)
+        return out[: self.config.max_addresses]
+
+    # -- running ----------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Probe on schedule until cancelled (the host runs this in its nursery)."""
+        self._tracker = ReachabilityTracker(self.config, now=trio.current_time())
+        self._known_addrs = frozenset(self.candidate_addrs())
+        watched = (PeerIdentified, AddressCandidateAdded, AddressCandidateRemoved)
+        async with trio.open_nursery() as nursery:
+            with self.host.events.subscribe(*watched, buffer=1024) as events:
+                nursery.start_soon(self._watch, events)
+                task_status.started()
+                await self._schedule()
+
+    async def _watch(self, events: trio.MemoryReceiveChannel[object]) -> None:
+        tracker = self.tracker
+        async for event in events:
+            now = trio.current_time()
+            if isinstance(event, PeerIdentified) and PROTOCOL_ID in event.protocols:
+                tracker.server_available(now)
+            addrs = frozenset(self.candidate_addrs())
+            if addrs != self._known_addrs:
+                self._known_addrs = addrs
+                tracker.addresses_changed(now)
+            self._wakeup.set()
+
+    async def _schedule(self) -> None:
+        tracker = self.tracker
+        while True:
+            with trio.move_on_at(tracker.next_check):
+                await self._wakeup.wait()
+            self._wakeup = trio.Event()
+            now = trio.current_time()
+            if not tracker.due(now):
+                continue
+            server = tracker.pick_server(self.servers(), now)
+            if server is None:
+                tracker.no_server(now)
+                continue
+            await self.probe(server)
+
+    # -- probing ----------------------------------------------------------------------------
+
+    async def probe(
+        self, server: PeerID | None = None, addrs: Sequence[Multiaddr] | None = None
+    ) -> ReachabilityProbed:
+        """Ask ``server`` (default: the next one due) about ``addrs`` (default: our
+        candidates) now, and take the answer into account like a scheduled probe.
+
+        Returns the :class:`~.events.ReachabilityProbed` event also published on
+        ``host.events``. Raises :class:`~libp2p.exceptions.LocalUsageError` when no server
+        is given and none is connected; a failed request is a result (``response=None``).
+        """
+        tracker = self.tracker
+        async with self._lock:
+            if server is None:
+                server = tracker.pick_server(self.servers(), trio.current_time())
+                if server is None:
+                    raise LocalUsageError("no connected peer serves AutoNAT (or all were asked)")
+            asked = list(addrs) if addrs is not None else self.candidate_addrs()
+            tracker.probe_started(server, trio.current_time())
+            response: DialResponse | None = None
+            detail = ""
+            try:
+                with trio.fail_after(self.config.request_timeout):
+                    response = await self.ask(server, asked)
+            except trio.TooSlowError:
+                detail = f"no answer within {self.config.request_timeout} s"
+            except (Libp2pError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                detail = f"{type(exc).__name__}: {exc}"
+            events = tracker.record(server, response, trio.current_time(), detail=detail)
+            for event in events:
+                self.host.events.publish(event)
+            probed = events[0]
+            assert isinstance(probed, ReachabilityProbed)
+            logger.info(
+                "AutoNAT %s: %s (%s); reachability %s, confidence %d",
+                server,
+                probed.response.name if probed.response is not None else "no answer",
+                probed.detail or probed.address,
+                probed.reachability.value,
+                probed.confidence,
+            )
+            self._wakeup.set()
+            return probed
+
+    async def ask(self, server: PeerID, addrs: Sequence[Multiaddr]) -> DialResponse:
+        """One request to ``server`` about ``addrs``; the raw answer, without state changes."""
+        request = DialRequest(self.host.peer_id, tuple(addrs[: self.config.max_addresses]))
+        stream = await self.host.new_stream(server, PROTOCOL_ID)
+        reader = BufferedStream.wrap(stream)
+        try:
+            await reader.send_all(encode_message(request))
+            msg = await read_message(reader)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await stream.reset()
+            raise
+        await reader.aclose()
+        if not isinstance(msg, DialResponse):
+            raise MalformedAutoNATMessage(f"{server} answered a DIAL with a DIAL")
+        return msg
