@@ -47,7 +47,6 @@ from multiaddr import Multiaddr
 
 from ...events import ConnectionClosed, ConnectionOpened, PeerIdentified
 from ...exceptions import (
-    ConnectionClosedError,
     DecodeError,
     Libp2pError,
     ProtocolNotSupported,
@@ -546,6 +545,19 @@ class DcutrService:
         if not conn.is_closed:
             await conn.aclose()
 
+    async def _await_direct(self, peer: PeerID, within: float) -> Connection | None:
+        """A direct connection to ``peer``, existing or opened ``within`` seconds."""
+        with self.host.events.subscribe(ConnectionOpened) as opened:
+            direct = self._direct(peer)
+            if direct is not None:
+                return direct
+            with trio.move_on_after(within):
+                async for event in opened:
+                    if event.peer == peer and not event.relayed:
+                        conn: Connection = event.connection
+                        return conn
+        return None
+
     async def _punch_dial(self, addr: Multiaddr, peer: PeerID, *, initiator: bool) -> Connection:
         """Dial ``addr`` from the listen port and upgrade in the DCUtR role."""
         transport: TcpTransport = self.host.swarm.transport
@@ -638,46 +650,74 @@ class DcutrService:
         core = HolePunchInitiator(
             policy=self.config.address_policy, max_attempts=self.config.max_attempts
         )
-        try:
-            if self.config.connection_reversal:
-                advertised = self.config.address_policy.filter(
-                    [a for a in self.host.peerstore.addrs(peer) if not is_circuit_addr(a)]
+        advertised: list[Multiaddr] = []
+        if self.config.connection_reversal:
+            advertised = self.config.address_policy.filter(
+                [a for a in self.host.peerstore.addrs(peer) if not is_circuit_addr(a)]
+            )
+        won: tuple[Connection, int, float | None] | None = None
+        failure: HolePunchError | None = None
+        # The connection reversal runs beside the first CONNECT exchange, so a reversal that
+        # cannot work (A is behind a NAT after all) costs no time; it is cancelled before
+        # the punch dials, which may aim at the same address from the same port.
+        reversal_scope = trio.CancelScope()
+        async with trio.open_nursery() as nursery:
+            if advertised:
+
+                async def reverse() -> None:
+                    nonlocal won
+                    with reversal_scope:
+                        direct = await self._connect_directly(
+                            peer,
+                            advertised,
+                            initiator=True,
+                            within=self.config.reversal_timeout,
+                            punch=False,
+                        )
+                        if direct is not None and won is None:
+                            won = (direct, 0, None)
+                            nursery.cancel_scope.cancel()
+
+                nursery.start_soon(reverse)
+            try:
+                direct = await self._punch_attempts(relayed, core, reversal_scope)
+            except HolePunchError as exc:
+                failure = exc  # a reversal still under way may yet succeed
+            else:
+                reversal_scope.cancel()
+                if won is None:
+                    won = (direct, core.attempt, core.rtt)
+        if won is not None:
+            self._succeed(relayed, role, *won)
+        elif failure is not None:
+            self._fail(relayed, role, failure, core.attempt)
+
+    async def _punch_attempts(
+        self, relayed: Connection, core: HolePunchInitiator, reversal: trio.CancelScope
+    ) -> Connection:
+        """B's attempts: exchange, wait RTT/2, dial; the direct connection or an error."""
+        peer = relayed.remote_peer
+        role = HolePunchRole.LISTENER
+        while True:
+            if relayed.is_closed:
+                raise HolePunchError(HolePunchFailure.RELAY_CLOSED, "the relayed connection closed")
+            _sync, dial_at, addrs = await self._exchange(relayed, core)
+            await trio.sleep_until(dial_at)
+            reversal.cancel()
+            rtt = core.rtt or 0.0
+            timeout = self.config.dial_timeout or punch_dial_timeout(rtt)
+            direct = await self._connect_directly(
+                peer, addrs, initiator=False, within=timeout, linger=max(0.5, 2 * rtt)
+            )
+            if direct is not None:
+                return direct
+            detail = f"no direct connection to {', '.join(map(str, addrs))} in {timeout:.1f} s"
+            self.host.events.publish(HolePunchAttemptFailed(peer, role, core.attempt, detail))
+            if not core.attempt_failed():
+                raise HolePunchError(
+                    HolePunchFailure.ALL_ATTEMPTS_FAILED,
+                    f"{core.attempt} attempts failed; last: {detail}",
                 )
-                if advertised:
-                    direct = await self._connect_directly(
-                        peer,
-                        advertised,
-                        initiator=True,
-                        within=self.config.reversal_timeout,
-                        punch=False,
-                    )
-                    if direct is not None:
-                        self._succeed(relayed, role, direct, 0, None)
-                        return
-            while True:
-                if relayed.is_closed:
-                    raise HolePunchError(
-                        HolePunchFailure.RELAY_CLOSED, "the relayed connection closed"
-                    )
-                _sync, dial_at, addrs = await self._exchange(relayed, core)
-                await trio.sleep_until(dial_at)
-                rtt = core.rtt or 0.0
-                timeout = self.config.dial_timeout or punch_dial_timeout(rtt)
-                direct = await self._connect_directly(
-                    peer, addrs, initiator=False, within=timeout, linger=max(0.5, 2 * rtt)
-                )
-                if direct is not None:
-                    self._succeed(relayed, role, direct, core.attempt, core.rtt)
-                    return
-                detail = f"no direct connection to {', '.join(map(str, addrs))} in {timeout:.1f} s"
-                self.host.events.publish(HolePunchAttemptFailed(peer, role, core.attempt, detail))
-                if not core.attempt_failed():
-                    raise HolePunchError(
-                        HolePunchFailure.ALL_ATTEMPTS_FAILED,
-                        f"{core.attempt} attempts failed; last: {detail}",
-                    )
-        except HolePunchError as exc:
-            self._fail(relayed, role, exc, core.attempt)
 
     async def _exchange(
         self, relayed: Connection, core: HolePunchInitiator
@@ -688,7 +728,7 @@ class DcutrService:
             with trio.fail_after(self.config.stream_timeout):
                 try:
                     stream = await relayed.new_stream(PROTOCOL_ID, allow_limited=True)
-                except (ConnectionClosedError, Libp2pError, trio.BrokenResourceError) as exc:
+                except (Libp2pError, trio.BrokenResourceError) as exc:
                     raise HolePunchError(HolePunchFailure.NO_STREAM, str(exc)) from exc
                 try:
                     await stream.send_all(connect)
@@ -696,19 +736,19 @@ class DcutrService:
                     answer = await reader.read_lp(MAX_MESSAGE_SIZE)
                     result = core.on_message(answer, trio.current_time())
                     await stream.send_all(result[0])
-                    await stream.aclose()
-                except HolePunchError:
-                    await stream.reset()
+                except BaseException as exc:
+                    await _reset_quietly(stream)
+                    if isinstance(exc, ProtocolNotSupported):
+                        raise HolePunchError(HolePunchFailure.NO_STREAM, str(exc)) from exc
+                    if isinstance(exc, HolePunchError):
+                        raise
+                    if isinstance(exc, Libp2pError | trio.BrokenResourceError):
+                        reason = HolePunchFailure.PROTOCOL_ERROR
+                        if relayed.is_closed:
+                            reason = HolePunchFailure.RELAY_CLOSED
+                        raise HolePunchError(reason, str(exc)) from exc
                     raise
-                except ProtocolNotSupported as exc:
-                    raise HolePunchError(HolePunchFailure.NO_STREAM, str(exc)) from exc
-                except (Libp2pError, trio.BrokenResourceError) as exc:
-                    await stream.reset()
-                    if relayed.is_closed:
-                        raise HolePunchError(
-                            HolePunchFailure.RELAY_CLOSED, "the relayed connection closed"
-                        ) from exc
-                    raise HolePunchError(HolePunchFailure.PROTOCOL_ERROR, str(exc)) from exc
+                await stream.aclose()
                 return result
         except trio.TooSlowError as exc:
             raise HolePunchError(
@@ -746,6 +786,7 @@ class DcutrService:
         attempt = state.attempts
         core = HolePunchResponder(policy=self.config.address_policy)
         reader = BufferedStream(stream)
+        failure: HolePunchError | None = None
         try:
             with trio.fail_after(self.config.stream_timeout):
                 data = await reader.read_lp(MAX_MESSAGE_SIZE)
@@ -753,26 +794,27 @@ class DcutrService:
                 data = await reader.read_lp(MAX_MESSAGE_SIZE)
                 addrs = core.on_sync(data, trio.current_time())
         except HolePunchError as exc:
-            await stream.reset()
-            self._fail(relayed, role, exc, attempt)
-            return
+            failure = exc
         except trio.TooSlowError:
-            await stream.reset()
-            self._fail(
-                relayed,
-                role,
-                HolePunchError(HolePunchFailure.TIMEOUT, "the peer did not finish the exchange"),
-                attempt,
+            failure = HolePunchError(
+                HolePunchFailure.TIMEOUT, "the peer did not finish the exchange"
             )
-            return
         except (Libp2pError, trio.BrokenResourceError) as exc:
-            await stream.reset()
-            reason = (
-                HolePunchFailure.RELAY_CLOSED
-                if relayed.is_closed
-                else HolePunchFailure.PROTOCOL_ERROR
-            )
-            self._fail(relayed, role, HolePunchError(reason, str(exc)), attempt)
+            reason = HolePunchFailure.PROTOCOL_ERROR
+            if relayed.is_closed:
+                reason = HolePunchFailure.RELAY_CLOSED
+            failure = HolePunchError(reason, str(exc))
+        if failure is not None:
+            await _reset_quietly(stream)
+            # B may have given up on the exchange because its connection reversal is getting
+            # through, or may still try it: give that the time B gives it.
+            direct = await self._await_direct(peer, self.config.reversal_timeout)
+            if state.done:
+                return
+            if direct is not None:
+                self._succeed(relayed, role, direct, 0, None)
+            else:
+                self._fail(relayed, role, failure, attempt)
             return
         await stream.aclose()
         rtt = core.rtt or 0.0
@@ -796,3 +838,12 @@ class DcutrService:
                 ),
                 attempt,
             )
+
+
+async def _reset_quietly(stream: NetStream) -> None:
+    """Reset a DCUtR stream we are abandoning (it may be broken already)."""
+    with trio.CancelScope(shield=True):
+        try:
+            await stream.reset()
+        except (Libp2pError, trio.BrokenResourceError, trio.ClosedResourceError):
+            logger.debug("resetting a DCUtR stream to %s failed", stream.remote_peer)
