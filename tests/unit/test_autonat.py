@@ -438,3 +438,10 @@ def test_client_defaults_are_gos_and_rusts() -> None:
         90.0,
         3,
     )
+
+
+def test_invalid_utf8_status_text_is_replaced() -> None:
+    # proto2 strings are not UTF-8-checked on parse: the text must still be a str.
+    decoded = decode_message(b"\x08\x01\x1a\x06\x08\x00\x12\x02\x00\x80")
+    assert decoded == DialResponse(ResponseStatus.OK, "\x00\ufffd")
+    assert decode_message(body(encode_message(decoded))) == decoded

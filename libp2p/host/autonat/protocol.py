@@ -155,8 +155,16 @@ def decode_message(data: bytes) -> AutoNATMessage:
         except ValueError as exc:  # pragma: no cover - proto2 keeps unknown enums unset
             raise MalformedAutoNATMessage(f"unknown status {pb.dialResponse.status}") from exc
         addr = decode_multiaddr(pb.dialResponse.addr) if pb.dialResponse.HasField("addr") else None
-        return DialResponse(status, pb.dialResponse.statusText, addr)
+        return DialResponse(status, _text(pb.dialResponse.statusText), addr)
     raise MalformedAutoNATMessage(f"AutoNAT message of unknown type {pb.type}")  # pragma: no cover
+
+
+def _text(value: object) -> str:
+    # proto2 ``string`` fields are not UTF-8-checked: python protobuf hands back ``bytes``
+    # when a peer sent invalid UTF-8.
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
 
 
 async def read_message(stream: BufferedStream) -> AutoNATMessage:
