@@ -124,7 +124,8 @@ async def test_peer_without_dcutr_is_reported_as_no_stream() -> None:
             assert isinstance(outcome, HolePunchFailed)
             assert outcome.reason is HolePunchFailure.NO_STREAM
             assert outcome.role is HolePunchRole.LISTENER
-            assert outcome.attempts == 0
+            assert outcome.attempts == 1
+            assert outcome.detail == f"{dialer.peer_id} does not speak {PROTOCOL_ID}"
             # The relayed connection keeps working.
             stream = await dialer.new_stream(listener.peer_id, ECHO, allow_limited=True)
             await stream.send_all(b"still relayed")

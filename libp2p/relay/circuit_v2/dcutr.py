@@ -385,11 +385,13 @@ class HolePunchResponder:
 class _PunchState:
     """Per relayed connection bookkeeping of the driver."""
 
-    __slots__ = ("attempts", "done")
+    __slots__ = ("attempts", "done", "identified")
 
     def __init__(self) -> None:
         self.attempts = 0
         self.done = False
+        #: Set when identify finished on the relayed connection.
+        self.identified = trio.Event()
 
 
 class DcutrService:
@@ -426,43 +428,44 @@ class DcutrService:
                         self._on_identified(event)
 
     def _on_opened(self, event: ConnectionOpened) -> None:
-        """As A, a direct connection from B before any DCUtR exchange is B's connection
-        reversal: report it as the outcome (attempt 0)."""
+        conn = event.connection
         if event.relayed:
+            # B starts at once, without waiting for identify (as rust does): a peer that
+            # does not speak DCUtR shows up as a refused stream, at the same cost.
+            if event.direction is Direction.INBOUND and conn not in self._states:
+                state = self._states[conn] = _PunchState()
+                if self._direct(event.peer) is not None:
+                    state.done = True  # nothing to punch
+                elif self._nursery is not None:
+                    self._nursery.start_soon(self._punch_as_listener, conn, state)
             return
-        for conn in self.host.connections_to(event.peer):
-            if not conn.relayed or conn.direction is not Direction.OUTBOUND:
+        # As A, a direct connection from B before any DCUtR exchange is B's connection
+        # reversal: report it as the outcome (attempt 0).
+        for relayed in self.host.connections_to(event.peer):
+            if not relayed.relayed or relayed.direction is not Direction.OUTBOUND:
                 continue
-            state = self._states.setdefault(conn, _PunchState())
+            state = self._states.setdefault(relayed, _PunchState())
             if not state.done and state.attempts == 0:
-                self._succeed(conn, HolePunchRole.DIALER, event.connection, 0, None)
+                self._succeed(relayed, HolePunchRole.DIALER, conn, 0, None)
 
     def _on_identified(self, event: PeerIdentified) -> None:
         conn = event.connection
-        if not conn.relayed or conn.is_closed or conn in self._states:
-            return  # not relayed, gone, or identify-push on a connection already handled
-        if self._direct(conn.remote_peer) is not None:
-            self._states[conn] = _PunchState()
-            return  # a direct connection exists already: nothing to punch
-        role = (
-            HolePunchRole.LISTENER
-            if conn.direction is Direction.INBOUND
-            else (HolePunchRole.DIALER)
-        )
-        state = self._states[conn] = _PunchState()
-        if PROTOCOL_ID not in event.protocols:
-            state.done = True
+        if not conn.relayed or conn.is_closed:
+            return
+        state = self._states.setdefault(conn, _PunchState())
+        state.identified.set()
+        if conn.direction is not Direction.OUTBOUND or state.done or state.attempts:
+            return
+        # As A: a B that does not speak DCUtR will never start it; say so now.
+        if PROTOCOL_ID not in event.protocols and self._direct(conn.remote_peer) is None:
             self._fail(
                 conn,
-                role,
+                HolePunchRole.DIALER,
                 HolePunchError(
                     HolePunchFailure.NO_STREAM, f"{conn.remote_peer} does not speak {PROTOCOL_ID}"
                 ),
                 0,
             )
-            return
-        if role is HolePunchRole.LISTENER and self._nursery is not None:
-            self._nursery.start_soon(self._punch_as_listener, conn, state)
 
     # -- shared pieces ------------------------------------------------------------------------
 
@@ -544,6 +547,23 @@ class DcutrService:
         await trio.sleep(grace)
         if not conn.is_closed:
             await conn.aclose()
+
+    async def _why_broken(self, relayed: Connection) -> HolePunchFailure:
+        """Why B's DCUtR stream broke before A answered.
+
+        A peer without DCUtR answers our lazily proposed stream with ``na`` and then resets
+        it (our CONNECT came with the proposal), and the reset may overtake the ``na``; so
+        identify, which lists the peer's protocols, decides between the two.
+        """
+        if relayed.is_closed:
+            return HolePunchFailure.RELAY_CLOSED
+        state = self._states.get(relayed)
+        if state is not None:
+            with trio.move_on_after(self.config.stream_timeout):
+                await state.identified.wait()
+        if not self.host.peerstore.supports(relayed.remote_peer, PROTOCOL_ID):
+            return HolePunchFailure.NO_STREAM
+        return HolePunchFailure.PROTOCOL_ERROR
 
     async def _await_direct(self, peer: PeerID, within: float) -> Connection | None:
         """A direct connection to ``peer``, existing or opened ``within`` seconds."""
@@ -650,11 +670,6 @@ class DcutrService:
         core = HolePunchInitiator(
             policy=self.config.address_policy, max_attempts=self.config.max_attempts
         )
-        advertised: list[Multiaddr] = []
-        if self.config.connection_reversal:
-            advertised = self.config.address_policy.filter(
-                [a for a in self.host.peerstore.addrs(peer) if not is_circuit_addr(a)]
-            )
         won: tuple[Connection, int, float | None] | None = None
         failure: HolePunchError | None = None
         # The connection reversal runs beside the first CONNECT exchange, so a reversal that
@@ -662,11 +677,18 @@ class DcutrService:
         # the punch dials, which may aim at the same address from the same port.
         reversal_scope = trio.CancelScope()
         async with trio.open_nursery() as nursery:
-            if advertised:
+            if self.config.connection_reversal:
 
                 async def reverse() -> None:
                     nonlocal won
                     with reversal_scope:
+                        # A's addresses come with identify on the relayed connection.
+                        await state.identified.wait()
+                        advertised = self.config.address_policy.filter(
+                            [a for a in self.host.peerstore.addrs(peer) if not is_circuit_addr(a)]
+                        )
+                        if not advertised:
+                            return
                         direct = await self._connect_directly(
                             peer,
                             advertised,
@@ -739,14 +761,18 @@ class DcutrService:
                 except BaseException as exc:
                     await _reset_quietly(stream)
                     if isinstance(exc, ProtocolNotSupported):
-                        raise HolePunchError(HolePunchFailure.NO_STREAM, str(exc)) from exc
+                        raise HolePunchError(
+                            HolePunchFailure.NO_STREAM,
+                            f"{relayed.remote_peer} does not speak {PROTOCOL_ID}",
+                        ) from exc
                     if isinstance(exc, HolePunchError):
                         raise
                     if isinstance(exc, Libp2pError | trio.BrokenResourceError):
-                        reason = HolePunchFailure.PROTOCOL_ERROR
-                        if relayed.is_closed:
-                            reason = HolePunchFailure.RELAY_CLOSED
-                        raise HolePunchError(reason, str(exc)) from exc
+                        reason = await self._why_broken(relayed)
+                        detail = str(exc)
+                        if reason is HolePunchFailure.NO_STREAM:
+                            detail = f"{relayed.remote_peer} does not speak {PROTOCOL_ID}"
+                        raise HolePunchError(reason, detail) from exc
                     raise
                 await stream.aclose()
                 return result
