@@ -11,6 +11,12 @@ For Circuit Relay v2: :func:`js_relay` runs a js relay, :func:`js_relayed_listen
 listener that reserves on relays, and ``run_js_dialer`` dials ``.../p2p-circuit/p2p/ID``
 addresses too (its result gains ``"connection": {"remoteAddr", "limited", "limits"}``).
 
+For DCUtR and AutoNAT v1: :func:`js_dcutr_listener` (role B, reserving on relays),
+:func:`js_dcutr_dialer` (role A, dialing B through a relay and staying up),
+:func:`js_autonat_server`, with :class:`JsHolePunch` choosing between stock js and the fixes
+js needs to hole punch. Every starter takes ``listen`` (one address or several) and
+``command_prefix`` (e.g. ``["ip", "netns", "exec", NS]``) for the NAT lab.
+
 The listener's first stdout line (its peer ID and addresses) is the readiness signal.
 Processes are ended only through the ``trio.Process`` objects started here: first by
 closing the listener's stdin (its request to exit), then SIGTERM, then SIGKILL.
@@ -133,16 +139,17 @@ class JsPeer:
 def _command(
     mode: str,
     *args: str,
-    listen: str | None,
+    listen: str | Sequence[str] | None,
     seed: bytes | None,
     monitor: bool,
+    prefix: Sequence[str] = (),
 ) -> list[str]:
     node = shutil.which("node")
     if node is None:
         raise JsPeerError("node is not on PATH")
-    cmd = [node, str(PEER_SCRIPT), mode, *args]
-    if listen is not None:
-        cmd += ["--listen", listen]
+    cmd = [*prefix, node, str(PEER_SCRIPT), mode, *args]
+    for addr in [listen] if isinstance(listen, str) else (listen or ()):
+        cmd += ["--listen", addr]
     if seed is not None:
         if len(seed) != 32:
             raise ValueError("seed must be 32 bytes (an Ed25519 seed)")
@@ -244,6 +251,7 @@ async def js_peer(
     listen: str | None = None,
     seed: bytes | None = None,
     monitor: bool = True,
+    command_prefix: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     startup_timeout: float = 30.0,
     stop_timeout: float = 5.0,
@@ -252,11 +260,12 @@ async def js_peer(
 
     ``listen`` defaults to ``/ip4/127.0.0.1/tcp/0`` (in peer.mjs); ``seed`` fixes the
     Ed25519 identity; ``monitor=False`` turns off js's 10 s connection-monitor pings;
-    ``env`` adds variables (e.g. ``{"DEBUG": "libp2p:*"}``); ``args`` are passed through.
+    ``env`` adds variables (e.g. ``{"DEBUG": "libp2p:*"}``); ``args`` are passed through;
+    ``command_prefix`` goes before ``node`` (e.g. ``["ip", "netns", "exec", NS]``).
     """
     if mode != "listen":
         raise ValueError(f"js_peer only runs 'listen'; use run_js_dialer for 'dial', not {mode!r}")
-    cmd = _command(mode, *args, listen=listen, seed=seed, monitor=monitor)
+    cmd = _command(mode, *args, listen=listen, seed=seed, monitor=monitor, prefix=command_prefix)
     stderr = bytearray()
     async with trio.open_nursery() as nursery:
         process = await trio.lowlevel.open_process(
@@ -293,6 +302,7 @@ async def run_js_dialer(
     seed: bytes | None = None,
     monitor: bool = True,
     extra_args: Sequence[str] = (),
+    command_prefix: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     time_limit: float = 60.0,
     check: bool = True,
@@ -318,7 +328,16 @@ async def run_js_dialer(
     for flag, value in options.items():
         if value is not None:
             args += [flag, str(value)]
-    cmd = _command("dial", addr, *args, *extra_args, listen=listen, seed=seed, monitor=monitor)
+    cmd = _command(
+        "dial",
+        addr,
+        *args,
+        *extra_args,
+        listen=listen,
+        seed=seed,
+        monitor=monitor,
+        prefix=command_prefix,
+    )
     with trio.fail_after(time_limit + 15):
         # On cancellation trio.run_process terminates, then kills, the process it started.
         completed = await trio.run_process(
@@ -393,6 +412,36 @@ class JsServingPeer(JsPeer):
                 return event
             await self._changed.wait()
 
+    def find_event(self, name: str, **fields: Any) -> dict[str, Any] | None:
+        """The first event line ``{"event": name, ...}`` whose keys equal ``fields``, or None."""
+        for event in self.events:
+            if event.get("event") == name and all(event.get(k) == v for k, v in fields.items()):
+                return event
+        return None
+
+    async def wait_event(self, name: str, **fields: Any) -> dict[str, Any]:
+        """Wait for the first event line ``{"event": name, ...}`` whose keys equal ``fields``
+        (e.g. ``wait_event("dcutr", phase="end", role="B")``). No time limit of its own: put
+        one around the call (``trio.fail_after``). Event lines need ``report_connections``."""
+        while (event := self.find_event(name, **fields)) is None:
+            await self._changed.wait()
+        return event
+
+    async def wait_direct(self, remote_peer: str) -> dict[str, Any]:
+        """Wait for a non-relayed connection with ``remote_peer`` (its ``"direct"`` line:
+        ``remoteAddr``, ``direction``, ``sinceRelayedSeconds`` = time since the first relayed
+        connection with that peer opened, None if there was none)."""
+        return await self.wait_event("direct", remotePeer=remote_peer)
+
+    async def wait_dcutr_end(self, remote_peer: str | None = None) -> dict[str, Any]:
+        """Wait for the end of a DCUtR run (``{"event": "dcutr", "phase": "end", "role",
+        "remotePeer", "direct": bool, "error"}``; js B swallows its attempts' errors, which
+        come as ``"phase": "error"`` lines)."""
+        fields: dict[str, Any] = {"phase": "end"}
+        if remote_peer is not None:
+            fields["remotePeer"] = remote_peer
+        return await self.wait_event("dcutr", **fields)
+
     def _add_event(self, event: dict[str, Any]) -> None:
         self.events.append(event)
         self._changed.set()
@@ -414,14 +463,73 @@ async def _collect_events(
             peer._add_event(event if isinstance(event, dict) else {"event": "unparsed"})
 
 
+@dataclass(frozen=True)
+class JsHolePunch:
+    """DCUtR on a js peer, and which of the fixes js needs to hole punch (peer.mjs header).
+
+    ``JsHolePunch.stock()`` is @libp2p/dcutr as shipped; ``JsHolePunch.fixed()`` turns on all
+    four fixes. ``accept_cidrs`` (IPv4) restricts the widened address filter to public
+    addresses and those ranges (useful in a NAT lab: js dials the remote's addresses one at a
+    time, so an unreachable private one first costs the whole 5 s attempt). ``dial_port``
+    fixes the port dials leave from (default: a free one; never the listen port, which Linux
+    refuses on Node 20). ``announce`` appends static announce addresses.
+    """
+
+    dcutr: bool = True
+    addr_filter: bool = False
+    observed: bool = False
+    dial_port: bool = False
+    responder: bool = False
+    accept_cidrs: Sequence[str] = ()
+    dial_port_number: int | None = None
+    announce: Sequence[str] = ()
+
+    @classmethod
+    def stock(cls, **changes: Any) -> JsHolePunch:
+        return cls(**changes)
+
+    @classmethod
+    def fixed(cls, **changes: Any) -> JsHolePunch:
+        return cls(
+            **{
+                "addr_filter": True,
+                "observed": True,
+                "dial_port": True,
+                "responder": True,
+                **changes,
+            }
+        )
+
+    def args(self) -> list[str]:
+        out: list[str] = ["--dcutr"] if self.dcutr else []
+        for flag, on in (
+            ("--fix-addr-filter", self.addr_filter),
+            ("--fix-observed", self.observed),
+            ("--fix-dial-port", self.dial_port),
+            ("--fix-responder", self.responder),
+        ):
+            if on:
+                out.append(flag)
+        for cidr in self.accept_cidrs:
+            out += ["--dcutr-accept", cidr]
+        if self.dial_port_number is not None:
+            out += ["--dial-port", str(self.dial_port_number)]
+        for addr in self.announce:
+            out += ["--announce", addr]
+        return out
+
+
 @contextlib.asynccontextmanager
 async def js_serving_peer(
     mode: str,
     *args: str,
-    listen: str | None = None,
+    listen: str | Sequence[str] | None = None,
     seed: bytes | None = None,
     monitor: bool = True,
     report_connections: bool = False,
+    holepunch: JsHolePunch | None = None,
+    autonat: bool = False,
+    command_prefix: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     startup_timeout: float = 30.0,
     stop_timeout: float = 5.0,
@@ -430,11 +538,21 @@ async def js_serving_peer(
 
     Readiness, options and shutdown are those of :func:`js_peer`; ``report_connections``
     adds ``--report-connections``, whose lines collect in :attr:`JsServingPeer.events`.
+    ``listen`` may list several addresses (default ``/ip4/127.0.0.1/tcp/0``);
+    ``holepunch`` adds DCUtR and its fixes (:class:`JsHolePunch`), ``autonat`` the AutoNAT v1
+    service; ``command_prefix`` goes before ``node`` (e.g. ``["ip", "netns", "exec", NS]``,
+    which execs node in place, so the process we stop by its PID is node itself).
     """
     if mode not in ("listen", "relay"):
         raise ValueError(f"js_serving_peer runs 'listen' or 'relay', not {mode!r}")
     extra = ["--report-connections"] if report_connections else []
-    cmd = _command(mode, *args, *extra, listen=listen, seed=seed, monitor=monitor)
+    if holepunch is not None:
+        extra += holepunch.args()
+    if autonat:
+        extra.append("--autonat")
+    cmd = _command(
+        mode, *args, *extra, listen=listen, seed=seed, monitor=monitor, prefix=command_prefix
+    )
     stderr = bytearray()
     async with trio.open_nursery() as nursery:
         process = await trio.lowlevel.open_process(
@@ -508,3 +626,73 @@ def js_relayed_listener(
     for relay in relays:
         options += ["--relay", relay]
     return js_serving_peer("listen", *options, **kwargs)
+
+
+# ---- DCUtR and AutoNAT v1 roles (peer.mjs --dcutr, --fix-*, --connect, --autonat)
+
+
+def js_dcutr_listener(
+    *relays: str,
+    holepunch: JsHolePunch | None = None,
+    report_connections: bool = True,
+    **kwargs: Any,
+) -> contextlib.AbstractAsyncContextManager[JsServingPeer]:
+    """DCUtR role B: a js listener holding a reservation on each relay (``listen --relay R
+    --dcutr ...``). It starts DCUtR itself when a peer arrives over a relayed connection
+    (after identify lists /libp2p/dcutr). ``holepunch`` defaults to ``JsHolePunch.fixed()``;
+    event lines are on by default. Other keywords as for :func:`js_serving_peer`
+    (``listen``, ``command_prefix``, ``autonat``, ``seed``, ``env``...).
+    """
+    if not relays:
+        raise ValueError("js_dcutr_listener wants at least one relay address")
+    options: list[str] = []
+    for relay in relays:
+        options += ["--relay", relay]
+    return js_serving_peer(
+        "listen",
+        *options,
+        holepunch=JsHolePunch.fixed() if holepunch is None else holepunch,
+        report_connections=report_connections,
+        **kwargs,
+    )
+
+
+def js_dcutr_dialer(
+    *targets: str,
+    holepunch: JsHolePunch | None = None,
+    report_connections: bool = True,
+    **kwargs: Any,
+) -> contextlib.AbstractAsyncContextManager[JsServingPeer]:
+    """DCUtR role A: a js peer that listens (``listen`` as usual) and, after its ready line,
+    dials each target (``--connect``; typically B's ``.../p2p-circuit/p2p/B`` address) and
+    keeps the connection, printing ``{"event": "connected", "target", "remoteAddr", "limited",
+    ...}`` or ``{"event": "connect-error", "target", "error"}``. It answers B's DCUtR and, on
+    success, prints a ``"direct"`` line for B (:meth:`JsServingPeer.wait_direct`).
+    ``holepunch`` defaults to ``JsHolePunch.fixed()``; keywords as for :func:`js_serving_peer`.
+    """
+    options: list[str] = []
+    for target in targets:
+        options += ["--connect", target]
+    return js_serving_peer(
+        "listen",
+        *options,
+        holepunch=JsHolePunch.fixed() if holepunch is None else holepunch,
+        report_connections=report_connections,
+        **kwargs,
+    )
+
+
+def js_autonat_server(
+    *args: str, report_connections: bool = True, **kwargs: Any
+) -> contextlib.AbstractAsyncContextManager[JsServingPeer]:
+    """A js AutoNAT v1 server (``listen --autonat``; ``js_relay(autonat=True)`` for a relay
+    that serves AutoNAT too). Each request answered prints ``{"event": "autonat-server",
+    "remotePeer", "remoteAddr", "requested", "status", "statusText", "addr"}``. Stock js
+    refuses private addresses (loopback, RFC 1918, the documentation ranges...), addresses
+    whose IP is not the requester's and addresses on its own hosts (E_DIAL_REFUSED), and dials
+    back without ``force``, so over an existing connection to that address it answers from
+    it. Keywords as for :func:`js_serving_peer`.
+    """
+    return js_serving_peer(
+        "listen", *args, autonat=True, report_connections=report_connections, **kwargs
+    )

@@ -2,8 +2,9 @@
 // /perf/1.0.0 and three test protocols, and Circuit Relay v2 (@libp2p/circuit-relay-v2) roles.
 // Logs go to stderr, results to stdout as JSON.
 //
-//   node peer.mjs listen [--listen MA] [--seed HEX] [--lifetime S] [--no-monitor]
-//       [--relay MA/p2p/RELAYID ...] [--report-connections]
+//   node peer.mjs listen [--listen MA ...] [--seed HEX] [--lifetime S] [--no-monitor]
+//       [--relay MA/p2p/RELAYID ...] [--report-connections] [--connect MA ...]
+//       [--dcutr] [--autonat] [--fix-...] (see "DCUtR and AutoNAT" below)
 //       prints {"peerId": "...", "addrs": [...]} once listening; exits when stdin closes,
 //       on SIGTERM/SIGINT, or after --lifetime seconds (default 900).
 //       --relay (repeatable) adds circuitRelayTransport and listens on <relay>/p2p-circuit
@@ -56,6 +57,38 @@
 //       a 1-byte perf each and keeps them idle; prints {"event": "ready", "connections": N,
 //       "rss": BYTES} (RSS after a GC when --expose-gc is given); exits when stdin closes.
 //
+//
+// DCUtR (@libp2p/dcutr) and AutoNAT v1 (@libp2p/autonat), in `listen` and `relay`:
+//   --dcutr               add the DCUtR service (and circuitRelayTransport). Role B is a
+//                         `listen --relay R --dcutr` peer: js starts DCUtR on each inbound
+//                         relayed connection once identify lists /libp2p/dcutr; role A is a
+//                         `listen --connect MA --dcutr` peer (--connect, repeatable: dial MA
+//                         after the ready line and keep the connection; MA may be a circuit
+//                         address).
+//   --autonat             add the AutoNAT v1 service (server, and client for its public addrs).
+//   --listen MA           repeatable (all modes).
+//   Fixes that js needs to hole punch, each separate (stock js: none; see the functions):
+//   --fix-addr-filter     (1) DCUtR accepts private/loopback/documentation-range addresses
+//                         (stock: public only); --dcutr-accept CIDR (IPv4, repeatable) accepts
+//                         only public ones and those ranges (implies --fix-addr-filter).
+//   --fix-observed        (2) confirm each identify-observed TCP address, so js announces it;
+//                         --announce MA (repeatable) appends static announce addresses instead.
+//   --fix-dial-port       (3) every dial leaves from one fixed port, --dial-port N or a free one
+//                         (not the listen port: Linux/Node 20 refuse that, EADDRINUSE).
+//   --fix-responder       (4) B's hole-punch dial is upgraded as responder (initiator: false
+//                         reaches the upgrader and the socket is marked inbound).
+//   --fix-all             all four.
+//   With --report-connections these add event lines (each with "t", seconds since start):
+//   {"event": "connection-closed", ...as "connection"}; {"event": "direct", "remotePeer",
+//   "remoteAddr", "direction", "sinceRelayedSeconds"} per non-relayed connection (seconds since
+//   the first relayed connection with that peer, null if none); {"event": "connected" |
+//   "connect-error", "target", ...} (--connect); {"event": "dcutr", "phase": "start" | "dial" |
+//   "error" | "end", "role": "A" | "B" | "B-unilateral", "remotePeer", "direct" (end), "addrs",
+//   "ok" (dial), "error", "message"}; {"event": "autonat-server", "remotePeer", "remoteAddr",
+//   "requested", "status", "statusText", "addr"}; {"event": "autonat", "addr", "reachable"};
+//   {"event": "observed", "addr", "from"} (--fix-observed); {"event": "dial-port", "port"};
+//   {"event": "addresses", "addrs"} when the announced addresses change.
+//
 // Common options: --no-monitor turns off the connection monitor's pings; --no-conn-limits
 // allow-lists loopback in the connection manager, which otherwise refuses more than
 // 5 inbound connections per second per host and more than 10 pending ones (benchmarks
@@ -74,17 +107,20 @@
 // reaches, so the perf protocol (a dozen lines) is implemented here on both sides.
 import './polyfill.mjs'
 import { createHash, randomBytes } from 'node:crypto'
+import { createServer } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
+import { autoNAT } from '@libp2p/autonat'
 import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
+import { dcutr } from '@libp2p/dcutr'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { identify } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
 import { multiaddr } from '@multiformats/multiaddr'
-import { AbstractMessageStream, AbstractStream } from '@libp2p/utils'
+import { AbstractMessageStream, AbstractStream, isPrivate } from '@libp2p/utils'
 import { createLibp2p } from 'libp2p'
 // Internal modules of @libp2p/circuit-relay-v2 (not in its "exports"), imported by file URL:
 // the same module instances its own code uses, so the patches below take effect.
@@ -429,10 +465,11 @@ async function runIdentify (node, conn, identified) {
     } catch (err) {
       const message = String(err?.message ?? err)
       if (!message.includes('Too many outbound protocol streams') || performance.now() > deadline) {
-        // Over a relayed connection the race shows up on the remote instead: it allows one
-        // inbound identify stream per connection and drops ours ("Unexpected EOF"). Then the
-        // automatic identify, still running, is the answer.
-        const automatic = !isRelayed(conn)
+        // The race can show up on the remote instead: a js remote allows one inbound identify
+        // stream per connection and drops ours ("Unexpected EOF"; seen over relayed
+        // connections, and over direct ones between two js peers). Then the automatic
+        // identify, still running, is the answer.
+        const automatic = !message.includes('Unexpected EOF')
           ? null
           : await Promise.race([identified, new Promise((resolve) => setTimeout(() => resolve(null), 2000))])
         return automatic != null ? describeIdentify(automatic) : { error: message }
@@ -538,6 +575,287 @@ async function runPerf (conn, uploadBytes, downloadBytes) {
   }
 }
 
+// ---- NAT traversal: DCUtR (@libp2p/dcutr), AutoNAT v1 (@libp2p/autonat) and the fixes that
+// js needs to hole punch at all (see the header). Each fix is a separate flag so tests can run
+// js "stock" and "fixed"; all are applied per node instance, nothing in node_modules changes.
+
+function holePunchFixes (values) {
+  const all = values['fix-all'] === true
+  return {
+    addrFilter: all || values['fix-addr-filter'] === true || (values['dcutr-accept'] ?? []).length > 0,
+    observed: all || values['fix-observed'] === true,
+    dialPort: all || values['fix-dial-port'] === true || values['dial-port'] != null,
+    responder: all || values['fix-responder'] === true
+  }
+}
+
+function parseCidr4 (text) {
+  const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)\/(\d+)$/.exec(text)
+  const octets = m?.slice(1, 5).map(Number)
+  const bits = Number(m?.[5])
+  if (m == null || octets.some((o) => o > 255) || bits > 32) {
+    throw new Error(`--dcutr-accept wants an IPv4 CIDR like 10.0.0.0/8, got ${text}`)
+  }
+  const mask = bits === 0 ? 0 : (~0 << (32 - bits)) >>> 0
+  const base = (((octets[0] << 24) | (octets[1] << 16) | (octets[2] << 8) | octets[3]) >>> 0) & mask
+  return (ip) => {
+    const parts = ip.split('.').map(Number)
+    if (parts.length !== 4) return false
+    const value = ((parts[0] << 24) | (parts[1] << 16) | (parts[2] << 8) | parts[3]) >>> 0
+    return ((value & mask) >>> 0) === base
+  }
+}
+
+// Fix 1 (--fix-addr-filter): DCUtR keeps only the remote's public addresses (isPublicAndDialable
+// in @libp2p/dcutr's utils.js: no circuit, a dial transport, DNS or a non-private IP), and js
+// calls loopback, RFC 1918, 100.64/10, 198.18/15 and the documentation ranges private. Both roles
+// pass the CONNECT message's addresses through the service's getDialableMultiaddrs(), so replace
+// it on the instance: any IP (or DNS) address with a dial transport, circuit ones excepted; with
+// --dcutr-accept CIDR (IPv4, repeatable) only the public ones and those in a listed range.
+// The unilateral upgrade that B tries first (a plain dial to A's public identify addresses)
+// keeps js's stock filter, so a direct connection on loopback is a real DCUtR one.
+function widenDcutrAddressFilter (service, cidrs) {
+  const accepted = cidrs.map(parseCidr4)
+  service.getDialableMultiaddrs = function (addrs) {
+    const output = []
+    for (const bytes of addrs ?? []) {
+      if (bytes == null || bytes.length === 0) continue
+      let ma
+      try { ma = multiaddr(bytes) } catch { continue }
+      const text = ma.toString()
+      if (text.includes('/p2p-circuit')) continue
+      if (this.transportManager.dialTransportForMultiaddr(ma) == null) continue
+      const first = ma.getComponents()[0]
+      if (first?.name?.startsWith('dns')) {
+        output.push(ma)
+        continue
+      }
+      if (first?.name !== 'ip4' && first?.name !== 'ip6') continue
+      if (accepted.length > 0 && isPrivate(ma) && !(first.name === 'ip4' && accepted.some((inRange) => inRange(first.value)))) continue
+      output.push(ma)
+    }
+    return output
+  }
+}
+
+// Fix 4 (--fix-responder): as B, DCUtR dials with openConnection(addrs, {initiator: false}) so
+// that the dialed socket is upgraded as the responder (libp2p's Upgrader.upgradeOutbound turns
+// initiator: false into an 'inbound' upgrade), but DialQueue.dial (libp2p connection-manager/
+// dial-queue.js) builds the queued job's options from peerId, priority, multiaddrs, signal and
+// onProgress only, so `initiator` never reaches the transport and B dials as the initiator:
+// both ends then start multistream-select/Noise as initiator. Even with `initiator: false`
+// delivered, Noise and Yamux take their role from the socket's direction (the TCP transport's
+// maConn.direction = 'outbound'), so Yamux fails with "Both endpoints are clients". Patched
+// here on this node's instances: DialQueue.dial adds `initiator: false` to the job's options
+// (queue.add is called synchronously inside dial, before its first await), and
+// Upgrader.upgradeOutbound marks such a socket 'inbound' before upgrading it.
+function passResponderRoleThrough (node) {
+  const { upgrader, connectionManager } = node.components
+  const dialQueue = connectionManager.dialQueue
+  if (typeof dialQueue?.dial !== 'function' || typeof dialQueue.queue?.add !== 'function' ||
+      typeof upgrader?.upgradeOutbound !== 'function') {
+    throw new Error('--fix-responder: libp2p internals (dialQueue, upgrader) not where expected')
+  }
+  const dial = dialQueue.dial
+  dialQueue.dial = function (target, options = {}) {
+    if (options.initiator !== false) return dial.call(this, target, options)
+    const queue = this.queue
+    const hadOwnAdd = Object.prototype.hasOwnProperty.call(queue, 'add')
+    const add = queue.add
+    queue.add = function (fn, jobOptions) {
+      return add.call(this, fn, { ...jobOptions, initiator: false })
+    }
+    try {
+      return dial.call(this, target, options)
+    } finally {
+      if (hadOwnAdd) queue.add = add
+      else delete queue.add
+    }
+  }
+  const upgradeOutbound = upgrader.upgradeOutbound
+  upgrader.upgradeOutbound = function (maConn, opts) {
+    if (opts?.initiator === false) maConn.direction = 'inbound'
+    return upgradeOutbound.call(this, maConn, opts)
+  }
+}
+
+// Fix 2 (--fix-observed): identify drops every observed TCP address (js dials do not leave from
+// the listen port, see js-libp2p#2620) and every private one, so js never announces its NAT
+// mapping. Confirm what each identify response says we are (not for relayed connections).
+function confirmObservedAddrs (node, event) {
+  node.addEventListener('peer:identify', (evt) => {
+    const observed = evt.detail.observedAddr
+    if (observed == null) return
+    const text = observed.toString()
+    if (text.includes('/p2p-circuit') || !text.includes('/tcp/')) return
+    node.components.addressManager.confirmObservedAddr(observed, { type: 'observed' })
+    event({ event: 'observed', addr: text, from: evt.detail.peerId.toString() })
+  })
+}
+
+function formatLog (format, args) {
+  let i = 0
+  return String(format).replace(/%[a-zA-Z]/g, (spec) => {
+    if (i >= args.length) return spec
+    const arg = args[i++]
+    if (spec === '%e') return String(arg?.message ?? arg)
+    if (Array.isArray(arg)) return arg.map(String).join(' ')
+    if (spec === '%o' || spec === '%j') {
+      try { return JSON.stringify(arg) } catch { return String(arg) }
+    }
+    return String(arg)
+  })
+}
+
+function hasDirectConnection (node, peerId) {
+  return node.getConnections(peerId).some((conn) => !isRelayed(conn) && conn.status === 'open')
+}
+
+// DCUtR outcome lines: js emits no events for it, so wrap the service's entry points on the
+// instance (before start: the stream handler is registered in start()). "phase": "start" and
+// "end" per DCUtR run (B: upgradeInbound, after identify on an inbound relayed connection lists
+// /libp2p/dcutr; A: the /libp2p/dcutr stream handler), "dial" per direct dial it makes
+// (role "B-unilateral" for B's plain dial to A's public identify addresses), "error" for each
+// error js logs (B's failed attempts are only logged: js swallows them).
+function instrumentDcutr (node, service, event) {
+  const started = performance.now()
+  const seconds = () => (performance.now() - started) / 1000
+  const log = service.log
+  service.log = Object.assign((...args) => log(...args), log, {
+    error: (format, ...args) => {
+      event({ event: 'dcutr', phase: 'error', message: formatLog(format, args) })
+      log.error(format, ...args)
+    }
+  })
+  const connectionManager = service.connectionManager
+  service.connectionManager = new Proxy(connectionManager, {
+    get (target, prop) {
+      if (prop !== 'openConnection') {
+        const value = Reflect.get(target, prop, target)
+        return typeof value === 'function' ? value.bind(target) : value
+      }
+      return async (addrs, options = {}) => {
+        const role = options.initiator === false ? 'B' : options.priority != null ? 'A' : 'B-unilateral'
+        const list = (Array.isArray(addrs) ? addrs : [addrs]).map(String)
+        const t0 = performance.now()
+        try {
+          const conn = await target.openConnection(addrs, options)
+          event({
+            event: 'dcutr', phase: 'dial', role, addrs: list, ok: true, remotePeer: conn.remotePeer.toString(),
+            remoteAddr: conn.remoteAddr.toString(), direction: conn.direction, dialSeconds: (performance.now() - t0) / 1000
+          })
+          return conn
+        } catch (err) {
+          event({
+            event: 'dcutr', phase: 'dial', role, addrs: list, ok: false,
+            error: String(err?.message ?? err), dialSeconds: (performance.now() - t0) / 1000
+          })
+          throw err
+        }
+      }
+    }
+  })
+  const upgradeInbound = service.upgradeInbound.bind(service)
+  service.upgradeInbound = async (relayed) => {
+    const remotePeer = relayed.remotePeer.toString()
+    const t0 = performance.now()
+    event({ event: 'dcutr', phase: 'start', role: 'B', remotePeer, at: seconds() })
+    let error = null
+    try {
+      await upgradeInbound(relayed)
+    } catch (err) {
+      error = String(err?.message ?? err)
+      throw err
+    } finally {
+      event({
+        event: 'dcutr', phase: 'end', role: 'B', remotePeer, direct: hasDirectConnection(node, relayed.remotePeer),
+        error, runSeconds: (performance.now() - t0) / 1000
+      })
+    }
+  }
+  const handleIncomingUpgrade = service.handleIncomingUpgrade
+  service.handleIncomingUpgrade = async (stream, relayed) => {
+    const remotePeer = relayed.remotePeer.toString()
+    const t0 = performance.now()
+    event({ event: 'dcutr', phase: 'start', role: 'A', remotePeer, at: seconds() })
+    let error = null
+    try {
+      await handleIncomingUpgrade(stream, relayed)
+    } catch (err) {
+      error = String(err?.message ?? err)
+      throw err
+    } finally {
+      event({
+        event: 'dcutr', phase: 'end', role: 'A', remotePeer, direct: hasDirectConnection(node, relayed.remotePeer),
+        error, runSeconds: (performance.now() - t0) / 1000
+      })
+    }
+  }
+}
+
+// AutoNAT v1 lines. Server side: {"event": "autonat-server", "remotePeer", "remoteAddr",
+// "requested": [addrs], "status", "statusText", "addr"} per request answered. Client side (the
+// same service asks peers that support it about its unverified public addresses):
+// {"event": "autonat", "addr", "reachable": bool} when js makes up its mind about an address.
+function instrumentAutonat (service, event) {
+  const handleAutonatMessage = service.handleAutonatMessage.bind(service)
+  service.handleAutonatMessage = async (message, connection, options) => {
+    const response = await handleAutonatMessage(message, connection, options)
+    const requested = []
+    for (const bytes of message?.dial?.peer?.addrs ?? []) {
+      try { requested.push(multiaddr(bytes).toString()) } catch { requested.push(null) }
+    }
+    let addr = null
+    try {
+      if (response?.dialResponse?.addr != null) addr = multiaddr(response.dialResponse.addr).toString()
+    } catch {}
+    event({
+      event: 'autonat-server',
+      remotePeer: connection.remotePeer.toString(),
+      remoteAddr: connection.remoteAddr.toString(),
+      requested,
+      status: response?.dialResponse?.status ?? null,
+      statusText: response?.dialResponse?.statusText ?? null,
+      addr
+    })
+    return response
+  }
+  for (const [method, reachable] of [['confirmAddress', true], ['unconfirmAddress', false]]) {
+    const original = service[method].bind(service)
+    service[method] = (results) => {
+      event({ event: 'autonat', addr: results.multiaddr.toString(), reachable })
+      return original(results)
+    }
+  }
+}
+
+// Fix 3 (--fix-dial-port [--dial-port N]): @libp2p/tcp dials from a new ephemeral port each
+// time, so the NAT mapping the relay observed is useless for a punch. tcp({dialOpts:
+// {localPort}}) makes every dial leave from one port (libuv sets SO_REUSEADDR, so sockets to
+// different remotes can share it). It cannot be the listen port on Linux with Node 20: a bind
+// conflicts with a listening socket on the same port unless both set SO_REUSEPORT, which
+// Node 20 offers for neither (bind EADDRINUSE, checked). So the dial port is N, or a free port
+// picked at start (before any dial: the reservation dials to relays happen while starting).
+// With --fix-observed, what peers observe of it (the NAT's mapping of that port) is announced;
+// nothing listens there, so only a TCP simultaneous open (DCUtR's crossing dials) gets in.
+async function pickFreePort (host) {
+  return await new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, host, () => {
+      const { port } = server.address()
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+async function chooseDialPort (values, listen) {
+  const given = parseSize('dial-port', values['dial-port'])
+  if (given != null && given > 0) return given
+  const first = listen.map((addr) => /^\/ip[46]\/([^/]+)\/tcp\//.exec(addr)).find((m) => m != null)
+  return await pickFreePort(first?.[1] ?? '0.0.0.0')
+}
+
 // ---- main
 
 function parseSize (name, value) {
@@ -577,21 +895,31 @@ function relayServerInit (values) {
 }
 
 // role: 'plain' (listen without --relay, perf, hold: TCP only, as before), 'circuit' (dial,
-// listen --relay: TCP + circuitRelayTransport) or 'relay' (TCP + circuitRelayServer).
-async function makeNode (values, listen, { role = 'plain', onConnection } = {}) {
+// listen --relay/--connect/--dcutr: TCP + circuitRelayTransport) or 'relay' (TCP +
+// circuitRelayServer). --dcutr and --autonat add those services in any role; `event` receives
+// the event lines (see connectionReporter).
+async function makeNode (values, listen, { role = 'plain', onConnection, onClose, event = () => {} } = {}) {
   let privateKey
   if (values.seed != null) {
     const seed = Buffer.from(values.seed, 'hex')
     if (seed.byteLength !== 32) throw new Error('--seed wants 64 hex digits (an Ed25519 seed)')
     privateKey = await generateKeyPairFromSeed('Ed25519', seed)
   }
+  const fixes = holePunchFixes(values)
   const services = { identify: identify(), ping: ping() }
   if (role === 'relay') services.relay = circuitRelayServer(relayServerInit(values))
+  if (values.dcutr) services.dcutr = dcutr()
+  if (values.autonat) services.autonat = autoNAT()
+  const dialOpts = {}
+  if (fixes.dialPort) {
+    dialOpts.localPort = await chooseDialPort(values, listen)
+    event({ event: 'dial-port', port: dialOpts.localPort })
+  }
   const node = await createLibp2p({
     start: false,
     privateKey,
-    addresses: { listen },
-    transports: role === 'circuit' ? [tcp(), circuitRelayTransport()] : [tcp()],
+    addresses: { listen, appendAnnounce: values.announce ?? [] },
+    transports: role === 'circuit' ? [tcp({ dialOpts }), circuitRelayTransport()] : [tcp({ dialOpts })],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     connectionMonitor: { enabled: !values['no-monitor'] },
@@ -600,7 +928,15 @@ async function makeNode (values, listen, { role = 'plain', onConnection } = {}) 
       : {}),
     services
   })
+  if (values.dcutr) {
+    if (fixes.addrFilter) widenDcutrAddressFilter(node.services.dcutr, values['dcutr-accept'] ?? [])
+    instrumentDcutr(node, node.services.dcutr, event)
+  }
+  if (values.autonat) instrumentAutonat(node.services.autonat, event)
+  if (fixes.responder) passResponderRoleThrough(node)
+  if (fixes.observed) confirmObservedAddrs(node, event)
   if (onConnection != null) node.addEventListener('connection:open', (evt) => onConnection(evt.detail))
+  if (onClose != null) node.addEventListener('connection:close', (evt) => onClose(evt.detail))
   await node.start()
   await node.handle(ECHO, handler('echo', serveEcho), HANDLER_OPTIONS)
   await node.handle(SINK, handler('sink', serveSink), HANDLER_OPTIONS)
@@ -615,21 +951,79 @@ async function stopNode (node) {
 }
 
 function connectionReporter (values) {
-  // --report-connections: one {"event": "connection", ...} line per connection opened, after the
-  // ready line (connections opened before it, e.g. to a relay, are printed right after it).
-  if (!values['report-connections']) return { onConnection: undefined, ready: () => {} }
+  // --report-connections: event lines after the ready line (those from before it, e.g. the
+  // connection to a relay, are printed right after it). Without it there are none.
+  //   {"event": "connection", ...describeConnection} per connection opened;
+  //   {"event": "connection-closed", ...describeConnection} per connection closed;
+  //   {"event": "direct", "remotePeer", "remoteAddr", "direction", "sinceRelayedSeconds"} per
+  //     non-relayed connection opened; sinceRelayedSeconds is the time since the first relayed
+  //     connection with that peer opened, null when there was none (e.g. the relay itself);
+  //   {"event": "dcutr" | "autonat" | "autonat-server" | "observed" | "addresses" | ...}, see
+  //     the header.
+  if (!values['report-connections']) {
+    return { onConnection: undefined, onClose: undefined, event: () => {}, ready: () => {} }
+  }
   let pending = []
-  const onConnection = (conn) => {
-    const line = { event: 'connection', ...describeConnection(conn) }
+  const started = performance.now()
+  const firstRelayed = new Map()
+  const event = (line) => {
+    line = { ...line, t: (performance.now() - started) / 1000 }
     if (pending != null) pending.push(line)
     else emit(line)
+  }
+  const onConnection = (conn) => {
+    const described = describeConnection(conn)
+    event({ event: 'connection', ...described })
+    if (isRelayed(conn)) {
+      if (!firstRelayed.has(described.remotePeer)) firstRelayed.set(described.remotePeer, performance.now())
+    } else {
+      const since = firstRelayed.get(described.remotePeer)
+      event({
+        event: 'direct',
+        remotePeer: described.remotePeer,
+        remoteAddr: described.remoteAddr,
+        direction: described.direction,
+        sinceRelayedSeconds: since == null ? null : (performance.now() - since) / 1000
+      })
+    }
+  }
+  const onClose = (conn) => {
+    event({ event: 'connection-closed', ...describeConnection(conn) })
   }
   const ready = () => {
     const lines = pending
     pending = null
     for (const line of lines) emit(line)
   }
-  return { onConnection, ready }
+  return { onConnection, onClose, event, ready }
+}
+
+function reportAddresses (node, reporter) {
+  // {"event": "addresses", "addrs"} whenever the addresses js announces change (observed
+  // addresses confirmed by --fix-observed or AutoNAT, relay reservations, ...).
+  let last = node.getMultiaddrs().map(String).join(' ')
+  node.addEventListener('self:peer:update', () => {
+    const addrs = node.getMultiaddrs().map(String)
+    if (addrs.join(' ') === last) return
+    last = addrs.join(' ')
+    reporter.event({ event: 'addresses', addrs })
+  })
+}
+
+async function connectTo (node, targets, reporter) {
+  // listen --connect MA: dial each target after the ready line and keep the connection (role A
+  // of DCUtR when MA is a circuit address): {"event": "connected", "target", ...describeConnection,
+  // "connectSeconds"} or {"event": "connect-error", "target", "error"}.
+  for (const target of targets) {
+    const { ma } = targetPeer(target)
+    const start = performance.now()
+    try {
+      const conn = await node.dial(ma)
+      reporter.event({ event: 'connected', target, ...describeConnection(conn), connectSeconds: (performance.now() - start) / 1000 })
+    } catch (err) {
+      reporter.event({ event: 'connect-error', target, error: String(err?.message ?? err) })
+    }
+  }
 }
 
 async function waitForRelayedAddrs (node, relays, timeoutMs) {
@@ -649,25 +1043,30 @@ async function waitForRelayedAddrs (node, relays, timeoutMs) {
 
 async function listenMode (values) {
   const relays = values.relay ?? []
+  const connects = values.connect ?? []
   for (const relay of relays) targetPeer(relay)
-  const listen = [values.listen ?? '/ip4/127.0.0.1/tcp/0', ...relays.map((relay) => `${relay}/p2p-circuit`)]
+  for (const target of connects) targetPeer(target)
+  const listen = [...(values.listen ?? ['/ip4/127.0.0.1/tcp/0']), ...relays.map((relay) => `${relay}/p2p-circuit`)]
   const reporter = connectionReporter(values)
   const node = await makeNode(values, listen, {
-    role: relays.length > 0 ? 'circuit' : 'plain',
-    onConnection: reporter.onConnection
+    role: relays.length > 0 || connects.length > 0 || values.dcutr ? 'circuit' : 'plain',
+    ...reporter
   })
   if (relays.length > 0) await waitForRelayedAddrs(node, relays, 15_000)
   serveUntilDone(node, values, reporter)
+  reportAddresses(node, reporter)
+  if (connects.length > 0) await connectTo(node, connects, reporter)
 }
 
 async function relayMode (values) {
   if (values['spec-duration']) announceDurationInSeconds()
   const reporter = connectionReporter(values)
-  const node = await makeNode(values, [values.listen ?? '/ip4/127.0.0.1/tcp/0'], {
+  const node = await makeNode(values, values.listen ?? ['/ip4/127.0.0.1/tcp/0'], {
     role: 'relay',
-    onConnection: reporter.onConnection
+    ...reporter
   })
   serveUntilDone(node, values, reporter)
+  reportAddresses(node, reporter)
 }
 
 function serveUntilDone (node, values, reporter) {
@@ -707,7 +1106,7 @@ async function dialMode (values, target) {
     perfUpload: parseSize('perf-upload', values['perf-upload']),
     perfDownload: parseSize('perf-download', values['perf-download'])
   }
-  const node = await makeNode(values, values.listen != null ? [values.listen] : [], { role: 'circuit' })
+  const node = await makeNode(values, values.listen ?? [], { role: 'circuit' })
   const result = { peerId: node.peerId.toString() }
   const identified = new Promise((resolve) => {
     node.addEventListener('peer:identify', (evt) => {
@@ -757,7 +1156,7 @@ async function perfMode (values, target) {
   const download = parseSize('download-bytes', values['download-bytes']) ?? 0
   const iterations = parseSize('iterations', values.iterations) ?? 1
   const reuse = values['reuse-connection'] === true
-  const node = await makeNode(values, values.listen != null ? [values.listen] : [])
+  const node = await makeNode(values, values.listen ?? [])
   let conn = null
   for (let iteration = 0; iteration < iterations; iteration++) {
     const start = performance.now()
@@ -849,7 +1248,7 @@ async function main () {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
     options: {
-      listen: { type: 'string' },
+      listen: { type: 'string', multiple: true },
       seed: { type: 'string' },
       lifetime: { type: 'string' },
       timeout: { type: 'string' },
@@ -876,7 +1275,18 @@ async function main () {
       'no-limit': { type: 'boolean' },
       'spec-duration': { type: 'boolean' },
       'reservation-ttl': { type: 'string' },
-      'max-reservations': { type: 'string' }
+      'max-reservations': { type: 'string' },
+      connect: { type: 'string', multiple: true },
+      dcutr: { type: 'boolean' },
+      autonat: { type: 'boolean' },
+      'fix-all': { type: 'boolean' },
+      'fix-addr-filter': { type: 'boolean' },
+      'dcutr-accept': { type: 'string', multiple: true },
+      'fix-observed': { type: 'boolean' },
+      announce: { type: 'string', multiple: true },
+      'fix-dial-port': { type: 'boolean' },
+      'fix-responder': { type: 'boolean' },
+      'dial-port': { type: 'string' }
     }
   })
   const [mode, target] = positionals
