@@ -2,9 +2,10 @@
 
     python examples/nat/listener.py --relay /ip4/203.0.113.5/tcp/4001/p2p/12D3KooW...
 
-It reserves a slot on each relay, prints the relayed address to give to the dialer, serves an
-echo protocol (``/echo/1.0.0``, allowed on relayed connections), and reports every incoming
-connection and every hole punch (DCUtR, run by the host on its own) until Ctrl-C.
+It reserves a slot on each relay, prints the relayed address to give to the dialer, reports
+whether AutoNAT finds it reachable from outside, serves an echo protocol (``/echo/1.0.0``,
+allowed on relayed connections), and reports every incoming connection and every hole punch
+(DCUtR, run by the host on its own) until Ctrl-C.
 ``--json`` prints one JSON object per line instead of text.
 """
 
@@ -21,11 +22,14 @@ from multiaddr import Multiaddr
 
 from libp2p import (
     AddressPolicy,
+    AutoNATClientConfig,
+    AutoNATServerConfig,
     ConnectionOpened,
     Host,
     HostConfig,
     Libp2pError,
     NetStream,
+    ReachabilityChanged,
 )
 from libp2p.relay.circuit_v2 import (
     HolePunchConfig,
@@ -82,6 +86,7 @@ async def report(host: Host, out: Output) -> None:
         ReservationMade,
         ReservationRefreshed,
         ReservationLost,
+        ReachabilityChanged,
     )
     with host.events.subscribe(*types) as events:
         async for ev in events:
@@ -120,6 +125,13 @@ async def report(host: Host, out: Output) -> None:
                     elapsed_ms=round(ev.elapsed * 1000),
                     reason=ev.reason.value,
                 )
+            elif isinstance(ev, ReachabilityChanged):
+                status = ev.status.value
+                why = {
+                    "private": "not reachable from outside: peers reach it through the relay",
+                    "public": f"reachable from outside at {ev.address}",
+                }.get(status, "reachability unknown")
+                out("reachability", f"AutoNAT: {status}, {why}", status=status)
             elif isinstance(ev, ReservationLost):
                 out(
                     "reservation_lost",
@@ -142,7 +154,13 @@ async def main(args: argparse.Namespace) -> int:
     # On one machine (a relay on loopback) loopback addresses are the ones to punch with.
     local = all(is_loopback(r) for r in args.relay)
     policy = AddressPolicy.local_testing() if local else AddressPolicy()
-    config = HostConfig(hole_punching=HolePunchConfig(address_policy=policy))
+    config = HostConfig(
+        hole_punching=HolePunchConfig(address_policy=policy),
+        # Learn whether we are reachable (first check a second after start), and answer
+        # such checks for others (the relay learns it is public from its listeners).
+        autonat_client=AutoNATClientConfig(boot_delay=1.0, addresses=policy),
+        autonat_server=AutoNATServerConfig(addresses=policy),
+    )
     async with Host(key_file=args.key_file, listen=args.listen, config=config) as host:
         host.set_stream_handler(ECHO, lambda s: serve_echo(s, out), allow_limited=True)
         host.nursery.start_soon(report, host, out)

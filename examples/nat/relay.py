@@ -2,8 +2,10 @@
 
     python examples/nat/relay.py --key-file relay.key
 
-It runs the relay service (hop), identify and ping, prints its peer ID and the addresses to
-give to listeners, then one line per reservation and circuit until Ctrl-C. ``--json`` prints
+It runs the relay service (hop), identify, ping and an AutoNAT server (which tells peers
+whether they are reachable), prints its peer ID and the addresses to give to listeners, then
+one line per reservation and circuit until Ctrl-C. It also asks its peers whether it is itself
+reachable from outside, and says so. ``--json`` prints
 one JSON object per line instead of text.
 """
 
@@ -17,7 +19,14 @@ from typing import Any
 
 import trio
 
-from libp2p import Host, HostConfig, Libp2pError
+from libp2p import (
+    AutoNATClientConfig,
+    AutoNATServerConfig,
+    Host,
+    HostConfig,
+    Libp2pError,
+    ReachabilityChanged,
+)
 from libp2p.relay.circuit_v2 import (
     RelayCircuitClosed,
     RelayCircuitOpened,
@@ -54,7 +63,12 @@ def relay_config(args: argparse.Namespace) -> RelayConfig:
 
 async def main(args: argparse.Namespace) -> int:
     out = Output("relay", args.json)
-    config = HostConfig(relay_service=relay_config(args), hole_punching=None)
+    config = HostConfig(
+        relay_service=relay_config(args),
+        hole_punching=None,
+        autonat_server=AutoNATServerConfig(),
+        autonat_client=AutoNATClientConfig(boot_delay=1.0),
+    )
     async with Host(key_file=args.key_file, listen=args.listen, config=config) as host:
         addrs = [f"{a}/p2p/{host.peer_id}" for a in host.addrs]
         out(
@@ -64,7 +78,12 @@ async def main(args: argparse.Namespace) -> int:
             peer_id=str(host.peer_id),
             addrs=addrs,
         )
-        types = (RelayReservationAccepted, RelayCircuitOpened, RelayCircuitClosed)
+        types = (
+            RelayReservationAccepted,
+            RelayCircuitOpened,
+            RelayCircuitClosed,
+            ReachabilityChanged,
+        )
         with host.events.subscribe(*types) as events:
             async for ev in events:
                 if isinstance(ev, RelayReservationAccepted):
@@ -74,6 +93,10 @@ async def main(args: argparse.Namespace) -> int:
                         f"reservation for {ev.peer} {what} ({ev.ttl:.0f} s)",
                         peer=str(ev.peer),
                     )
+                elif isinstance(ev, ReachabilityChanged):
+                    status = ev.status.value
+                    seen = f" at {ev.address}" if ev.address else ""
+                    out("reachability", f"AutoNAT: this relay is {status}{seen}", status=status)
                 elif isinstance(ev, RelayCircuitOpened):
                     out(
                         "circuit_opened",

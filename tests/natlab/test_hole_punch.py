@@ -38,14 +38,24 @@ def start(lab: NatLab, host: str, script: str, *args: str) -> Program:
     return Program(f"{script}@{host}", proc)
 
 
+_held: dict[int, list[dict[str, Any]]] = {}
+
+
 def wait_for(program: Program, event: str, timeout: float = STEP) -> dict[str, Any]:
-    """The next line of ``program`` whose ``event`` is ``event`` (earlier lines are skipped)."""
+    """The first line of ``program`` with this ``event`` not yet taken; lines of other events
+    are held for later calls."""
+    held = _held.setdefault(id(program), [])
+    for line in held:
+        if line["event"] == event:
+            held.remove(line)
+            return line
     deadline = time.monotonic() + timeout
     while True:
         line = program.expect(deadline - time.monotonic())
         assert line["role"] in ("relay", "listener", "dialer")
         if line["event"] == event:
             return line
+        held.append(line)
 
 
 def lines_until(program: Program, event: str, timeout: float = STEP) -> list[dict[str, Any]]:
@@ -99,9 +109,33 @@ def by_event(lines: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+# A public host asks the relay's AutoNAT server whether it is reachable on a port where
+# nothing listens, and prints the answer.
+ASK_CLOSED_PORT = """
+import json, sys, trio
+from multiaddr import Multiaddr
+from libp2p import Host
+from libp2p.peer.id import PeerID
+
+async def main(relay_addr, ip, port):
+    # No listener: the address the server observes is an ephemeral port, closed too.
+    async with Host() as host:
+        conn = await host.connect(relay_addr)
+        assert host.autonat is not None
+        answer = await host.autonat.ask(conn.remote_peer, [Multiaddr(f"/ip4/{ip}/tcp/{port}")])
+        print(json.dumps({"event": "answer", "status": answer.status.name}), flush=True)
+
+trio.run(main, sys.argv[1], sys.argv[2], int(sys.argv[3]))
+"""
+
+
 @pytest.mark.parametrize("lab", [("eim", "eim")], indirect=True)
 def test_hole_punch_through_two_eim_nats_ten_times_in_a_row(lab: NatLab) -> None:
     relay, listener, relayed, listener_port = relay_and_listener(lab)
+    relay_addr = relayed.split("/p2p-circuit")[0]
+    asker = lab.spawn_python(
+        "relay2", ASK_CLOSED_PORT, relay_addr, lab.ip("relay2"), str(lab.fresh_port())
+    )
     for run in range(10):
         code, lines = run_dialer(lab, relayed)
         events = by_event(lines)
@@ -121,6 +155,12 @@ def test_hole_punch_through_two_eim_nats_ten_times_in_a_row(lab: NatLab) -> None
         assert listener_punch["ok"], listener_punch
         closed = wait_for(relay, "circuit_closed")
         assert closed["dst"] == punch["peer"]
+    # AutoNAT: the listener behind its NAT learned it is private (the relay's dial-back was
+    # dropped by router B), the relay learned it is public (the listener dialed it back),
+    # and a port where nothing listens is reported as not reachable.
+    assert wait_for(listener, "reachability", 40.0)["status"] == "private"
+    assert wait_for(relay, "reachability", 40.0)["status"] == "public"
+    assert asker.expect(40.0) == {"event": "answer", "status": "E_DIAL_ERROR"}
 
 
 @pytest.mark.parametrize("lab", [("eim", "symmetric"), ("symmetric", "eim")], indirect=True)
