@@ -33,7 +33,7 @@ from ..crypto.keys import PrivateKey, generate_ed25519
 from ..events import ConnectionClosed, ConnectionOpened, EventBus
 from ..exceptions import LimitedConnectionError, LocalUsageError
 from ..identify import ObservedAddrManager
-from ..network.connection import Connection, NetStream, StreamHandler
+from ..network.connection import Connection, Direction, NetStream, StreamHandler
 from ..network.swarm import (
     ACCEPT_UPGRADE_TIMEOUT,
     DIAL_UPGRADE_TIMEOUT,
@@ -228,10 +228,14 @@ class Host:
         return self.swarm.nursery
 
     async def _track_connections(self) -> None:
-        # Keep the peerstore's view of addresses in step with live connections.
+        # Keep the peerstore's view of addresses in step with live connections. Only the
+        # addresses we dialed: an inbound connection's source port is usually ephemeral
+        # (an AutoNAT dial-back's always is), not an address to dial the peer at.
         with self.events.subscribe(ConnectionOpened, ConnectionClosed, buffer=1024) as events:
             async for event in events:
                 if event.remote_addr is None or event.relayed:
+                    continue
+                if event.direction is not Direction.OUTBOUND:
                     continue
                 if isinstance(event, ConnectionOpened):
                     self.peerstore.add_addrs(event.peer, [event.remote_addr], CONNECTED_ADDR_TTL)
