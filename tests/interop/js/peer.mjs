@@ -96,6 +96,7 @@
 //
 // Protocols served (and used by `dial`):
 //   /interop/echo/1.0.0    echoes every byte until the remote closes its write side, then closes
+//   /echo/1.0.0            the same, under the name examples/nat/listener.py serves it
 //   /interop/sink/1.0.0    reads to EOF, replies u64be(count) + sha256(bytes), then closes
 //   /interop/source/1.0.0  reads u64be(N), writes N bytes with byte i = i % 251, then closes
 //   /perf/1.0.0            libp2p perf: reads u64be(N), drains the upload to EOF, writes N bytes
@@ -128,6 +129,7 @@ import { LimitTracker } from './node_modules/@libp2p/circuit-relay-v2/dist/src/u
 import { Limit } from './node_modules/@libp2p/circuit-relay-v2/dist/src/pb/index.js'
 
 const ECHO = '/interop/echo/1.0.0'
+const EXAMPLES_ECHO = '/echo/1.0.0'
 const SINK = '/interop/sink/1.0.0'
 const SOURCE = '/interop/source/1.0.0'
 const PERF = '/perf/1.0.0'
@@ -939,6 +941,7 @@ async function makeNode (values, listen, { role = 'plain', onConnection, onClose
   if (onClose != null) node.addEventListener('connection:close', (evt) => onClose(evt.detail))
   await node.start()
   await node.handle(ECHO, handler('echo', serveEcho), HANDLER_OPTIONS)
+  await node.handle(EXAMPLES_ECHO, handler('echo', serveEcho), HANDLER_OPTIONS)
   await node.handle(SINK, handler('sink', serveSink), HANDLER_OPTIONS)
   await node.handle(SOURCE, handler('source', serveSource), HANDLER_OPTIONS)
   await node.handle(PERF, handler('perf', servePerf), HANDLER_OPTIONS)
