@@ -2,8 +2,8 @@
 
 ``nat_lab`` is a factory: ``lab = nat_lab(a="eim", b="symmetric")`` builds a lab (skipping the
 test, or failing it under ``scripts/test.sh``, if the lab cannot run here) and tears it down
-after the test. ``lab`` is one lab whose NAT modes can be chosen with indirect
-parametrization::
+after the test; ``nat_lab(delays={"ra": 0.025})`` adds latency (see ``NatLab``). ``lab`` is one
+lab whose NAT modes can be chosen with indirect parametrization::
 
     @pytest.mark.parametrize("lab", [("eim", "eim"), ("eim", "symmetric")], indirect=True)
     def test_punch(lab: NatLab) -> None: ...
@@ -13,7 +13,7 @@ Both fixtures are synchronous: set-up is done before a trio test's event loop st
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 import pytest
 
@@ -24,9 +24,15 @@ from tests.natlab.lab import LabError, NatLab, require_lab
 def nat_lab() -> Iterator[Callable[..., NatLab]]:
     labs: list[NatLab] = []
 
-    def make(a: str = "eim", b: str = "eim", *, relay2: bool = True) -> NatLab:
+    def make(
+        a: str = "eim",
+        b: str = "eim",
+        *,
+        relay2: bool = True,
+        delays: Mapping[str, float] | None = None,
+    ) -> NatLab:
         require_lab()
-        lab = NatLab(a, b, relay2=relay2)
+        lab = NatLab(a, b, relay2=relay2, delays=delays)
         lab.start()
         labs.append(lab)
         return lab

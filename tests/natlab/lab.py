@@ -56,6 +56,16 @@ Namespace names carry a random per-instance prefix, so labs can coexist.
 Conntrack is per namespace, so each lab starts with empty tables; within one lab, reusing a
 local port for the same 4-tuple within the TIME_WAIT of conntrack breaks a punch, so take
 ports from :meth:`NatLab.fresh_port`.
+
+Latency: this kernel has no ``sch_netem``. ``NatLab(delays={"ra": 0.025, "relay": 0.01})``
+builds the internet without ``br0``: the user-space switch in ``delay_switch.py`` runs in the
+internet namespace on the same veth ends (a tracked process, killed on teardown) and holds a
+frame from port ``p`` to port ``q`` for ``L_p + L_q``, where ``L`` is the one-way latency of a
+public host's port (``"relay"``, ``"relay2"``, ``"ra"``, ``"rb"``; missing means 0). So the round
+trip between two public hosts is ``2 * (L_p + L_q)``; :meth:`NatLab.rtt` computes it (``a`` and
+``b`` use their router's port). Traffic between a host and its own router is not delayed.
+ARP crosses the switch too: the first packet to a new neighbour waits one more RTT, and while
+ARP is unresolved the kernel queues only ~200 KB for it (a UDP burst then loses packets).
 """
 
 from __future__ import annotations
@@ -106,6 +116,8 @@ _SITES = {
     "b": _Site("198.51.100.2", "192.0.2.64/26", "192.0.2.65", "192.0.2.66", 26),
 }
 _ROUTERS = {"ra": "a", "rb": "b"}
+_DELAY_SWITCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "delay_switch.py")
+_SWITCH_READY_TIMEOUT = 10.0
 
 
 class LabError(Exception):
@@ -319,6 +331,8 @@ class NatLab:
     Host names: ``"relay"``, ``"relay2"`` (if ``relay2=True``), ``"a"`` and ``"b"`` (behind
     routers A and B), ``"ra"`` and ``"rb"`` (the routers), ``"internet"`` (the bridge).
     ``a`` and ``b`` are the NAT modes of routers A and B, each ``"eim"`` or ``"symmetric"``.
+    ``delays`` (one-way seconds per public host) swaps the bridge for the delaying user-space
+    switch (see the module docstring, :meth:`rtt` and :meth:`switch_stats`).
 
     Set-up runs in ``__enter__`` (or :meth:`start`); it is blocking and takes a fraction of a
     second. Use it before ``trio.run`` or from a worker thread.
@@ -327,12 +341,30 @@ class NatLab:
     relay_ip = RELAY_IP
     relay2_ip = RELAY2_IP
 
-    def __init__(self, a: str = "eim", b: str = "eim", *, relay2: bool = True) -> None:
+    def __init__(
+        self,
+        a: str = "eim",
+        b: str = "eim",
+        *,
+        relay2: bool = True,
+        delays: Mapping[str, float] | None = None,
+    ) -> None:
         for mode in (a, b):
             if mode not in NAT_MODES:
                 raise ValueError(f"NAT mode must be one of {NAT_MODES}, not {mode!r}")
         self.modes = {"a": a, "b": b}
         self.has_relay2 = relay2
+        # One-way latency per switch port (public host); None: the kernel bridge, no delay.
+        self.delays: dict[str, float] | None = None
+        if delays is not None:
+            ports = ["relay", *(["relay2"] if relay2 else []), *_ROUTERS]
+            for host, seconds in delays.items():
+                if host not in ports:
+                    raise ValueError(f"delays: {host!r} is not a public host (use {ports})")
+                if not (isinstance(seconds, int | float) and 0 <= seconds < 60):
+                    raise ValueError(f"delays: {host!r}: want seconds in [0, 60), not {seconds!r}")
+            self.delays = {port: float(delays.get(port, 0.0)) for port in ports}
+        self.switch: Program | None = None
         self.prefix = f"nl{secrets.token_hex(3)}-"
         roles = ["internet", "relay", *(["relay2"] if relay2 else []), "ra", "rb", "a", "b"]
         self._ns = {role: self.prefix + role for role in roles}
@@ -388,6 +420,28 @@ class NatLab:
 
     def router_lan_ip(self, site: str) -> str:
         return _SITES[site].lan_router_ip
+
+    def _switch_port(self, host: str) -> str:
+        port = f"r{host}" if host in _SITES else host
+        if port not in ("relay", "ra", "rb") and not (port == "relay2" and self.has_relay2):
+            raise ValueError(f"host {host!r} is not on the internet (or behind a router on it)")
+        return port
+
+    def latency(self, host: str) -> float:
+        """One-way latency (seconds) of the switch port that ``host`` reaches the internet by."""
+        port = self._switch_port(host)
+        return 0.0 if self.delays is None else self.delays[port]
+
+    def rtt(self, host1: str, host2: str) -> float:
+        """The round trip time (seconds) the switch adds between two hosts.
+
+        ``2 * (L_p + L_q)`` for their ports ``p`` and ``q``; ``a``/``b`` use their router's port.
+        0 without ``delays``, and between a host and its own router (no switch on that path).
+        """
+        p, q = self._switch_port(host1), self._switch_port(host2)
+        if p == q:
+            return 0.0
+        return 2 * (self.latency(host1) + self.latency(host2))
 
     def fresh_port(self) -> int:
         """A TCP/UDP port not handed out before in this lab, below the ephemeral range."""
@@ -445,15 +499,20 @@ class NatLab:
                 settings["net.ipv4.conf.default.send_redirects"] = "0"
             self._sysctl(name, settings)
 
-        internet = ["link set lo up", "link add br0 type bridge stp_state 0 forward_delay 0"]
+        internet = ["link set lo up"]
+        if self.delays is None:
+            internet.append("link add br0 type bridge stp_state 0 forward_delay 0")
         public = [("relay", RELAY_IP)] + ([("relay2", RELAY2_IP)] if self.has_relay2 else [])
         for role, _ in public:
             internet.append(f"link add p-{role} type veth peer name eth0 netns {ns[role]}")
         for router in _ROUTERS:
             internet.append(f"link add p-{router} type veth peer name wan0 netns {ns[router]}")
         for port in [role for role, _ in public] + list(_ROUTERS):
-            internet += [f"link set p-{port} master br0", f"link set p-{port} up"]
-        internet.append("link set br0 up")
+            if self.delays is None:
+                internet.append(f"link set p-{port} master br0")
+            internet.append(f"link set p-{port} up")
+        if self.delays is None:
+            internet.append("link set br0 up")
         self._batch(ns["internet"], internet)
 
         for role, address in public:
@@ -487,6 +546,32 @@ class NatLab:
                     f"route add default via {site.lan_router_ip}",
                 ],
             )
+        if self.delays is not None:
+            self._start_switch(self.delays)
+
+    def _start_switch(self, delays: Mapping[str, float]) -> None:
+        """Run ``delay_switch.py`` on the internet's veth ends; wait until it forwards."""
+        specs = [f"p-{port}={seconds!r}" for port, seconds in delays.items()]
+        proc = self.popen(
+            "internet",
+            [sys.executable, "-u", _DELAY_SWITCH, *specs],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
+        self.switch = Program("delay_switch", proc)
+        ready = self.switch.expect(_SWITCH_READY_TIMEOUT)
+        if ready != {"event": "ready"}:
+            raise LabError(f"delay_switch: expected the ready line, got {ready}")
+
+    def switch_stats(self, timeout: float = 5.0) -> dict[str, Any]:
+        """The delay switch's counters (frames in/out, errors, worst lateness, ...)."""
+        if self.switch is None:
+            raise LabError("this lab has no delay switch (built without delays)")
+        self.switch.send({"cmd": "stats"})
+        return self.switch.expect(timeout)
 
     def close(self, *, raise_errors: bool = True) -> None:
         """Kill this lab's processes and delete its namespaces. Idempotent."""
