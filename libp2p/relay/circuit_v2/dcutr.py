@@ -50,6 +50,7 @@ from ...exceptions import (
     DecodeError,
     Libp2pError,
     ProtocolNotSupported,
+    TransportError,
 )
 from ...io import BufferedStream
 from ...network.address_policy import AddressPolicy
@@ -578,20 +579,36 @@ class DcutrService:
                         return conn
         return None
 
-    async def _punch_dial(self, addr: Multiaddr, peer: PeerID, *, initiator: bool) -> Connection:
-        """Dial ``addr`` from the listen port and upgrade in the DCUtR role."""
+    async def _punch_dial(
+        self, addr: Multiaddr, peer: PeerID, *, initiator: bool, connect_within: float
+    ) -> Connection:
+        """Dial ``addr`` from the listen port and upgrade in the DCUtR role.
+
+        ``connect_within`` bounds the TCP connect only: once the SYNs have met, the
+        handshakes get the exchange's own time, so a connection made late in the window is
+        not cut off half way (which would reset it for the peer too).
+        """
         transport: TcpTransport = self.host.swarm.transport
-        raw = await transport.dial(addr, reuse_only=True)
+        raw: trio.SocketStream | None = None
+        with trio.move_on_after(connect_within):
+            raw = await transport.dial(addr, reuse_only=True)
+        if raw is None:
+            raise TransportError(f"dial {addr}: no connection within {connect_within:.1f} s")
         try:
             local = sockaddr_to_multiaddr(raw.socket.family, raw.socket.getsockname())
-            return await self.host.swarm.upgrade_stream(
-                raw,
-                initiator=initiator,
-                expected_peer=peer,
-                direction=Direction.OUTBOUND,
-                local_addr=local,
-                remote_addr=addr,
-            )
+            with trio.fail_after(self.config.stream_timeout):
+                return await self.host.swarm.upgrade_stream(
+                    raw,
+                    initiator=initiator,
+                    expected_peer=peer,
+                    direction=Direction.OUTBOUND,
+                    local_addr=local,
+                    remote_addr=addr,
+                )
+        except trio.TooSlowError as exc:
+            with trio.CancelScope(shield=True):
+                await raw.aclose()
+            raise TransportError(f"handshakes with {addr} did not finish in time") from exc
         except BaseException:
             with trio.CancelScope(shield=True):
                 await raw.aclose()
@@ -611,8 +628,8 @@ class DcutrService:
 
         A direct connection that the peer's own dial opened on our listener counts too, so
         when all our dials have failed we still wait ``linger`` seconds for one (its
-        handshake may be under way). Returns ``None`` when nothing connected ``within``
-        seconds.
+        handshake may be under way). ``within`` bounds each TCP connect (and a plain dial's
+        handshakes). Returns ``None`` when nothing connected.
         """
         winner: list[Connection] = []
         errors: list[str] = []
@@ -637,10 +654,13 @@ class DcutrService:
                 async def dial(addr: Multiaddr) -> None:
                     try:
                         if punch:
-                            conn = await self._punch_dial(addr, peer, initiator=initiator)
+                            conn = await self._punch_dial(
+                                addr, peer, initiator=initiator, connect_within=within
+                            )
                         else:
-                            conn = await self.host.swarm.dial(addr, peer)
-                    except (Libp2pError, trio.BrokenResourceError) as exc:
+                            with trio.fail_after(within):
+                                conn = await self.host.swarm.dial(addr, peer)
+                    except (Libp2pError, trio.BrokenResourceError, trio.TooSlowError) as exc:
                         nonlocal pending
                         errors.append(f"{addr}: {exc}")
                         pending -= 1
@@ -650,7 +670,8 @@ class DcutrService:
                         return
                     win(conn)
 
-                nursery.cancel_scope.deadline = trio.current_time() + within
+                if not addrs:
+                    nursery.cancel_scope.deadline = trio.current_time() + linger
                 nursery.start_soon(watch)
                 for addr in addrs:
                     nursery.start_soon(dial, addr)
