@@ -1,31 +1,49 @@
 """Hole-punch success rate and time to a direct connection, in the NAT lab (needs root).
 
-    .venv/bin/python benchmarks/holepunch.py [--runs 20]
+    .venv/bin/python benchmarks/holepunch.py [--runs 20] [--delay-ms 25] [--skip-js]
 
-Builds the NAT lab of ``tests/natlab`` (two endpoint-independent NATs and a public relay),
-runs ``examples/nat/relay.py`` on the relay and ``listener.py`` behind NAT B, then
-``dialer.py`` behind NAT A ``--runs`` times, each a new process and identity from a fresh
-port. For every pairing it prints how many runs ended on a direct connection and the time
-from the relayed connection being ready to the direct one being ready (the dialer's
-``direct_ms``), median and 90th percentile. Nothing here is a test.
+Builds the NAT lab of ``tests/natlab`` (two endpoint-independent NATs and a public relay) and,
+for each pairing, starts a relay on the public host and a listener (DCUtR's B) behind NAT B,
+then a dialer (DCUtR's A) behind NAT A ``--runs`` times, each a new process, identity and
+port. Pairings: ours throughout (examples/nat/*.py), js-libp2p throughout (the pinned js test
+peer with its hole-punching fixes), and the two mixed ones. For each it prints how many runs
+ended on a direct connection and the dialer's time from its relayed connection being ready
+to its direct connection being ready (median and 90th percentile).
+
+It runs twice: without added delay, and with ``--delay-ms`` of one-way latency on each
+router's and half of it on the relay's link of the lab's delaying switch. With delay it also
+prints the floor for that time (see :func:`floor_ms`) and each median's ratio to it.
+Nothing here is a test.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+import trio
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.interop.jspeer import (  # noqa: E402
+    JsHolePunch,
+    js_dcutr_dialer,
+    js_dcutr_listener,
+    js_peer_available,
+    js_relay,
+)
 from tests.natlab.lab import NatLab, Program, lab_unavailable_reason  # noqa: E402
 
 EXAMPLES = ROOT / "examples" / "nat"
+Result = dict[str, Any]  # {"ok": bool, "ms": float | None}
 
 
 def start(lab: NatLab, host: str, script: str, *args: str) -> Program:
@@ -42,81 +60,171 @@ def start(lab: NatLab, host: str, script: str, *args: str) -> Program:
     return Program(f"{script}@{host}", proc)
 
 
-def until(program: Program, event: str, timeout: float = 30.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
+async def until(program: Program, event: str, within: float = 60.0) -> dict[str, Any]:
+    deadline = time.monotonic() + within
     while True:
-        line = program.expect(deadline - time.monotonic())
+        line = await trio.to_thread.run_sync(program.expect, deadline - time.monotonic())
         if line["event"] == event:
             return line
 
 
-def ours(lab: NatLab, runs: int) -> list[dict[str, Any]]:
-    relay = start(lab, "relay", "relay.py", "--listen", f"/ip4/0.0.0.0/tcp/{lab.fresh_port()}")
-    relay_addr = next(a for a in until(relay, "ready")["addrs"] if lab.ip("relay") in a)
-    listener = start(
-        lab,
-        "b",
-        "listener.py",
-        "--relay",
-        relay_addr,
-        "--listen",
-        f"/ip4/0.0.0.0/tcp/{lab.fresh_port()}",
-    )
-    (target,) = until(listener, "reservation")["relayed_addrs"]
-    results = []
-    for run in range(runs):
-        dialer = start(
-            lab,
-            "a",
-            "dialer.py",
-            "--target",
-            target,
-            "--listen",
-            f"/ip4/0.0.0.0/tcp/{lab.fresh_port()}",
-            "--timeout",
-            "20",
-        )
-        result = until(dialer, "result", 60.0)
-        dialer.wait(10.0)
-        print(
-            f"  run {run + 1:>2}: ok={result['ok']} direct_ms={result['direct_ms']} "
-            f"reason={result['reason']}",
-            file=sys.stderr,
-        )
-        results.append(result)
+def port(lab: NatLab) -> str:
+    return f"/ip4/0.0.0.0/tcp/{lab.fresh_port()}"
+
+
+def ns(lab: NatLab, host: str) -> list[str]:
+    return lab.exec_argv(host, [])
+
+
+async def our_dialer(lab: NatLab, target: str) -> Result:
+    dialer = start(lab, "a", "dialer.py", "--target", target, "--listen", port(lab))
+    result = await until(dialer, "result")
+    await trio.to_thread.run_sync(dialer.wait, 10.0)
+    return {"ok": bool(result["ok"]), "ms": result["direct_ms"]}
+
+
+async def js_dialer(lab: NatLab, target: str) -> Result:
+    listener_id = target.rsplit("/p2p/", 1)[1]
+    async with js_dcutr_dialer(
+        target, holepunch=JsHolePunch.fixed(), listen=port(lab), command_prefix=ns(lab, "a")
+    ) as dialer:
+        result: Result = {"ok": False, "ms": None}
+        with trio.move_on_after(20.0):
+            direct = await dialer.wait_direct(listener_id)
+            result = {"ok": True, "ms": direct["sinceRelayedSeconds"] * 1000}
+    return result
+
+
+async def pairing(
+    lab: NatLab,
+    relay: str,
+    listener: str,
+    dial: Callable[[NatLab, str], Awaitable[Result]],
+    runs: int,
+    name: str,
+) -> list[Result]:
+    """Start the relay and listener (ours or js), then run the dialer ``runs`` times."""
+    results: list[Result] = []
+    async with contextlib.AsyncExitStack() as stack:
+        if relay == "ours":
+            prog = start(lab, "relay", "relay.py", "--listen", port(lab))
+            ready = await until(prog, "ready")
+            relay_addr = next(a for a in ready["addrs"] if lab.ip("relay") in a)
+        else:
+            js = await stack.enter_async_context(
+                js_relay(listen=port(lab), command_prefix=ns(lab, "relay"))
+            )
+            relay_addr = next(a for a in js.addrs if lab.ip("relay") in a)
+        if listener == "ours":
+            prog = start(lab, "b", "listener.py", "--relay", relay_addr, "--listen", port(lab))
+            (target,) = (await until(prog, "reservation"))["relayed_addrs"]
+        else:
+            js_listener = await stack.enter_async_context(
+                js_dcutr_listener(
+                    relay_addr,
+                    holepunch=JsHolePunch.fixed(),
+                    listen=port(lab),
+                    command_prefix=ns(lab, "b"),
+                )
+            )
+            target = next(a for a in js_listener.relayed_addrs if relay_addr in a)
+        for run in range(runs):
+            results.append(await dial(lab, target))
+            _progress(name, run, results[-1])
     return results
 
 
-def summarize(name: str, results: list[dict[str, Any]]) -> None:
+def _progress(name: str, run: int, result: Result) -> None:
+    ms = "-" if result["ms"] is None else f"{result['ms']:.0f} ms"
+    print(f"[bench] {name} run {run + 1}: ok={result['ok']} {ms}", file=sys.stderr)
+
+
+def floor_ms(lab: NatLab) -> float:
+    """The dialer's (A's) least time from its relayed connection to its direct one.
+
+    After A's last Noise message B's side of the relayed connection opens half a relayed
+    round trip later; B's CONNECT and A's answer take one relayed round trip, and B's SYNC
+    half of one to reach A, which then dials at once (B dials at the same moment, having
+    waited half its measured RTT). The TCP simultaneous open then takes one direct round
+    trip and Noise XX (the muxer agreed inside it) one more for A, the initiator:
+    2 relayed RTT + 2 direct RTT. Without the half round trip before B can start (B only
+    knows of the connection then), this is the issue's floor of 1.5 relayed RTT plus the
+    direct TCP and Noise handshakes.
+    """
+    relayed = lab.rtt("a", "relay") + lab.rtt("relay", "b")
+    direct = lab.rtt("a", "b")
+    return 1000 * (2 * relayed + 2 * direct)
+
+
+def summarize(name: str, results: list[Result], floor: float | None) -> str:
     ok = [r for r in results if r["ok"]]
-    times = sorted(r["direct_ms"] for r in ok)
-    line = f"  {name:<24} {len(ok):>3}/{len(results):<3}"
+    times = sorted(r["ms"] for r in ok if r["ms"] is not None)
+    line = f"  {name:<30} {len(ok):>3}/{len(results):<3}"
     if times:
         p90 = times[min(len(times) - 1, int(0.9 * len(times)))]
-        line += f" {statistics.median(times):>10.1f} {p90:>8.1f}"
-    print(line)
+        median = statistics.median(times)
+        line += f" {median:>10.1f} {p90:>8.1f}"
+        if floor:
+            line += f" {median / floor:>8.2f}"
+    return line
+
+
+PAIRINGS: list[tuple[str, str, str, str]] = [
+    # name, relay, listener, dialer
+    ("ours (relay, listener, dialer)", "ours", "ours", "ours"),
+    ("js (relay, listener, dialer)", "js", "js", "js"),
+    ("our listener, js dialer", "ours", "ours", "js"),
+    ("js listener, our dialer", "ours", "js", "ours"),
+]
+
+
+async def run_all(args: argparse.Namespace) -> int:
+    pairings = [p for p in PAIRINGS if not args.skip_js or "js" not in p[0]]
+    d = args.delay_ms / 1000
+    for delays in (None, {"ra": d, "rb": d, "relay": d / 2}):
+        rows = []
+        floor = None
+        for name, relay, listener, dialer in pairings:
+            with NatLab("eim", "eim", delays=delays) as lab:
+                if delays:
+                    floor = floor_ms(lab)
+                dial = our_dialer if dialer == "ours" else js_dialer
+                rows.append(
+                    summarize(
+                        name, await pairing(lab, relay, listener, dial, args.runs, name), floor
+                    )
+                )
+        if delays is None:
+            print("Hole punching in the NAT lab: two endpoint-independent NATs, no added delay")
+        else:
+            print(
+                f"With delay: {args.delay_ms} ms one way on each router's link, "
+                f"{args.delay_ms / 2} ms on the relay's: direct RTT {lab.rtt('a', 'b') * 1000:.0f}"
+                f" ms, relayed RTT {(lab.rtt('a', 'relay') + lab.rtt('relay', 'b')) * 1000:.0f}"
+                f" ms; floor {floor:.0f} ms (2 relayed + 2 direct RTT)"
+            )
+        head = f"  {'pairing':<30} {'direct':>7} {'median ms':>10} {'p90 ms':>8}"
+        print(head + (f" {'/floor':>8}" if delays else ""))
+        for row in rows:
+            print(row)
+        print("  (time: the dialer's, from its relayed connection to its direct connection)")
+    return 0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=20, help="dialer runs per pairing (20)")
+    parser.add_argument("--delay-ms", type=float, default=25.0, help="one-way router delay")
+    parser.add_argument("--skip-js", action="store_true", help="only our own pairing")
     args = parser.parse_args()
     reason = lab_unavailable_reason()
     if reason is not None:
         print(f"the NAT lab cannot run here: {reason}", file=sys.stderr)
         return 2
-    rows = []
-    with NatLab("eim", "eim") as lab:
-        print("[bench] ours: relay, listener behind NAT B, dialer behind NAT A", file=sys.stderr)
-        rows.append(("ours -> ours (our relay)", ours(lab, args.runs)))
-    print("Hole punching in the NAT lab: two endpoint-independent NATs, no added delay")
-    print(
-        f"  {'pairing':<24} {'direct':>7} {'median ms':>10} {'p90 ms':>8}"
-        "   (time from relayed connection to direct connection)"
-    )
-    for name, results in rows:
-        summarize(name, results)
-    return 0
+    if not args.skip_js and not js_peer_available()[0]:
+        print(f"js peer unavailable: {js_peer_available()[1]}", file=sys.stderr)
+        return 2
+    return trio.run(run_all, args)
 
 
 if __name__ == "__main__":
