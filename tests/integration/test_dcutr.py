@@ -14,7 +14,7 @@ import pytest
 import trio
 from multiaddr import Multiaddr
 
-from libp2p import Host, HostConfig
+from libp2p import Host, HostConfig, ping
 from libp2p.network.address_policy import AddressPolicy
 from libp2p.network.connection import NetStream
 from libp2p.relay.circuit_v2 import RelayConfig
@@ -272,3 +272,59 @@ async def test_connection_reversal_when_the_dialer_is_reachable() -> None:
             assert l_outcome.connection.is_initiator
             assert l_outcome.direct_addr == dialer.listen_addrs[0]
             await relayed.wait_closed()
+
+
+async def test_a_yields_the_initiator_role_to_a_b_that_speaks_first() -> None:
+    """go B's act as the initiator on their last attempt: A's last punch lets them."""
+    from libp2p.crypto.keys import generate_ed25519
+    from libp2p.network.upgrader import upgrade
+    from libp2p.peer.id import PeerID
+
+    b_key = generate_ed25519()
+    b_peer = PeerID.from_public_key(b_key.public_key)
+    with trio.fail_after(TIMEOUT):
+        async with Host(listen=["/ip4/127.0.0.1/tcp/0"], config=host_config()) as a:
+            assert a.dcutr is not None
+            (listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
+            port = listener.socket.getsockname()[1]
+            upgraded = []
+
+            async def b_as_initiator() -> None:
+                raw = await listener.accept()
+                upgraded.append(await upgrade(raw, b_key, initiator=True, expected_peer=a.peer_id))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(b_as_initiator)
+                conn = await a.dcutr._punch_dial(
+                    Multiaddr(f"/ip4/127.0.0.1/tcp/{port}"),
+                    b_peer,
+                    initiator=True,
+                    connect_within=5.0,
+                    yield_role_within=5.0,
+                )
+            assert not conn.is_initiator  # A answered as the responder
+            assert conn.remote_peer == b_peer
+            assert upgraded[0].remote_peer == a.peer_id
+            await listener.aclose()
+
+
+async def test_a_still_initiates_on_its_last_attempt_when_b_is_silent() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with (
+            Host(listen=["/ip4/127.0.0.1/tcp/0"], config=host_config()) as a,
+            Host(listen=["/ip4/127.0.0.1/tcp/0"], config=host_config()) as b,
+        ):
+            assert a.dcutr is not None
+            # b's listener upgrades as the responder and waits: a initiates after its wait.
+            conn = await a.dcutr._punch_dial(
+                b.listen_addrs[0],
+                b.peer_id,
+                initiator=True,
+                connect_within=5.0,
+                yield_role_within=0.1,
+            )
+            assert conn.is_initiator
+            stream = await conn.new_stream(ping.PROTOCOL_ID)
+            (rtt,) = await ping.ping(stream)
+            assert rtt >= 0
+            await stream.aclose()

@@ -580,13 +580,25 @@ class DcutrService:
         return None
 
     async def _punch_dial(
-        self, addr: Multiaddr, peer: PeerID, *, initiator: bool, connect_within: float
+        self,
+        addr: Multiaddr,
+        peer: PeerID,
+        *,
+        initiator: bool,
+        connect_within: float,
+        yield_role_within: float | None = None,
     ) -> Connection:
         """Dial ``addr`` from the listen port and upgrade in the DCUtR role.
 
         ``connect_within`` bounds the TCP connect only: once the SYNs have met, the
         handshakes get the exchange's own time, so a connection made late in the window is
         not cut off half way (which would reset it for the peer too).
+
+        ``yield_role_within`` (A's last attempt): before initiating, wait that long for the
+        peer to speak first. go-libp2p B's since 2026 act as the initiator on their last
+        attempt (a fallback for old go A's, whose roles were swapped); a B that sends the
+        multistream header first gets a responder. A B that follows the spec never speaks
+        first, so this costs it only the wait.
         """
         transport: TcpTransport = self.host.swarm.transport
         raw: trio.SocketStream | None = None
@@ -594,11 +606,23 @@ class DcutrService:
             raw = await transport.dial(addr, reuse_only=True)
         if raw is None:
             raise TransportError(f"dial {addr}: no connection within {connect_within:.1f} s")
+        stream: trio.abc.Stream = raw
         try:
+            if initiator and yield_role_within is not None:
+                buffered = BufferedStream(raw)
+                first = b""
+                with trio.move_on_after(yield_role_within):
+                    first = bytes(await buffered.receive_some())
+                    if not first:
+                        raise TransportError(f"{addr} closed the punched connection")
+                    logger.info("%s spoke first on the punched connection: responding", peer)
+                    buffered.unread(first)
+                    initiator = False
+                stream = buffered
             local = sockaddr_to_multiaddr(raw.socket.family, raw.socket.getsockname())
             with trio.fail_after(self.config.stream_timeout):
                 return await self.host.swarm.upgrade_stream(
-                    raw,
+                    stream,
                     initiator=initiator,
                     expected_peer=peer,
                     direction=Direction.OUTBOUND,
@@ -623,6 +647,7 @@ class DcutrService:
         within: float,
         punch: bool = True,
         linger: float = 0.5,
+        yield_role_within: float | None = None,
     ) -> Connection | None:
         """Dial every address at once; the first direct connection to ``peer`` wins.
 
@@ -655,7 +680,11 @@ class DcutrService:
                     try:
                         if punch:
                             conn = await self._punch_dial(
-                                addr, peer, initiator=initiator, connect_within=within
+                                addr,
+                                peer,
+                                initiator=initiator,
+                                connect_within=within,
+                                yield_role_within=yield_role_within,
                             )
                         else:
                             with trio.fail_after(within):
@@ -866,8 +895,15 @@ class DcutrService:
         await stream.aclose()
         rtt = core.rtt or 0.0
         timeout = self.config.dial_timeout or punch_dial_timeout(rtt)
+        # On the last attempt a go B may act as the initiator: let it speak first.
+        last = attempt >= self.config.max_attempts
         direct = await self._connect_directly(
-            peer, addrs, initiator=True, within=timeout, linger=max(0.5, 2 * rtt)
+            peer,
+            addrs,
+            initiator=True,
+            within=timeout,
+            linger=max(0.5, 2 * rtt),
+            yield_role_within=min(max(2 * rtt, 0.05), 0.5) if last else None,
         )
         if direct is not None:
             if not state.done:
