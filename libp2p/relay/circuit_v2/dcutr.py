@@ -414,7 +414,7 @@ class DcutrService:
         self.host.swarm.set_stream_handler(PROTOCOL_ID, self._handle, allow_limited=True)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Start hole punches when identify completes on relayed connections."""
+        """Start hole punches on relayed connections we receive; report outcomes."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             types = (PeerIdentified, ConnectionOpened, ConnectionClosed)
