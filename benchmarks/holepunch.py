@@ -111,8 +111,9 @@ async def pairing(
             ready = await until(prog, "ready")
             relay_addr = next(a for a in ready["addrs"] if lab.ip("relay") in a)
         else:
+            relay_listen = f"/ip4/{lab.ip('relay')}/tcp/{lab.fresh_port()}"
             js = await stack.enter_async_context(
-                js_relay(listen=port(lab), command_prefix=ns(lab, "relay"))
+                js_relay(listen=relay_listen, command_prefix=ns(lab, "relay"))
             )
             relay_addr = next(a for a in js.addrs if lab.ip("relay") in a)
         if listener == "ours":
