@@ -2,7 +2,10 @@
 # Run the whole test suite on a fresh machine, doing all set-up itself:
 #   - a virtual environment in .venv with the project and its test/dev extras,
 #   - the pinned js-libp2p interop peer (npm ci from tests/interop/js/package-lock.json),
-#   - nftables for the NAT lab, when running as root on a machine with apt-get.
+#   - nftables for the NAT lab, when running as root on a machine with apt-get,
+#   - Debian's chromium for the documentation's browser test (tests/docs), likewise.
+# The documentation (docs/) is built by the tests themselves, with Sphinx and warnings as
+# errors (tests/docs/conftest.py: sphinx-build -W --keep-going), into a temporary directory.
 # Extra arguments are passed to pytest, e.g. `bash scripts/test.sh -k noise`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +29,16 @@ if [ "$(id -u)" = 0 ] && ! command -v nft >/dev/null 2>&1 && [ ! -x /usr/sbin/nf
     if ! { apt-get update -qq \
         && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables >/dev/null; }; then
         echo "warning: could not install nftables; the NAT lab tests will report why" >&2
+    fi
+fi
+
+# The documentation's browser test (tests/docs) renders the built pages in Debian's headless
+# chromium. Install it the same way; if that fails, the test reports why.
+if [ "$(id -u)" = 0 ] && ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ] \
+    && command -v apt-get >/dev/null 2>&1; then
+    if ! { apt-get update -qq \
+        && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; then
+        echo "warning: could not install chromium; the docs browser test will report why" >&2
     fi
 fi
 

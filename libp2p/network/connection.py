@@ -109,6 +109,8 @@ class NetStream(trio.abc.HalfCloseableStream):
         await self._muxed.reset()
 
 
+#: ``async def handler(stream: NetStream) -> None``: serves one inbound stream of a protocol
+#: (see :meth:`Host.set_stream_handler`).
 StreamHandler = Callable[[NetStream], Awaitable[None]]
 
 

@@ -1,8 +1,10 @@
-"""Events of the AutoNAT client, published on the host's :class:`~libp2p.events.EventBus`::
+"""Events of the AutoNAT client, published on the host's :class:`~libp2p.events.EventBus`.
 
-with host.events.subscribe(ReachabilityChanged) as events:
-    async for event in events:
-        print(f"we are {event.status.value} (confidence {event.confidence})")
+Subscribe to them like this::
+
+    with host.events.subscribe(ReachabilityChanged) as events:
+        async for event in events:
+            print(f"we are {event.status.value} (confidence {event.confidence})")
 """
 
 from __future__ import annotations

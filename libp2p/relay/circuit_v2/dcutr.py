@@ -133,7 +133,7 @@ class HolePunchFailure(enum.Enum):
 
 
 class HolePunchError(Libp2pError):
-    """A hole punch (or one step of it) failed; :attr:`reason` says why."""
+    """A hole punch (or one step of it) failed; its ``reason`` says why."""
 
     def __init__(self, reason: HolePunchFailure, detail: str) -> None:
         super().__init__(f"{reason.value}: {detail}")
@@ -398,7 +398,7 @@ class _PunchState:
 class DcutrService:
     """Runs DCUtR for a host: starts it as B, answers it as A, publishes the outcome.
 
-    The host creates one when :attr:`HostConfig.hole_punching <libp2p.HostConfig>` is set (the
+    The host creates one when :attr:`HostConfig.hole_punching` is set (the
     default) and runs it in its nursery; applications only subscribe to
     :class:`HolePunchSucceeded` / :class:`HolePunchFailed` on ``host.events``.
     """
