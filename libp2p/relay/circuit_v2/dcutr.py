@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
@@ -395,6 +396,19 @@ class _PunchState:
         self.identified = trio.Event()
 
 
+class _Reversal:
+    """B's connection reversal, as seen by the punch attempts running beside it."""
+
+    __slots__ = ("connected", "finished", "scope")
+
+    def __init__(self) -> None:
+        self.scope = trio.CancelScope()
+        #: A reversal dial has a TCP connection (its handshakes are under way).
+        self.connected = trio.Event()
+        #: The reversal is over (succeeded, failed or never started).
+        self.finished = trio.Event()
+
+
 class DcutrService:
     """Runs DCUtR for a host: starts it as B, answers it as A, publishes the outcome.
 
@@ -587,8 +601,13 @@ class DcutrService:
         initiator: bool,
         connect_within: float,
         yield_role_within: float | None = None,
+        reuse_only: bool = True,
+        on_connected: Callable[[], None] | None = None,
     ) -> Connection:
         """Dial ``addr`` from the listen port and upgrade in the DCUtR role.
+
+        ``reuse_only=False`` (connection reversal) may fall back to an ephemeral port;
+        ``on_connected`` is called once the TCP connection exists.
 
         ``connect_within`` bounds the TCP connect only: once the SYNs have met, the
         handshakes get the exchange's own time, so a connection made late in the window is
@@ -603,9 +622,11 @@ class DcutrService:
         transport: TcpTransport = self.host.swarm.transport
         raw: trio.SocketStream | None = None
         with trio.move_on_after(connect_within):
-            raw = await transport.dial(addr, reuse_only=True)
+            raw = await transport.dial(addr, reuse_only=reuse_only)
         if raw is None:
             raise TransportError(f"dial {addr}: no connection within {connect_within:.1f} s")
+        if on_connected is not None:
+            on_connected()
         stream: trio.abc.Stream = raw
         try:
             if initiator and yield_role_within is not None:
@@ -648,6 +669,7 @@ class DcutrService:
         punch: bool = True,
         linger: float = 0.5,
         yield_role_within: float | None = None,
+        on_connected: Callable[[], None] | None = None,
     ) -> Connection | None:
         """Dial every address at once; the first direct connection to ``peer`` wins.
 
@@ -678,17 +700,15 @@ class DcutrService:
 
                 async def dial(addr: Multiaddr) -> None:
                     try:
-                        if punch:
-                            conn = await self._punch_dial(
-                                addr,
-                                peer,
-                                initiator=initiator,
-                                connect_within=within,
-                                yield_role_within=yield_role_within,
-                            )
-                        else:
-                            with trio.fail_after(within):
-                                conn = await self.host.swarm.dial(addr, peer)
+                        conn = await self._punch_dial(
+                            addr,
+                            peer,
+                            initiator=initiator,
+                            connect_within=within,
+                            yield_role_within=yield_role_within,
+                            reuse_only=punch,
+                            on_connected=on_connected,
+                        )
                     except (Libp2pError, trio.BrokenResourceError, trio.TooSlowError) as exc:
                         nonlocal pending
                         errors.append(f"{addr}: {exc}")
@@ -725,13 +745,13 @@ class DcutrService:
         # The connection reversal runs beside the first CONNECT exchange, so a reversal that
         # cannot work (A is behind a NAT after all) costs no time; it is cancelled before
         # the punch dials, which may aim at the same address from the same port.
-        reversal_scope = trio.CancelScope()
+        reversal = _Reversal()
         async with trio.open_nursery() as nursery:
             if self.config.connection_reversal:
 
                 async def reverse() -> None:
                     nonlocal won
-                    with reversal_scope:
+                    with reversal.scope:
                         # A's addresses come with identify on the relayed connection.
                         await state.identified.wait()
                         advertised = self.config.address_policy.filter(
@@ -745,18 +765,22 @@ class DcutrService:
                             initiator=True,
                             within=self.config.reversal_timeout,
                             punch=False,
+                            on_connected=reversal.connected.set,
                         )
                         if direct is not None and won is None:
                             won = (direct, 0, None)
                             nursery.cancel_scope.cancel()
+                    reversal.finished.set()
 
                 nursery.start_soon(reverse)
+            else:
+                reversal.finished.set()
             try:
-                direct = await self._punch_attempts(relayed, core, reversal_scope)
+                direct = await self._punch_attempts(relayed, core, reversal)
             except HolePunchError as exc:
                 failure = exc  # a reversal still under way may yet succeed
             else:
-                reversal_scope.cancel()
+                reversal.scope.cancel()
                 if won is None:
                     won = (direct, core.attempt, core.rtt)
         if won is not None:
@@ -765,7 +789,7 @@ class DcutrService:
             self._fail(relayed, role, failure, core.attempt)
 
     async def _punch_attempts(
-        self, relayed: Connection, core: HolePunchInitiator, reversal: trio.CancelScope
+        self, relayed: Connection, core: HolePunchInitiator, reversal: _Reversal
     ) -> Connection:
         """B's attempts: exchange, wait RTT/2, dial; the direct connection or an error."""
         peer = relayed.remote_peer
@@ -775,7 +799,13 @@ class DcutrService:
                 raise HolePunchError(HolePunchFailure.RELAY_CLOSED, "the relayed connection closed")
             _sync, dial_at, addrs = await self._exchange(relayed, core)
             await trio.sleep_until(dial_at)
-            reversal.cancel()
+            if reversal.connected.is_set():
+                # The reversal reached A and is in its handshakes: let it finish rather than
+                # cut it off (its socket holds the 4-tuple a punch would need). If it wins,
+                # this task is cancelled with the rest.
+                with trio.move_on_after(self.config.stream_timeout):
+                    await reversal.finished.wait()
+            reversal.scope.cancel()
             rtt = core.rtt or 0.0
             timeout = self.config.dial_timeout or punch_dial_timeout(rtt)
             direct = await self._connect_directly(
