@@ -606,7 +606,10 @@ class DcutrService:
     ) -> Connection:
         """Dial ``addr`` from the listen port and upgrade in the DCUtR role.
 
-        ``reuse_only=False`` (connection reversal) may fall back to an ephemeral port;
+        ``reuse_only=False`` (connection reversal) dials from an ephemeral port instead: a
+        reversal from the listen port toward A's NAT address could meet A's own punch in a
+        simultaneous open, with both sides initiating; from another port it cannot, and a
+        reversal that works (A is not behind a NAT) needs no particular port.
         ``on_connected`` is called once the TCP connection exists.
 
         ``connect_within`` bounds the TCP connect only: once the SYNs have met, the
@@ -622,7 +625,10 @@ class DcutrService:
         transport: TcpTransport = self.host.swarm.transport
         raw: trio.SocketStream | None = None
         with trio.move_on_after(connect_within):
-            raw = await transport.dial(addr, reuse_only=reuse_only)
+            if reuse_only:
+                raw = await transport.dial(addr, reuse_only=True)
+            else:
+                raw = await transport.dial_ephemeral(addr)
         if raw is None:
             raise TransportError(f"dial {addr}: no connection within {connect_within:.1f} s")
         if on_connected is not None:
