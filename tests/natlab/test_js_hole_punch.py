@@ -181,3 +181,37 @@ async def test_stock_js_never_gets_a_direct_connection_in_the_lab(lab: NatLab) -
             punch = await until(listener, "hole_punch")
         assert not punch["ok"]
         assert dialer.find_event("direct", remotePeer=listener_id) is None
+
+
+@pytest.mark.parametrize("lab", [("eim", "eim")], indirect=True)
+async def test_a_stock_js_listener_never_starts_a_hole_punch_in_the_lab(lab: NatLab) -> None:
+    async with (
+        a_relay(lab, "ours") as relay_addr,
+        js_dcutr_listener(
+            relay_addr,
+            holepunch=JsHolePunch.stock(),
+            listen=f"/ip4/0.0.0.0/tcp/{lab.fresh_port()}",
+            command_prefix=ns(lab, "b"),
+        ) as listener,
+    ):
+        (target,) = [a for a in listener.relayed_addrs if relay_addr in a]
+        dialer = start(
+            lab,
+            "a",
+            "dialer.py",
+            "--target",
+            target,
+            "--listen",
+            f"/ip4/0.0.0.0/tcp/{lab.fresh_port()}",
+            "--timeout",
+            "8",
+        )
+        result = await until(dialer, "result", STEP)
+        # The relayed echo worked, but stock js (B) offers no address it deems public: the
+        # punch ends without a direct connection, with a reason.
+        assert not result["ok"]
+        assert result["reason"] in ("protocol_error", "peer_no_address", "timeout"), result
+        assert result["relayed_ms"] is not None
+        relay_id = relay_addr.rsplit("/p2p/", 1)[1]
+        direct_peers = {e["remotePeer"] for e in listener.events if e.get("event") == "direct"}
+        assert direct_peers <= {relay_id}
