@@ -10,15 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-    "$PYTHON" -m venv .venv
-fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,dev]'
-# multiaddr pulls in trio-typing, whose stale "trio-stubs" would shadow trio's own (current)
-# annotations for mypy. Nothing imports it at run time; remove it from this dev environment.
-.venv/bin/python -m pip uninstall --quiet --yes trio-typing >/dev/null 2>&1 || true
+# .venv with the project and its test/dev extras (shared with scripts/demo.sh).
+bash scripts/setup.sh test,dev
 
 bash scripts/install_js_peer.sh
 

@@ -6,7 +6,9 @@
 It connects to the listener through the relay, echoes a message over the relayed (limited)
 connection, waits for DCUtR to turn it into a direct connection through both NATs, echoes
 again over that, and exits 0. If the hole punch fails it says why and exits 1 (the relayed
-echo still done). ``--json`` prints one JSON object per line instead of text.
+echo still done). ``--json`` prints one JSON object per line instead of text. A mistake (a
+target that is not a relayed address, a relay that is down, a wrong peer ID, a port in use)
+gets one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -15,13 +17,26 @@ import argparse
 import json
 import sys
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 import trio
 from multiaddr import Multiaddr
 
-from libp2p import AddressPolicy, Connection, Host, HostConfig, Libp2pError
-from libp2p.relay.circuit_v2 import HolePunchConfig, HolePunchFailed, HolePunchSucceeded
+from libp2p import (
+    AddressPolicy,
+    Connection,
+    Host,
+    HostConfig,
+    Libp2pError,
+    LocalUsageError,
+    PeerIDMismatch,
+)
+from libp2p.relay.circuit_v2 import (
+    HolePunchConfig,
+    HolePunchFailed,
+    HolePunchSucceeded,
+    RelayRefused,
+)
 
 ECHO = "/echo/1.0.0"
 
@@ -39,6 +54,27 @@ class Output:
         else:
             line = f"[{ms:>6} ms] {text}"
         print(line, flush=True)
+
+
+class UserError(Exception):
+    """A mistake in the command line or its addresses: reported in one line, no traceback."""
+
+
+# What a user's mistake raises (a dial refused, a port in use ...): one line, no traceback.
+USER_ERRORS = (Libp2pError, UserError, OSError)
+
+
+async def connect(host: Host, target: str) -> Connection:
+    """The relayed connection to the listener; a :class:`UserError` that says why if not."""
+    try:
+        return await host.connect(target)
+    except PeerIDMismatch as exc:
+        hint = f"{exc} (is the relay's /p2p/ part of --target right?)"
+    except (RelayRefused, LocalUsageError) as exc:
+        hint = str(exc)
+    except Libp2pError as exc:
+        hint = f"{exc} (is the relay running, and reachable from here?)"
+    raise UserError(f"cannot connect through the relay: {hint}")
 
 
 async def echo(conn: Connection, message: bytes) -> tuple[bool, float]:
@@ -79,13 +115,13 @@ async def main(args: argparse.Namespace) -> int:
         with host.events.subscribe(HolePunchSucceeded, HolePunchFailed) as outcomes:
             with trio.move_on_after(args.timeout) as deadline:
                 start = trio.current_time()
-                relayed = await host.connect(args.target)
+                relayed = await connect(host, args.target)
                 result["relayed_ms"] = round((trio.current_time() - start) * 1000)
                 limit = relayed.limit
                 out(
                     "relayed_connection",
                     f"relayed connection to {relayed.remote_peer} in {result['relayed_ms']} ms "
-                    f"(limits: {limit or 'none'})",
+                    f"(limits: {limit or 'none'}) through {relayed.remote_addr}",
                     peer=str(relayed.remote_peer),
                     remote_addr=str(relayed.remote_addr),
                     limits=None
@@ -152,17 +188,34 @@ async def main(args: argparse.Namespace) -> int:
                     break
             if deadline.cancelled_caught:
                 result["reason"] = result["reason"] or "timeout"
-    summary = (
-        f"direct connection to {result['direct_addr']}"
-        if result["ok"]
-        else f"no direct connection: {result['reason']}"
-    )
+    if result["ok"]:
+        summary = f"direct connection to {result['direct_addr']}"
+    elif result["reason"] == "timeout" and result["relayed_ms"] is None:
+        summary = f"timeout: no relayed connection within {args.timeout:g} s"
+    elif result["reason"] == "timeout":
+        # The listener starts DCUtR; when it has no address to offer it says so, not us.
+        summary = (
+            f"timeout: no hole punch within {args.timeout:g} s (the listener starts it: "
+            "see its output for why it did not)"
+        )
+    else:
+        summary = f"no direct connection: {result['reason']}; the relayed connection worked"
     out("result", f"result: {summary}", **result)
     return 0 if result["ok"] else 1
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with mistakes reported in one line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"dialer: error: {message} (see --help)\n")
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = Parser(
+        description=__doc__.split("\n")[0],
+        epilog="Exit code: 0 direct connection and echo, 1 no direct connection, 2 error.",
+    )
     parser.add_argument(
         "--target",
         required=True,
@@ -199,39 +252,38 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             "<relay addr>/p2p/<relay id>/p2p-circuit/p2p/<listener id>, "
             "as the listener printed it"
         )
+    if args.timeout <= 0:
+        parser.error("--timeout must be positive")
     args.listen = args.listen or ["/ip4/0.0.0.0/tcp/0"]
+    for listen in args.listen:
+        try:
+            Multiaddr(listen)
+        except ValueError as exc:
+            parser.error(f"--listen {listen}: not a multiaddr ({exc})")
     return args
 
 
-def libp2p_errors(exc: BaseException) -> list[Libp2pError] | None:
-    """The library errors inside ``exc`` (trio wraps them in groups), or ``None`` if anything
-    else is in there too (a bug: let its traceback show)."""
-    if isinstance(exc, Libp2pError):
-        return [exc]
+def leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside ``exc``: trio wraps those of its tasks in groups."""
     if isinstance(exc, BaseExceptionGroup):
-        found: list[Libp2pError] = []
-        for inner in exc.exceptions:
-            errors = libp2p_errors(inner)
-            if errors is None:
-                return None
-            found += errors
-        return found
-    return None
+        return [leaf for inner in exc.exceptions for leaf in leaves(inner)]
+    return [exc]
 
 
 def run() -> None:
     args = parse_args(sys.argv[1:])
     try:
         code = trio.run(main, args)
-    except KeyboardInterrupt:
-        code = 130
     except BaseException as exc:
-        errors = libp2p_errors(exc)
-        if errors is None:
-            raise
-        for error in errors:
-            print(f"dialer: error: {error}", file=sys.stderr)
-        code = 1
+        found = leaves(exc)
+        errors = [e for e in found if not isinstance(e, KeyboardInterrupt)]
+        if not errors:  # Ctrl-C
+            code = 130
+        elif all(isinstance(e, USER_ERRORS) for e in errors):
+            print(f"dialer: error: {'; '.join(map(str, errors))}", file=sys.stderr)
+            code = 2
+        else:
+            raise  # a bug: let its traceback show
     sys.exit(code)
 
 

@@ -4,9 +4,10 @@
 
 It reserves a slot on each relay, prints the relayed address to give to the dialer, reports
 whether AutoNAT finds it reachable from outside, serves an echo protocol (``/echo/1.0.0``,
-allowed on relayed connections), and reports every incoming connection and every hole punch
-(DCUtR, run by the host on its own) until Ctrl-C.
-``--json`` prints one JSON object per line instead of text.
+allowed on relayed connections), and reports every connection and every upgrade of a relayed
+connection to a direct one (DCUtR hole punching, run by the host on its own) until Ctrl-C.
+``--json`` prints one JSON object per line instead of text. A mistake (a bad address, a relay
+that is down or has another peer ID, a port in use) gets one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import argparse
 import json
 import sys
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 import trio
 from multiaddr import Multiaddr
@@ -29,18 +30,24 @@ from libp2p import (
     HostConfig,
     Libp2pError,
     NetStream,
+    PeerIDMismatch,
     ReachabilityChanged,
 )
 from libp2p.relay.circuit_v2 import (
     HolePunchConfig,
     HolePunchFailed,
     HolePunchSucceeded,
+    RelayRefused,
+    Reservation,
+    ReservationAttemptFailed,
     ReservationLost,
     ReservationMade,
     ReservationRefreshed,
+    ReservationRefused,
 )
 
 ECHO = "/echo/1.0.0"
+RESERVE_TIMEOUT = 30.0  # seconds a relay has to accept our reservation
 
 
 class Output:
@@ -58,11 +65,20 @@ class Output:
         print(line, flush=True)
 
 
+class UserError(Exception):
+    """A mistake in the command line or its addresses: reported in one line, no traceback."""
+
+
+# What a user's mistake raises (a dial refused, a port in use ...): one line, no traceback.
+USER_ERRORS = (Libp2pError, UserError, OSError)
+
+
 def is_loopback(addr: str) -> bool:
     return addr.startswith(("/ip4/127.", "/ip6/::1/"))
 
 
 async def serve_echo(stream: NetStream, out: Output) -> None:
+    """Write back every byte until the other side half-closes, then close our side."""
     total = 0
     while data := await stream.receive_some():
         total += len(data)
@@ -78,75 +94,101 @@ async def serve_echo(stream: NetStream, out: Output) -> None:
     )
 
 
-async def report(host: Host, out: Output) -> None:
-    types = (
-        ConnectionOpened,
-        HolePunchSucceeded,
-        HolePunchFailed,
-        ReservationMade,
-        ReservationRefreshed,
-        ReservationLost,
-        ReachabilityChanged,
+def report_reservation(host: Host, r: Reservation, out: Output, *, refreshed: bool) -> None:
+    full = [f"{a}/p2p/{host.peer_id}" for a in r.addrs]
+    until = time.strftime("%H:%M:%S", time.localtime(r.expire))
+    what = "reservation refreshed" if refreshed else "reserved"
+    out(
+        "reservation",
+        f"{what} on {r.relay} until {until} (limits: {r.limit or 'none'}); dial me at:\n    "
+        + "\n    ".join(full),
+        relay=str(r.relay),
+        relayed_addrs=full,
+        expires=r.expire,
+        limits=None if r.limit is None else {"duration": r.limit.duration, "data": r.limit.data},
     )
-    with host.events.subscribe(*types) as events:
-        async for ev in events:
-            if isinstance(ev, ConnectionOpened):
-                kind = "relayed" if ev.relayed else "direct"
-                limits = f", limited: {ev.connection.limit}" if ev.limited else ""
-                out(
-                    "connection_opened",
-                    f"{ev.direction.value} {kind} connection from {ev.peer} "
-                    f"({ev.remote_addr}{limits})",
-                    peer=str(ev.peer),
-                    remote_addr=str(ev.remote_addr),
-                    relayed=ev.relayed,
-                    limited=ev.limited,
-                    direction=ev.direction.value,
-                )
-            elif isinstance(ev, HolePunchSucceeded):
-                out(
-                    "hole_punch",
-                    f"hole punch with {ev.peer} succeeded on attempt {ev.attempt} in "
-                    f"{ev.elapsed * 1000:.0f} ms: direct connection to {ev.direct_addr}",
-                    peer=str(ev.peer),
-                    ok=True,
-                    attempt=ev.attempt,
-                    elapsed_ms=round(ev.elapsed * 1000),
-                    direct_addr=str(ev.direct_addr),
-                )
-            elif isinstance(ev, HolePunchFailed):
-                out(
-                    "hole_punch",
-                    f"hole punch with {ev.peer} failed after {ev.attempts} attempt(s): "
-                    f"{ev.reason.value} ({ev.detail}); the relayed connection stays",
-                    peer=str(ev.peer),
-                    ok=False,
-                    attempt=ev.attempts,
-                    elapsed_ms=round(ev.elapsed * 1000),
-                    reason=ev.reason.value,
-                )
-            elif isinstance(ev, ReachabilityChanged):
-                status = ev.status.value
-                why = {
-                    "private": "not reachable from outside: peers reach it through the relay",
-                    "public": f"reachable from outside at {ev.address}",
-                }.get(status, "reachability unknown")
-                out("reachability", f"AutoNAT: {status}, {why}", status=status)
-            elif isinstance(ev, ReservationLost):
-                out(
-                    "reservation_lost",
-                    f"reservation on {ev.relay} lost: {ev.reason}",
-                    relay=str(ev.relay),
-                    reason=ev.reason,
-                )
-            elif isinstance(ev, ReservationRefreshed):
-                r = ev.reservation
-                out(
-                    "reservation_refreshed",
-                    f"reservation on {r.relay} refreshed",
-                    relay=str(r.relay),
-                    expires=r.expire,
-                )
+
+
+async def report(host: Host, events: trio.abc.ReceiveChannel[Any], out: Output) -> None:
+    async for ev in events:
+        if isinstance(ev, ConnectionOpened):
+            kind = "relayed" if ev.relayed else "direct"
+            limits = f", limited: {ev.connection.limit}" if ev.limited else ""
+            out(
+                "connection_opened",
+                f"{ev.direction.value} {kind} connection from {ev.peer} ({ev.remote_addr}{limits})",
+                peer=str(ev.peer),
+                remote_addr=str(ev.remote_addr),
+                relayed=ev.relayed,
+                limited=ev.limited,
+                direction=ev.direction.value,
+            )
+        elif isinstance(ev, HolePunchSucceeded):
+            out(
+                "hole_punch",
+                f"hole punch with {ev.peer} succeeded on attempt {ev.attempt} in "
+                f"{ev.elapsed * 1000:.0f} ms: direct connection to {ev.direct_addr}",
+                peer=str(ev.peer),
+                ok=True,
+                attempt=ev.attempt,
+                elapsed_ms=round(ev.elapsed * 1000),
+                direct_addr=str(ev.direct_addr),
+            )
+        elif isinstance(ev, HolePunchFailed):
+            out(
+                "hole_punch",
+                f"hole punch with {ev.peer} failed after {ev.attempts} attempt(s): "
+                f"{ev.reason.value} ({ev.detail}); the relayed connection stays",
+                peer=str(ev.peer),
+                ok=False,
+                attempt=ev.attempts,
+                elapsed_ms=round(ev.elapsed * 1000),
+                reason=ev.reason.value,
+            )
+        elif isinstance(ev, ReachabilityChanged):
+            status = ev.status.value
+            why = {
+                "private": "not reachable from outside: peers reach it through the relay",
+                "public": f"reachable directly (dialed back at {ev.address})",
+            }.get(status, "reachability unknown")
+            out("reachability", f"AutoNAT: {status}, {why}", status=status)
+        elif isinstance(ev, ReservationMade | ReservationRefreshed):
+            refreshed = isinstance(ev, ReservationRefreshed)
+            report_reservation(host, ev.reservation, out, refreshed=refreshed)
+        elif isinstance(ev, ReservationLost):
+            out(
+                "reservation_lost",
+                f"reservation on {ev.relay} lost: {ev.reason}; trying to reserve again",
+                relay=str(ev.relay),
+                reason=ev.reason,
+            )
+        elif isinstance(ev, ReservationRefused | ReservationAttemptFailed):
+            out(
+                "reservation_failed",
+                f"reserving on {ev.relay} again failed: {ev.reason}; next try in "
+                f"{ev.retry_in:.0f} s",
+                relay=str(ev.relay),
+                reason=ev.reason,
+                retry_in=ev.retry_in,
+            )
+
+
+async def reserve(host: Host, relay: str) -> None:
+    """Reserve on ``relay`` (the host keeps the reservation up from then on)."""
+    hint = ""
+    try:
+        with trio.move_on_after(RESERVE_TIMEOUT):
+            await host.listen(f"{relay}/p2p-circuit")
+            return
+    except PeerIDMismatch as exc:
+        hint = f"{exc} (is the /p2p/ part of --relay right?)"
+    except RelayRefused as exc:
+        hint = str(exc)
+    except Libp2pError as exc:
+        hint = f"{exc} (is the relay running, and reachable from here?)"
+    else:
+        hint = f"no reservation within {RESERVE_TIMEOUT:.0f} s (is the relay reachable?)"
+    raise UserError(f"cannot reserve on relay {relay}: {hint}")
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -161,93 +203,96 @@ async def main(args: argparse.Namespace) -> int:
         autonat_client=AutoNATClientConfig(boot_delay=1.0, addresses=policy),
         autonat_server=AutoNATServerConfig(addresses=policy),
     )
+    types = (
+        ConnectionOpened,
+        HolePunchSucceeded,
+        HolePunchFailed,
+        ReservationMade,
+        ReservationRefreshed,
+        ReservationLost,
+        ReservationRefused,
+        ReservationAttemptFailed,
+        ReachabilityChanged,
+    )
     async with Host(key_file=args.key_file, listen=args.listen, config=config) as host:
         host.set_stream_handler(ECHO, lambda s: serve_echo(s, out), allow_limited=True)
-        host.nursery.start_soon(report, host, out)
         out(
             "ready",
             f"peer {host.peer_id} listening on " + ", ".join(str(a) for a in host.listen_addrs),
             peer_id=str(host.peer_id),
             addrs=[str(a) for a in host.addrs],
         )
-        for relay in args.relay:
-            with host.events.subscribe(ReservationMade) as made:
-                relayed = await host.listen(f"{relay}/p2p-circuit")
-                r = (await made.receive()).reservation
-            full = [f"{a}/p2p/{host.peer_id}" for a in relayed]
-            out(
-                "reservation",
-                f"reserved on {r.relay} until {time.strftime('%H:%M:%S', time.localtime(r.expire))}"
-                f" (limits: {r.limit or 'none'}); dial me at:\n    " + "\n    ".join(full),
-                relay=str(r.relay),
-                relayed_addrs=full,
-                expires=r.expire,
-                limits=None
-                if r.limit is None
-                else {"duration": r.limit.duration, "data": r.limit.data},
-            )
-        await trio.sleep_forever()
+        with host.events.subscribe(*types) as events:
+            host.nursery.start_soon(report, host, events, out)
+            for relay in args.relay:
+                await reserve(host, relay)
+            await trio.sleep_forever()
     return 0
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with mistakes reported in one line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"listener: error: {message} (see --help)\n")
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = Parser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "--relay",
         action="append",
         required=True,
         metavar="MULTIADDR",
-        help="relay address with /p2p/<relay id> (repeatable)",
+        help="relay address with /p2p/<relay id>, as the relay printed it (repeatable)",
     )
     parser.add_argument(
         "--listen",
         action="append",
         metavar="MULTIADDR",
-        help="listen address (repeatable; default /ip4/0.0.0.0/tcp/0)",
+        help="listen address (repeatable; default /ip4/0.0.0.0/tcp/0); hole punching "
+        "dials from this port",
     )
     parser.add_argument("--key-file", metavar="PATH", help="keep this peer's identity in PATH")
     parser.add_argument("--json", action="store_true", help="print JSON lines")
     args = parser.parse_args(argv)
     for relay in args.relay:
         try:
-            addr = Multiaddr(relay)
+            Multiaddr(relay)
         except ValueError as exc:
             parser.error(f"--relay {relay}: not a multiaddr ({exc})")
-        if "/p2p/" not in str(addr) or "/p2p-circuit" in relay:
+        if "/p2p-circuit" in relay or "/p2p/" not in relay:
             parser.error(f"--relay {relay}: give the relay's address ending in /p2p/<relay id>")
     args.listen = args.listen or ["/ip4/0.0.0.0/tcp/0"]
+    for listen in args.listen:
+        try:
+            Multiaddr(listen)
+        except ValueError as exc:
+            parser.error(f"--listen {listen}: not a multiaddr ({exc})")
     return args
 
 
-def libp2p_errors(exc: BaseException) -> list[Libp2pError] | None:
-    """The library errors inside ``exc`` (trio wraps them in groups), or ``None`` if anything
-    else is in there too (a bug: let its traceback show)."""
-    if isinstance(exc, Libp2pError):
-        return [exc]
+def leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside ``exc``: trio wraps those of its tasks in groups."""
     if isinstance(exc, BaseExceptionGroup):
-        found: list[Libp2pError] = []
-        for inner in exc.exceptions:
-            errors = libp2p_errors(inner)
-            if errors is None:
-                return None
-            found += errors
-        return found
-    return None
+        return [leaf for inner in exc.exceptions for leaf in leaves(inner)]
+    return [exc]
 
 
 def run() -> None:
     args = parse_args(sys.argv[1:])
     try:
         code = trio.run(main, args)
-    except KeyboardInterrupt:
-        code = 0
     except BaseException as exc:
-        errors = libp2p_errors(exc)
-        if errors is None:
-            raise
-        for error in errors:
-            print(f"listener: error: {error}", file=sys.stderr)
-        code = 1
+        found = leaves(exc)
+        errors = [e for e in found if not isinstance(e, KeyboardInterrupt)]
+        if not errors:  # Ctrl-C
+            code = 0
+        elif all(isinstance(e, USER_ERRORS) for e in errors):
+            print(f"listener: error: {'; '.join(map(str, errors))}", file=sys.stderr)
+            code = 2
+        else:
+            raise  # a bug: let its traceback show
     sys.exit(code)
 
 

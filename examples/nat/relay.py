@@ -5,8 +5,8 @@
 It runs the relay service (hop), identify, ping and an AutoNAT server (which tells peers
 whether they are reachable), prints its peer ID and the addresses to give to listeners, then
 one line per reservation and circuit until Ctrl-C. It also asks its peers whether it is itself
-reachable from outside, and says so. ``--json`` prints
-one JSON object per line instead of text.
+reachable from outside, and says so. ``--json`` prints one JSON object per line instead of
+text. A mistake (a bad address, a port in use) gets one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -15,11 +15,13 @@ import argparse
 import json
 import sys
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 import trio
+from multiaddr import Multiaddr
 
 from libp2p import (
+    AddressPolicy,
     AutoNATClientConfig,
     AutoNATServerConfig,
     Host,
@@ -50,6 +52,10 @@ class Output:
         print(line, flush=True)
 
 
+# What a user's mistake raises (a port in use ...): one line, no traceback.
+USER_ERRORS = (Libp2pError, OSError)
+
+
 def relay_config(args: argparse.Namespace) -> RelayConfig:
     if args.unlimited:
         return RelayConfig.unlimited()
@@ -61,13 +67,21 @@ def relay_config(args: argparse.Namespace) -> RelayConfig:
     )
 
 
+def is_loopback(addr: str) -> bool:
+    return addr.startswith(("/ip4/127.", "/ip6/::1/"))
+
+
 async def main(args: argparse.Namespace) -> int:
     out = Output("relay", args.json)
+    # On one machine (listening on loopback only) loopback addresses are the ones AutoNAT
+    # dials back and asks about.
+    local = all(is_loopback(a) for a in args.listen)
+    policy = AddressPolicy.local_testing() if local else AddressPolicy()
     config = HostConfig(
         relay_service=relay_config(args),
         hole_punching=None,
-        autonat_server=AutoNATServerConfig(),
-        autonat_client=AutoNATClientConfig(boot_delay=1.0),
+        autonat_server=AutoNATServerConfig(addresses=policy),
+        autonat_client=AutoNATClientConfig(boot_delay=1.0, addresses=policy),
     )
     async with Host(key_file=args.key_file, listen=args.listen, config=config) as host:
         addrs = [f"{a}/p2p/{host.peer_id}" for a in host.addrs]
@@ -117,8 +131,15 @@ async def main(args: argparse.Namespace) -> int:
     return 0
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with mistakes reported in one line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"relay: error: {message} (see --help)\n")
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = Parser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "--listen",
         action="append",
@@ -151,38 +172,40 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="print JSON lines")
     args = parser.parse_args(argv)
     args.listen = args.listen or ["/ip4/0.0.0.0/tcp/4001"]
+    for listen in args.listen:
+        try:
+            Multiaddr(listen)
+        except ValueError as exc:
+            parser.error(f"--listen {listen}: not a multiaddr ({exc})")
+        if "/p2p" in listen:
+            parser.error(f"--listen {listen}: give a local address, e.g. /ip4/0.0.0.0/tcp/4001")
+    for name in ("max_reservations", "circuit_duration", "circuit_data"):
+        if getattr(args, name) is not None and getattr(args, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive")
     return args
 
 
-def libp2p_errors(exc: BaseException) -> list[Libp2pError] | None:
-    """The library errors inside ``exc`` (trio wraps them in groups), or ``None`` if anything
-    else is in there too (a bug: let its traceback show)."""
-    if isinstance(exc, Libp2pError):
-        return [exc]
+def leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside ``exc``: trio wraps those of its tasks in groups."""
     if isinstance(exc, BaseExceptionGroup):
-        found: list[Libp2pError] = []
-        for inner in exc.exceptions:
-            errors = libp2p_errors(inner)
-            if errors is None:
-                return None
-            found += errors
-        return found
-    return None
+        return [leaf for inner in exc.exceptions for leaf in leaves(inner)]
+    return [exc]
 
 
 def run() -> None:
     args = parse_args(sys.argv[1:])
     try:
         code = trio.run(main, args)
-    except KeyboardInterrupt:
-        code = 0
     except BaseException as exc:
-        errors = libp2p_errors(exc)
-        if errors is None:
-            raise
-        for error in errors:
-            print(f"relay: error: {error}", file=sys.stderr)
-        code = 1
+        found = leaves(exc)
+        errors = [e for e in found if not isinstance(e, KeyboardInterrupt)]
+        if not errors:  # Ctrl-C
+            code = 0
+        elif all(isinstance(e, USER_ERRORS) for e in errors):
+            print(f"relay: error: {'; '.join(map(str, errors))}", file=sys.stderr)
+            code = 2
+        else:
+            raise  # a bug: let its traceback show
     sys.exit(code)
 
 

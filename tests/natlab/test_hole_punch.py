@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.examples.vocabulary import check_line
 from tests.natlab.lab import NatLab, Program
 
 pytestmark = pytest.mark.natlab
@@ -52,7 +53,7 @@ def wait_for(program: Program, event: str, timeout: float = STEP) -> dict[str, A
     deadline = time.monotonic() + timeout
     while True:
         line = program.expect(deadline - time.monotonic())
-        assert line["role"] in ("relay", "listener", "dialer")
+        check_line(line)  # the --json vocabulary (tests/examples/vocabulary.py)
         if line["event"] == event:
             return line
         held.append(line)
@@ -64,6 +65,7 @@ def lines_until(program: Program, event: str, timeout: float = STEP) -> list[dic
     out = []
     while True:
         line = program.expect(deadline - time.monotonic())
+        check_line(line)
         out.append(line)
         if line["event"] == event:
             return out

@@ -1,0 +1,103 @@
+"""The demo (scripts/demo.py, what scripts/demo.sh runs after its set-up): three labelled,
+interleaved programs, ending with the dialer's result; on loopback and in the NAT lab."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.examples.conftest import ROOT
+from tests.natlab.lab import require_lab
+
+LABELLED = re.compile(r"^(demo|relay|listener|dialer) +\| ")
+
+
+def run_demo(*args: str) -> tuple[int, list[str]]:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "demo.py"), *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.stderr == "", done.stderr
+    return done.returncode, done.stdout.splitlines()
+
+
+def check_labelled_and_interleaved(lines: list[str]) -> list[str]:
+    """Every line labelled, all three programs there and interleaved; returns the labels."""
+    assert lines, "no output"
+    labels = []
+    for line in lines:
+        match = LABELLED.match(line)
+        assert match, f"not labelled: {line!r}"
+        labels.append(match.group(1))
+    assert labels[0] == "demo"
+    first = {label: labels.index(label) for label in ("relay", "listener", "dialer")}
+    assert first["relay"] < first["listener"] < first["dialer"], labels
+    # Interleaved: the relay and the listener still print after the dialer started.
+    assert "relay" in labels[first["dialer"] :], labels
+    assert "listener" in labels[first["dialer"] :], labels
+    assert "Traceback" not in "\n".join(lines)
+    return labels
+
+
+def test_demo_on_loopback() -> None:
+    code, lines = run_demo()
+    assert code == 0, "\n".join(lines)
+    check_labelled_and_interleaved(lines)
+    text = "\n".join(lines)
+    assert "echo over the relayed connection: ok" in text
+    assert "echo over the direct connection: ok" in text
+    assert re.match(
+        r"^dialer +\| \[ *\d+ ms\] result: direct connection to /ip4/127\.0\.0\.1/tcp/\d+$",
+        lines[-1],
+    ), lines[-1]
+
+
+@pytest.mark.natlab
+@pytest.mark.parametrize(
+    ("nat_b", "code"), [("eim", 0), ("symmetric", 1)], ids=["eim", "symmetric"]
+)
+def test_demo_in_the_nat_lab(nat_b: str, code: int) -> None:
+    require_lab()
+    got, lines = run_demo("--lab", "--nat-b", nat_b)
+    assert got == code, "\n".join(lines)
+    check_labelled_and_interleaved(lines)
+    text = "\n".join(lines)
+    assert "echo over the relayed connection: ok" in text
+    if code == 0:
+        # Through NAT B: the listener's public address is router B's.
+        assert re.match(
+            r"^dialer +\| \[ *\d+ ms\] result: direct connection to /ip4/198\.51\.100\.2/tcp/\d+$",
+            lines[-1],
+        ), lines[-1]
+    else:
+        assert re.match(
+            r"^dialer +\| \[ *\d+ ms\] result: no direct connection: all_attempts_failed",
+            lines[-1],
+        ), lines[-1]
+
+
+def test_demo_in_the_lab_without_root_says_how_to_get_it() -> None:
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the NAT lab is Linux only")
+    argv = [sys.executable, str(ROOT / "scripts" / "demo.py"), "--lab"]
+    if os.geteuid() == 0:  # be nobody for this one
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root, and no setpriv to drop root")
+        argv = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", *argv]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode != 0
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [
+        "demo: --lab builds network namespaces and NATs, which needs root: run "
+        "`sudo bash scripts/demo.sh --lab` (or the demo without --lab, on loopback)"
+    ]

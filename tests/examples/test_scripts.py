@@ -1,0 +1,274 @@
+"""The example scripts, run as subprocesses on loopback: the whole story with ``--json``
+(every line checked against the vocabulary), a hole punch that fails, and the mistakes a user
+can make, each answered with one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.examples.conftest import EXAMPLES, STEP, Script
+
+ANY_LOOPBACK = "/ip4/127.0.0.1/tcp/0"
+# A valid peer ID that belongs to none of the peers a test starts.
+OTHER_PEER = "12D3KooWLxb2r3ekgYMzkvF1tgp83kwUuiXouHnst6cTJgsBrjc4"
+ANOTHER_PEER = "12D3KooWSEZ2jjjaPN97T8eKSkV38gFjpZofn5C9SRTFWmQKMvfU"
+
+ScriptFactory = Callable[..., Script]
+
+
+def start_relay(script: ScriptFactory, *listen: str) -> tuple[Script, str]:
+    """A relay; returns it and its loopback address with /p2p/<id>."""
+    args = [arg for addr in listen or (ANY_LOOPBACK,) for arg in ("--listen", addr)]
+    relay = script("relay", *args)
+    ready = relay.expect("ready")
+    (addr, *_) = [a for a in ready["addrs"] if a.startswith("/ip4/127.0.0.1/")]
+    return relay, addr
+
+
+def start_listener(script: ScriptFactory, relay_addr: str) -> tuple[Script, str]:
+    """A listener with a reservation on ``relay_addr``; returns it and its relayed address."""
+    listener = script("listener", "--relay", relay_addr, "--listen", ANY_LOOPBACK)
+    reservation = listener.expect("reservation")
+    (relayed,) = reservation["relayed_addrs"]
+    return listener, relayed
+
+
+@pytest.mark.parametrize("role", ["relay", "listener", "dialer"])
+def test_help_works(role: str) -> None:
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / f"{role}.py"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=STEP,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: "), done.stdout
+    assert "--json" in done.stdout
+    assert "--listen" in done.stdout
+    assert done.stderr == ""
+
+
+def test_relay_prints_dialable_addresses_of_every_listen_address(script: ScriptFactory) -> None:
+    relay = script("relay", "--listen", "/ip4/0.0.0.0/tcp/0", "--listen", ANY_LOOPBACK)
+    ready = relay.expect("ready")
+    addrs = ready["addrs"]
+    assert all(a.endswith(f"/p2p/{ready['peer_id']}") for a in addrs), addrs
+    assert not any("/0.0.0.0/" in a for a in addrs), addrs
+    # Two listeners, both loopback-dialable: two ports on 127.0.0.1.
+    ports = {a.split("/")[4] for a in addrs if a.startswith("/ip4/127.0.0.1/tcp/")}
+    assert len(ports) == 2, addrs
+    assert relay.stop() == 0, relay.stderr
+    assert relay.stderr == ""
+
+
+def test_relayed_then_direct_echo_on_loopback(script: ScriptFactory) -> None:
+    relay, relay_addr = start_relay(script)
+    listener, relayed = start_listener(script, relay_addr)
+    relay_id = relay.lines[0]["peer_id"]
+    listener_id = listener.lines[0]["peer_id"]
+    assert relayed == f"{relay_addr}/p2p-circuit/p2p/{listener_id}"
+    assert relay.expect("reservation")["peer"] == listener_id
+    (made,) = listener.events("reservation")
+    assert made["relay"] == relay_id
+    assert made["limits"] == {"duration": 120, "data": 131072}
+
+    dialer = script(
+        "dialer", "--target", relayed, "--listen", ANY_LOOPBACK, "--message", "hi there"
+    )
+    assert dialer.wait(STEP + 30) == 0, dialer.report()
+    events = [line["event"] for line in dialer.lines]
+    assert events == [
+        "ready",
+        "relayed_connection",
+        "echo",
+        "hole_punch",
+        "direct_connection",
+        "echo",
+        "result",
+    ], dialer.report()
+    dialer_id = dialer.lines[0]["peer_id"]
+    _, connected, relayed_echo, punch, direct, direct_echo, result = dialer.lines
+    assert connected["peer"] == listener_id
+    assert connected["remote_addr"] == f"{relay_addr}/p2p-circuit"
+    assert connected["limits"] == {"duration": 120, "data": 131072}
+    assert (relayed_echo["via"], relayed_echo["ok"], relayed_echo["bytes"]) == ("relayed", True, 8)
+    assert punch["ok"]
+    assert punch["peer"] == listener_id
+    # The listener's listen port when the punch made it; on loopback the listener's plain
+    # dial back to the dialer (connection reversal, from an ephemeral port) may win instead.
+    assert direct["remote_addr"].startswith("/ip4/127.0.0.1/tcp/"), direct
+    assert punch["direct_addr"] == direct["remote_addr"]
+    assert (direct_echo["via"], direct_echo["ok"], direct_echo["bytes"]) == ("direct", True, 8)
+    assert result["ok"]
+    assert result["reason"] is None
+    assert result["direct_addr"] == direct["remote_addr"]
+    assert result["relayed_ms"] >= 0
+    assert result["direct_ms"] >= 0
+    assert result["echo_direct_ms"] is not None
+    assert dialer.stderr == ""
+
+    # The listener saw both connections and the upgrade, and echoed over each.
+    inbound = listener.expect("connection_opened")
+    if inbound["peer"] == relay_id:  # its own connection to the relay came first
+        inbound = listener.expect("connection_opened")
+    assert inbound["peer"] == dialer_id
+    assert (inbound["relayed"], inbound["limited"], inbound["direction"]) == (True, True, "inbound")
+    served = listener.expect("echo_served")
+    assert (served["peer"], served["bytes"], served["via"]) == (dialer_id, 8, "relayed")
+    upgrade = listener.expect("hole_punch")
+    assert upgrade["ok"]
+    assert upgrade["peer"] == dialer_id
+    direct_in = listener.expect("connection_opened")
+    assert (direct_in["relayed"], direct_in["limited"]) == (False, False)
+    assert listener.expect("echo_served")["via"] == "direct"
+
+    # The relay carried the circuit, and closes it once the peers went direct.
+    opened = relay.expect("circuit_opened")
+    assert (opened["src"], opened["dst"]) == (dialer_id, listener_id)
+    closed = relay.expect("circuit_closed")
+    assert (closed["src"], closed["dst"]) == (dialer_id, listener_id)
+    assert closed["bytes"] > 0
+
+    assert listener.stop() == 0, listener.report()
+    assert relay.stop() == 0, relay.report()
+    assert listener.stderr == ""
+    assert relay.stderr == ""
+
+
+def test_a_failed_hole_punch_says_why_after_the_relayed_echo(script: ScriptFactory) -> None:
+    # Named by DNS, the relay is not "on loopback" for the scripts: they keep the default
+    # address policy, so the listener has no address worth offering and no punch can start.
+    _relay, relay_addr = start_relay(script)
+    by_name = relay_addr.replace("/ip4/127.0.0.1/", "/dns4/localhost/")
+    listener, relayed = start_listener(script, by_name)
+    dialer = script("dialer", "--target", relayed, "--listen", ANY_LOOPBACK, "--timeout", "3")
+    assert dialer.wait(STEP) == 1, dialer.report()
+    echoes = dialer.events("echo")
+    assert [(e["via"], e["ok"]) for e in echoes] == [("relayed", True)]
+    assert dialer.lines[-1]["event"] == "result"
+    result = dialer.lines[-1]
+    assert not result["ok"]
+    assert result["reason"] == "timeout"
+    assert result["direct_addr"] is None
+    assert result["relayed_ms"] is not None
+    # The listener, which starts DCUtR, says why it did not.
+    punch = listener.expect("hole_punch")
+    assert not punch["ok"]
+    assert punch["reason"] == "no_public_address"
+    assert dialer.stderr == ""
+
+
+# -- mistakes: one line on stderr, no traceback, non-zero exit ---------------------------------
+
+
+def run_to_error(role: str, *args: str) -> str:
+    """Run a script that must fail; returns its one stderr line."""
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / f"{role}.py"), "--json", *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=STEP + 40,
+        check=False,
+    )
+    assert done.returncode not in (0, None), (done.returncode, done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr, done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"{role}: error: "), lines[0]
+    return lines[0]
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A loopback port where nothing listens (held bound, so no one else takes it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A loopback port another socket listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def test_listener_relay_address_without_p2p() -> None:
+    line = run_to_error("listener", "--relay", "/ip4/127.0.0.1/tcp/4001")
+    assert "/p2p/<relay id>" in line
+
+
+def test_listener_relay_address_that_is_not_a_multiaddr() -> None:
+    line = run_to_error("listener", "--relay", "127.0.0.1:4001")
+    assert "not a multiaddr" in line
+
+
+def test_dialer_target_without_p2p() -> None:
+    line = run_to_error("dialer", "--target", "/ip4/127.0.0.1/tcp/4001/p2p-circuit")
+    assert "relayed address" in line
+
+
+def test_dialer_target_that_is_not_relayed() -> None:
+    line = run_to_error("dialer", "--target", f"/ip4/127.0.0.1/tcp/4001/p2p/{OTHER_PEER}")
+    assert "relayed address" in line
+    assert "/p2p-circuit/" in line
+
+
+def test_listener_relay_that_is_down(closed_port: int) -> None:
+    line = run_to_error("listener", "--relay", f"/ip4/127.0.0.1/tcp/{closed_port}/p2p/{OTHER_PEER}")
+    assert "cannot reserve on relay" in line
+    assert "is the relay running" in line
+
+
+def test_dialer_relay_that_is_down(closed_port: int) -> None:
+    target = f"/ip4/127.0.0.1/tcp/{closed_port}/p2p/{OTHER_PEER}/p2p-circuit/p2p/{ANOTHER_PEER}"
+    line = run_to_error("dialer", "--target", target)
+    assert "cannot connect through the relay" in line
+    assert "is the relay running" in line
+
+
+@pytest.mark.parametrize("role", ["relay", "listener", "dialer"])
+def test_port_in_use(role: str, busy_port: int) -> None:
+    addr = f"/ip4/127.0.0.1/tcp/{busy_port}"
+    args = {
+        "relay": [],
+        "listener": ["--relay", f"/ip4/127.0.0.1/tcp/4001/p2p/{OTHER_PEER}"],
+        "dialer": [
+            "--target",
+            f"/ip4/127.0.0.1/tcp/4001/p2p/{OTHER_PEER}/p2p-circuit/p2p/{ANOTHER_PEER}",
+        ],
+    }[role]
+    line = run_to_error(role, "--listen", addr, *args)
+    assert "Address already in use" in line, line
+
+
+def test_listener_relay_with_a_wrong_peer_id(script: ScriptFactory) -> None:
+    relay, relay_addr = start_relay(script)
+    wrong = relay_addr.rsplit("/p2p/", 1)[0] + f"/p2p/{OTHER_PEER}"
+    line = run_to_error("listener", "--relay", wrong, "--listen", ANY_LOOPBACK)
+    assert OTHER_PEER in line
+    assert relay.lines[0]["peer_id"] in line
+    assert "is the /p2p/ part of --relay right?" in line
+
+
+def test_dialer_relay_with_a_wrong_peer_id(script: ScriptFactory) -> None:
+    _relay, relay_addr = start_relay(script)
+    wrong = relay_addr.rsplit("/p2p/", 1)[0] + f"/p2p/{OTHER_PEER}"
+    line = run_to_error("dialer", "--target", f"{wrong}/p2p-circuit/p2p/{ANOTHER_PEER}")
+    assert "is the relay's /p2p/ part of --target right?" in line
+
+
+def test_dialer_listener_with_a_wrong_peer_id(script: ScriptFactory) -> None:
+    # The relay is there, but no peer of that ID holds a reservation on it.
+    _relay, relay_addr = start_relay(script)
+    line = run_to_error("dialer", "--target", f"{relay_addr}/p2p-circuit/p2p/{OTHER_PEER}")
+    assert "NO_RESERVATION" in line

@@ -1,0 +1,105 @@
+"""The ``--json`` vocabulary of the example scripts (``examples/nat``), and a check of one line.
+
+Every line is one JSON object with ``t`` (ms since the script started), ``role`` and
+``event``, plus exactly the fields its event lists here. Besides the events the issue lists,
+the relay reports its own AutoNAT ``reachability``, and the listener reports a lost
+reservation and failed attempts to make it again (``reservation_lost``,
+``reservation_failed``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+STR = (str,)
+INT = (int,)
+BOOL = (bool,)
+LIST = (list,)
+OPT_INT = (int, type(None))
+OPT_NUM = (int, float, type(None))
+OPT_STR = (str, type(None))
+OPT_DICT = (dict, type(None))
+
+READY = {"peer_id": STR, "addrs": LIST}
+PUNCH = {"peer": STR, "ok": BOOL, "attempt": INT, "elapsed_ms": INT}
+REACHABILITY = {"status": STR}
+
+VOCABULARY: dict[str, dict[str, dict[str, tuple[type, ...]]]] = {
+    "relay": {
+        "ready": READY,
+        "reservation": {"peer": STR},
+        "circuit_opened": {"src": STR, "dst": STR},
+        "circuit_closed": {"src": STR, "dst": STR, "bytes": INT, "reason": STR},
+        "reachability": REACHABILITY,
+    },
+    "listener": {
+        "ready": READY,
+        "reachability": REACHABILITY,
+        "reservation": {"relay": STR, "relayed_addrs": LIST, "expires": INT, "limits": OPT_DICT},
+        "connection_opened": {
+            "peer": STR,
+            "remote_addr": STR,
+            "relayed": BOOL,
+            "limited": BOOL,
+            "direction": STR,
+        },
+        "hole_punch": PUNCH,
+        "echo_served": {"peer": STR, "bytes": INT, "via": STR},
+        "reservation_lost": {"relay": STR, "reason": STR},
+        "reservation_failed": {"relay": STR, "reason": STR, "retry_in": (int, float)},
+    },
+    "dialer": {
+        "ready": READY,
+        "relayed_connection": {"peer": STR, "remote_addr": STR, "limits": OPT_DICT},
+        "echo": {"via": STR, "ok": BOOL, "bytes": INT},
+        "hole_punch": PUNCH,
+        "direct_connection": {"remote_addr": STR},
+        "result": {
+            "ok": BOOL,
+            "relayed_ms": OPT_INT,
+            "direct_ms": OPT_INT,
+            "echo_direct_ms": OPT_NUM,
+            "direct_addr": OPT_STR,
+            "reason": OPT_STR,
+        },
+    },
+}
+
+VALUES = {
+    "status": {"public", "private", "unknown"},
+    "direction": {"inbound", "outbound"},
+    "via": {"relayed", "direct"},
+}
+
+
+def _is(value: Any, types: tuple[type, ...]) -> bool:
+    if isinstance(value, bool) and bool not in types:
+        return False  # JSON true is not a number here
+    return isinstance(value, types)
+
+
+def check_line(line: dict[str, Any], role: str | None = None) -> None:
+    """Assert that ``line`` (a parsed ``--json`` line) follows the vocabulary."""
+    assert _is(line.get("t"), INT), line
+    assert line["t"] >= 0, line
+    assert line.get("role") in VOCABULARY, line
+    if role is not None:
+        assert line["role"] == role, line
+    events = VOCABULARY[line["role"]]
+    assert line.get("event") in events, f"event not in the {line['role']} vocabulary: {line}"
+    fields = dict(events[line["event"]])
+    if line["event"] == "hole_punch":
+        fields.update({"direct_addr": STR} if line.get("ok") else {"reason": STR})
+    want = {"t", "role", "event", *fields}
+    assert set(line) == want, f"fields {sorted(line)} but want {sorted(want)}: {line}"
+    for name, types in fields.items():
+        assert _is(line[name], types), f"{name} is not {types}: {line}"
+        if name in VALUES:
+            assert line[name] in VALUES[name], f"{name}={line[name]!r}: {line}"
+    if line["event"] == "ready":
+        assert all(isinstance(a, str) and "/0.0.0.0/" not in a for a in line["addrs"]), line
+    if line["event"] == "reservation" and line["role"] == "listener":
+        assert all("/p2p-circuit/p2p/" in a for a in line["relayed_addrs"]), line
+    for name in ("limits",):
+        if isinstance(line.get(name), dict):
+            assert set(line[name]) == {"duration", "data"}, line
