@@ -6,6 +6,8 @@ its protocol (``libp2p.security.noise``, ``libp2p.stream_muxer.yamux``, ``libp2p
 
 from __future__ import annotations
 
+import logging
+
 from .crypto import (
     KeyType,
     PrivateKey,
@@ -45,6 +47,10 @@ from .network.swarm import Swarm
 from .network.upgrader import UpgradedConnection, upgrade
 from .peer import PeerID
 from .peer.peerstore import PeerInfo, Peerstore
+
+# A library logs; the application decides where logs go (without this, warnings would reach
+# stderr through logging's last-resort handler in programs that configure no logging).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "AddressPolicy",

@@ -943,7 +943,10 @@ class DcutrService:
         )
         if direct is not None:
             if not state.done:
-                self._succeed(relayed, role, direct, attempt, core.rtt)
+                # A connection B initiated is its connection reversal, not our punch.
+                self._succeed(
+                    relayed, role, direct, attempt if direct.is_initiator else 0, core.rtt
+                )
             return
         detail = f"no direct connection to {', '.join(map(str, addrs))} in {timeout:.1f} s"
         self.host.events.publish(HolePunchAttemptFailed(peer, role, attempt, detail))
