@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -42,22 +41,11 @@ from tests.interop.jspeer import (  # noqa: E402
 )
 from tests.natlab.lab import NatLab, Program, lab_unavailable_reason  # noqa: E402
 
-EXAMPLES = ROOT / "examples" / "nat"
 Result = dict[str, Any]  # {"ok": bool, "ms": float | None}
 
 
 def start(lab: NatLab, host: str, script: str, *args: str) -> Program:
-    argv = [sys.executable, "-u", str(EXAMPLES / script), "--json", *args]
-    proc = lab.popen(
-        host,
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        bufsize=1,
-    )
-    return Program(f"{script}@{host}", proc)
+    return lab.spawn_example(host, script, *args)
 
 
 async def until(program: Program, event: str, within: float = 60.0) -> dict[str, Any]:

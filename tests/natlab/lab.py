@@ -86,6 +86,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
 
 INTERNET_NET = "198.51.100.0/24"
@@ -680,6 +681,23 @@ class NatLab:
             env=env,
         )
         return Program(name or host, proc)
+
+    def spawn_example(self, host: str, script: str, *args: str) -> Program:
+        """Run ``examples/nat/<script> --json args...`` inside ``host``; see :class:`Program`.
+
+        Its stdin is closed from the start: the example scripts run until they are ended.
+        """
+        path = Path(__file__).resolve().parents[2] / "examples" / "nat" / script
+        proc = self.popen(
+            host,
+            [sys.executable, "-u", str(path), "--json", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
+        return Program(f"{script}@{host}", proc)
 
     @contextlib.contextmanager
     def netns(self, host: str) -> Iterator[None]:

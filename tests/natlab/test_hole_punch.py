@@ -8,10 +8,7 @@ the punch must fail with a reason while the relayed connection keeps working.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,22 +18,11 @@ from tests.natlab.lab import NatLab, Program
 
 pytestmark = pytest.mark.natlab
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "nat"
 STEP = 20.0  # seconds any one step may take before the test fails
 
 
 def start(lab: NatLab, host: str, script: str, *args: str) -> Program:
-    argv = [sys.executable, "-u", str(EXAMPLES / script), "--json", *args]
-    proc = lab.popen(
-        host,
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        bufsize=1,
-    )
-    return Program(f"{script}@{host}", proc)
+    return lab.spawn_example(host, script, *args)
 
 
 _held: dict[int, list[dict[str, Any]]] = {}

@@ -10,11 +10,8 @@ never gets a direct connection here, because it takes every address of the lab f
 from __future__ import annotations
 
 import contextlib
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,7 +29,6 @@ from tests.natlab.lab import NatLab, Program
 
 pytestmark = [pytest.mark.natlab, pytest.mark.interop]
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "nat"
 STEP = 30.0
 
 
@@ -42,17 +38,7 @@ def _need_js_peer() -> None:
 
 
 def start(lab: NatLab, host: str, script: str, *args: str) -> Program:
-    argv = [sys.executable, "-u", str(EXAMPLES / script), "--json", *args]
-    proc = lab.popen(
-        host,
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        bufsize=1,
-    )
-    return Program(f"{script}@{host}", proc)
+    return lab.spawn_example(host, script, *args)
 
 
 async def until(program: Program, event: str, within: float = STEP) -> dict[str, Any]:
