@@ -158,8 +158,13 @@ async def main(args: argparse.Namespace) -> int:
                     result["direct_addr"] = str(direct.remote_addr)
                     out(
                         "hole_punch",
-                        f"hole punch succeeded on attempt {outcome.attempt} in "
-                        f"{result['direct_ms']} ms after the relayed connection",
+                        (
+                            f"hole punch succeeded on attempt {outcome.attempt}"
+                            if outcome.attempt
+                            else "direct connection without a punch: the listener dialed us "
+                            "back (connection reversal: we are reachable)"
+                        )
+                        + f" in {result['direct_ms']} ms after the relayed connection",
                         peer=str(outcome.peer),
                         ok=True,
                         attempt=outcome.attempt,

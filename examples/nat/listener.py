@@ -126,8 +126,12 @@ async def report(host: Host, events: trio.abc.ReceiveChannel[Any], out: Output) 
         elif isinstance(ev, HolePunchSucceeded):
             out(
                 "hole_punch",
-                f"hole punch with {ev.peer} succeeded on attempt {ev.attempt} in "
-                f"{ev.elapsed * 1000:.0f} ms: direct connection to {ev.direct_addr}",
+                (
+                    f"hole punch with {ev.peer} succeeded on attempt {ev.attempt}"
+                    if ev.attempt
+                    else f"dialed {ev.peer} back directly (connection reversal: it is reachable)"
+                )
+                + f" in {ev.elapsed * 1000:.0f} ms: direct connection to {ev.direct_addr}",
                 peer=str(ev.peer),
                 ok=True,
                 attempt=ev.attempt,
