@@ -15,12 +15,12 @@ from typing import Any
 
 import trio
 import trio.testing
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from multiaddr import Multiaddr
 
 from libp2p.crypto.keys import Ed25519PrivateKey
-from libp2p.exceptions import Libp2pError, TransportError
+from libp2p.exceptions import DecodeError, Libp2pError, TransportError
 from libp2p.host.autonat import (
     AutoNATServer,
     AutoNATServerConfig,
@@ -204,7 +204,10 @@ def stream_inputs(draw: st.DrawFn) -> bytes:
 def expected_answer(data: bytes) -> tuple[str, DialResponse | None]:
     """What the handler must do with ``data``: ("reset"|"answer", response or None when
     the response is a dial-back outcome)."""
-    parsed = decode_uvarint(data)
+    try:
+        parsed = decode_uvarint(data)
+    except DecodeError:  # a non-minimal or overlong length prefix
+        return "reset", None
     if parsed is None:
         return "reset", None
     length, offset = parsed
@@ -221,6 +224,7 @@ def expected_answer(data: bytes) -> tuple[str, DialResponse | None]:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(stream_inputs())
+@example(b"\x81\x00\x08\x00")  # a non-minimal length prefix: the stream is reset
 def test_server_handler_never_crashes(data: bytes) -> None:
     async def main() -> None:
         host = FakeHost()
