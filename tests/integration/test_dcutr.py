@@ -163,6 +163,27 @@ async def test_peer_with_no_dialable_address_is_reported() -> None:
             assert l_outcome.attempts == 1
             assert isinstance(d_outcome, HolePunchFailed)
             assert d_outcome.role is HolePunchRole.DIALER
+            assert d_outcome.reason is HolePunchFailure.NO_PUBLIC_ADDRESS
+
+
+async def test_a_dialer_that_does_not_listen_is_told_why_it_cannot_punch() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with (
+            Host(
+                listen=["/ip4/127.0.0.1/tcp/0"],
+                config=HostConfig(relay_service=RelayConfig(), hole_punching=None),
+            ) as relay,
+            Host(listen=["/ip4/127.0.0.1/tcp/0"], config=host_config()) as listener,
+            Host(config=host_config()) as dialer,  # no listener: nothing to punch from
+        ):
+            await listener.listen(f"{relay.listen_addrs[0]}/p2p/{relay.peer_id}/p2p-circuit")
+            with dialer.events.subscribe(HolePunchSucceeded, HolePunchFailed) as events:
+                relayed = await dialer.connect(circuit_to(relay, listener))
+                outcome = await events.receive()
+            assert isinstance(outcome, HolePunchFailed)
+            assert outcome.reason is HolePunchFailure.NO_PUBLIC_ADDRESS
+            assert "listen" in outcome.detail
+            assert not relayed.is_closed
 
 
 async def test_dialer_refusing_the_listeners_addresses_stops_the_punch() -> None:

@@ -396,6 +396,10 @@ class _PunchState:
         self.identified = trio.Event()
 
 
+#: How B's giving up looks to A: it resets the stream, or never sends SYNC.
+_B_GAVE_UP: Final = (HolePunchFailure.PROTOCOL_ERROR, HolePunchFailure.TIMEOUT)
+
+
 class _Reversal:
     """B's connection reversal, as seen by the punch attempts running beside it."""
 
@@ -899,10 +903,11 @@ class DcutrService:
         core = HolePunchResponder(policy=self.config.address_policy)
         reader = BufferedStream(stream)
         failure: HolePunchError | None = None
+        ours = self._our_addrs()
         try:
             with trio.fail_after(self.config.stream_timeout):
                 data = await reader.read_lp(MAX_MESSAGE_SIZE)
-                await stream.send_all(core.on_connect(data, self._our_addrs(), trio.current_time()))
+                await stream.send_all(core.on_connect(data, ours, trio.current_time()))
                 data = await reader.read_lp(MAX_MESSAGE_SIZE)
                 addrs = core.on_sync(data, trio.current_time())
         except HolePunchError as exc:
@@ -916,6 +921,14 @@ class DcutrService:
             if relayed.is_closed:
                 reason = HolePunchFailure.RELAY_CLOSED
             failure = HolePunchError(reason, str(exc))
+        sent_nothing = core.peer_addrs and not ours  # we answered B's CONNECT with no address
+        if failure is not None and sent_nothing and failure.reason in _B_GAVE_UP:
+            # So B had nothing to dial and gave up: say why.
+            failure = HolePunchError(
+                HolePunchFailure.NO_PUBLIC_ADDRESS,
+                "we had no address to offer the peer (do we listen on TCP? no observed "
+                "address yet, and no listen address the address policy accepts)",
+            )
         if failure is not None:
             await _reset_quietly(stream)
             # B may have given up on the exchange because its connection reversal is getting
