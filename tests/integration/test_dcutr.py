@@ -245,24 +245,26 @@ async def test_all_attempts_failing_is_reported_on_both_sides() -> None:
             assert not relayed.is_closed
 
 
-async def test_dcutr_started_by_the_wrong_side_is_refused() -> None:
-    # B (the listener) starts DCUtR; here A opens it on its outbound relayed connection.
-    no_addrs = HolePunchConfig(connection_reversal=False)
+async def test_dcutr_started_by_the_wrong_side_is_refused_and_named() -> None:
+    # B (the listener) starts DCUtR; here A also opens it on its outbound relayed connection.
     with trio.fail_after(TIMEOUT):
-        async with three_hosts(listener_punch=no_addrs, dialer_punch=None) as (
-            relay,
-            listener,
-            dialer,
-        ):
-            with listener.events.subscribe(HolePunchFailed) as events:
+        async with three_hosts() as (relay, listener, dialer):
+            # Every punch dial is refused, so the listener's own run fails after 3 attempts.
+            for host in (listener, dialer):
+                assert host.dcutr is not None
+                dead = Multiaddr(f"/ip4/127.0.0.1/tcp/{closed_port()}")
+                host.dcutr._our_addrs = lambda dead=dead: [dead]  # type: ignore[method-assign]
+            with listener.events.subscribe(HolePunchSucceeded, HolePunchFailed) as events:
                 relayed = await dialer.connect(circuit_to(relay, listener))
                 stream = await relayed.new_stream(PROTOCOL_ID, allow_limited=True)
                 await stream.send_all(b"\x00")
                 with pytest.raises(trio.BrokenResourceError):
-                    await drain(stream)
-                reasons = set()
-                while HolePunchFailure.PEER_ROLE_MISMATCH not in reasons:
-                    reasons.add((await events.receive()).reason)
+                    await drain(stream)  # refused
+                outcome = await events.receive()
+            assert isinstance(outcome, HolePunchFailed)
+            assert outcome.reason is HolePunchFailure.PEER_ROLE_MISMATCH
+            assert outcome.attempts == 3
+            assert "all_attempts_failed" in outcome.detail
             assert not relayed.is_closed
 
 

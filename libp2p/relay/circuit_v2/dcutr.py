@@ -126,8 +126,8 @@ class HolePunchFailure(enum.Enum):
     #: Every attempt's dials failed: a NAT in the way does not keep its port mapping
     #: (symmetric NAT) or filters what a punch needs.
     ALL_ATTEMPTS_FAILED = "all_attempts_failed"
-    #: The peer played the other role: DCUtR arrived on a connection we should have started
-    #: it on (or on one that is not relayed).
+    #: Our attempts failed and the peer had started DCUtR itself on that relayed connection,
+    #: as if it had received it: the two sides disagree on who is B.
     PEER_ROLE_MISMATCH = "peer_role_mismatch"
     #: The relayed connection closed before the hole punch finished.
     RELAY_CLOSED = "relay_closed"
@@ -387,30 +387,19 @@ class HolePunchResponder:
 class _PunchState:
     """Per relayed connection bookkeeping of the driver."""
 
-    __slots__ = ("attempts", "done", "identified")
+    __slots__ = ("attempts", "done", "identified", "peer_started")
 
     def __init__(self) -> None:
         self.attempts = 0
         self.done = False
+        #: The peer opened DCUtR on a relayed connection where it is A (a role mismatch).
+        self.peer_started = False
         #: Set when identify finished on the relayed connection.
         self.identified = trio.Event()
 
 
 #: How B's giving up looks to A: it resets the stream, or never sends SYNC.
 _B_GAVE_UP: Final = (HolePunchFailure.PROTOCOL_ERROR, HolePunchFailure.TIMEOUT)
-
-
-class _Reversal:
-    """B's connection reversal, as seen by the punch attempts running beside it."""
-
-    __slots__ = ("connected", "finished", "scope")
-
-    def __init__(self) -> None:
-        self.scope = trio.CancelScope()
-        #: A reversal dial has a TCP connection (its handshakes are under way).
-        self.connected = trio.Event()
-        #: The reversal is over (succeeded, failed or never started).
-        self.finished = trio.Event()
 
 
 class DcutrService:
@@ -495,9 +484,22 @@ class DcutrService:
 
     def _direct(self, peer: PeerID) -> Connection | None:
         for conn in self.host.connections_to(peer):
-            if not conn.relayed and not conn.is_closed:
+            if not conn.relayed:
                 return conn
         return None
+
+    def _conclude(self, relayed: Connection) -> bool:
+        """Mark ``relayed``'s hole punch as decided; False if it already was (each relayed
+        connection gets one outcome event)."""
+        state = self._states.get(relayed)
+        if state is None:
+            if relayed.is_closed:
+                return True  # already forgotten (closed): nothing to remember
+            state = self._states[relayed] = _PunchState()
+        if state.done:
+            return False
+        state.done = True
+        return True
 
     def _succeed(
         self,
@@ -507,9 +509,8 @@ class DcutrService:
         attempt: int,
         rtt: float | None,
     ) -> None:
-        state = self._states.get(relayed)
-        if state is not None:
-            state.done = True
+        if not self._conclude(relayed):
+            return
         elapsed = trio.current_time() - relayed.opened_at
         logger.info(
             "hole punch to %s succeeded (%s, attempt %d, %.0f ms): %s",
@@ -538,9 +539,9 @@ class DcutrService:
     def _fail(
         self, relayed: Connection, role: HolePunchRole, exc: HolePunchError, attempts: int
     ) -> None:
-        state = self._states.get(relayed)
-        if state is not None:
-            state.done = True
+        if not self._conclude(relayed):
+            logger.info("DCUtR with %s after its outcome: %s", relayed.remote_peer, exc)
+            return
         elapsed = trio.current_time() - relayed.opened_at
         logger.info(
             "hole punch to %s failed (%s, %d attempts): %s",
@@ -584,19 +585,6 @@ class DcutrService:
             return HolePunchFailure.NO_STREAM
         return HolePunchFailure.PROTOCOL_ERROR
 
-    async def _await_direct(self, peer: PeerID, within: float) -> Connection | None:
-        """A direct connection to ``peer``, existing or opened ``within`` seconds."""
-        with self.host.events.subscribe(ConnectionOpened) as opened:
-            direct = self._direct(peer)
-            if direct is not None:
-                return direct
-            with trio.move_on_after(within):
-                async for event in opened:
-                    if event.peer == peer and not event.relayed:
-                        conn: Connection = event.connection
-                        return conn
-        return None
-
     async def _punch_dial(
         self,
         addr: Multiaddr,
@@ -606,7 +594,6 @@ class DcutrService:
         connect_within: float,
         yield_role_within: float | None = None,
         reuse_only: bool = True,
-        on_connected: Callable[[], None] | None = None,
     ) -> Connection:
         """Dial ``addr`` from the listen port and upgrade in the DCUtR role.
 
@@ -614,7 +601,6 @@ class DcutrService:
         reversal from the listen port toward A's NAT address could meet A's own punch in a
         simultaneous open, with both sides initiating; from another port it cannot, and a
         reversal that works (A is not behind a NAT) needs no particular port.
-        ``on_connected`` is called once the TCP connection exists.
 
         ``connect_within`` bounds the TCP connect only: once the SYNs have met, the
         handshakes get the exchange's own time, so a connection made late in the window is
@@ -635,8 +621,6 @@ class DcutrService:
                 raw = await transport.dial_ephemeral(addr)
         if raw is None:
             raise TransportError(f"dial {addr}: no connection within {connect_within:.1f} s")
-        if on_connected is not None:
-            on_connected()
         stream: trio.abc.Stream = raw
         try:
             if initiator and yield_role_within is not None:
@@ -679,7 +663,6 @@ class DcutrService:
         punch: bool = True,
         linger: float = 0.5,
         yield_role_within: float | None = None,
-        on_connected: Callable[[], None] | None = None,
     ) -> Connection | None:
         """Dial every address at once; the first direct connection to ``peer`` wins.
 
@@ -688,52 +671,47 @@ class DcutrService:
         handshake may be under way). ``within`` bounds each TCP connect (and a plain dial's
         handshakes). Returns ``None`` when nothing connected.
         """
+        existing = self._direct(peer)
+        if existing is not None:
+            return existing
         winner: list[Connection] = []
         errors: list[str] = []
         pending = len(addrs)
-        with self.host.events.subscribe(ConnectionOpened) as opened:
-            existing = self._direct(peer)
-            if existing is not None:
-                return existing
-            async with trio.open_nursery() as nursery:
+        async with trio.open_nursery() as nursery:
 
-                def win(conn: Connection) -> None:
-                    if not winner:
-                        winner.append(conn)
-                    nursery.cancel_scope.cancel()
+            def win(conn: Connection) -> None:
+                if not winner:
+                    winner.append(conn)
+                nursery.cancel_scope.cancel()
 
-                async def watch() -> None:
-                    async for event in opened:
-                        if event.peer == peer and not event.relayed:
-                            win(event.connection)
-                            return
+            async def watch() -> None:
+                win(await self.host.wait_for_connection(peer, direct=True))
 
-                async def dial(addr: Multiaddr) -> None:
-                    try:
-                        conn = await self._punch_dial(
-                            addr,
-                            peer,
-                            initiator=initiator,
-                            connect_within=within,
-                            yield_role_within=yield_role_within,
-                            reuse_only=punch,
-                            on_connected=on_connected,
-                        )
-                    except (Libp2pError, trio.BrokenResourceError, trio.TooSlowError) as exc:
-                        nonlocal pending
-                        errors.append(f"{addr}: {exc}")
-                        pending -= 1
-                        if not pending:
-                            scope = nursery.cancel_scope
-                            scope.deadline = min(scope.deadline, trio.current_time() + linger)
-                        return
-                    win(conn)
+            async def dial(addr: Multiaddr) -> None:
+                nonlocal pending
+                try:
+                    conn = await self._punch_dial(
+                        addr,
+                        peer,
+                        initiator=initiator,
+                        connect_within=within,
+                        yield_role_within=yield_role_within,
+                        reuse_only=punch,
+                    )
+                except (Libp2pError, trio.BrokenResourceError, trio.TooSlowError) as exc:
+                    errors.append(f"{addr}: {exc}")
+                    pending -= 1
+                    if not pending:
+                        scope = nursery.cancel_scope
+                        scope.deadline = min(scope.deadline, trio.current_time() + linger)
+                    return
+                win(conn)
 
-                if not addrs:
-                    nursery.cancel_scope.deadline = trio.current_time() + linger
-                nursery.start_soon(watch)
-                for addr in addrs:
-                    nursery.start_soon(dial, addr)
+            if not addrs:
+                nursery.cancel_scope.deadline = trio.current_time() + linger
+            nursery.start_soon(watch)
+            for addr in addrs:
+                nursery.start_soon(dial, addr)
         if not winner:
             logger.debug("direct dials to %s failed: %s", peer, "; ".join(errors) or "timeout")
             return None
@@ -752,70 +730,70 @@ class DcutrService:
         )
         won: tuple[Connection, int, float | None] | None = None
         failure: HolePunchError | None = None
-        # The connection reversal runs beside the first CONNECT exchange, so a reversal that
-        # cannot work (A is behind a NAT after all) costs no time; it is cancelled before
-        # the punch dials, which may aim at the same address from the same port.
-        reversal = _Reversal()
         async with trio.open_nursery() as nursery:
+
+            def finish(result: tuple[Connection, int, float | None]) -> None:
+                nonlocal won
+                if won is None:
+                    won = result
+                nursery.cancel_scope.cancel()
+
             if self.config.connection_reversal:
-
-                async def reverse() -> None:
-                    nonlocal won
-                    with reversal.scope:
-                        # A's addresses come with identify on the relayed connection.
-                        await state.identified.wait()
-                        advertised = self.config.address_policy.filter(
-                            [a for a in self.host.peerstore.addrs(peer) if not is_circuit_addr(a)]
-                        )
-                        if not advertised:
-                            return
-                        direct = await self._connect_directly(
-                            peer,
-                            advertised,
-                            initiator=True,
-                            within=self.config.reversal_timeout,
-                            punch=False,
-                            on_connected=reversal.connected.set,
-                        )
-                        if direct is not None and won is None:
-                            won = (direct, 0, None)
-                            nursery.cancel_scope.cancel()
-                    reversal.finished.set()
-
-                nursery.start_soon(reverse)
-            else:
-                reversal.finished.set()
+                # The reversal runs beside the attempts, from an ephemeral port (see
+                # _punch_dial), so one that cannot work (A is behind a NAT) costs no time.
+                nursery.start_soon(self._reverse, relayed, state, finish)
             try:
-                direct = await self._punch_attempts(relayed, core, reversal)
+                direct = await self._punch_attempts(relayed, core)
             except HolePunchError as exc:
                 failure = exc  # a reversal still under way may yet succeed
             else:
-                reversal.scope.cancel()
-                if won is None:
-                    won = (direct, core.attempt, core.rtt)
+                finish((direct, core.attempt, core.rtt))
         if won is not None:
             self._succeed(relayed, role, *won)
         elif failure is not None:
+            if state.peer_started:
+                failure = HolePunchError(
+                    HolePunchFailure.PEER_ROLE_MISMATCH,
+                    f"{peer} started DCUtR itself, as if it had received the relayed "
+                    f"connection (our run: {failure})",
+                )
             self._fail(relayed, role, failure, core.attempt)
 
-    async def _punch_attempts(
-        self, relayed: Connection, core: HolePunchInitiator, reversal: _Reversal
-    ) -> Connection:
+    async def _reverse(
+        self,
+        relayed: Connection,
+        state: _PunchState,
+        finish: Callable[[tuple[Connection, int, float | None]], None],
+    ) -> None:
+        """B's connection reversal: dial A's advertised addresses plainly, as initiator."""
+        peer = relayed.remote_peer
+        # A's addresses come with identify on the relayed connection.
+        with trio.move_on_after(self.config.stream_timeout):
+            await state.identified.wait()
+        advertised = self.config.address_policy.filter(
+            [a for a in self.host.peerstore.addrs(peer) if not is_circuit_addr(a)]
+        )
+        if not state.identified.is_set() or not advertised:
+            return
+        direct = await self._connect_directly(
+            peer,
+            advertised,
+            initiator=True,
+            within=self.config.reversal_timeout,
+            punch=False,
+        )
+        if direct is not None:
+            finish((direct, 0, None))
+
+    async def _punch_attempts(self, relayed: Connection, core: HolePunchInitiator) -> Connection:
         """B's attempts: exchange, wait RTT/2, dial; the direct connection or an error."""
         peer = relayed.remote_peer
         role = HolePunchRole.LISTENER
         while True:
             if relayed.is_closed:
                 raise HolePunchError(HolePunchFailure.RELAY_CLOSED, "the relayed connection closed")
-            _sync, dial_at, addrs = await self._exchange(relayed, core)
+            dial_at, addrs = await self._exchange(relayed, core)
             await trio.sleep_until(dial_at)
-            if reversal.connected.is_set():
-                # The reversal reached A and is in its handshakes: let it finish rather than
-                # cut it off (its socket holds the 4-tuple a punch would need). If it wins,
-                # this task is cancelled with the rest.
-                with trio.move_on_after(self.config.stream_timeout):
-                    await reversal.finished.wait()
-            reversal.scope.cancel()
             rtt = core.rtt or 0.0
             timeout = self.config.dial_timeout or punch_dial_timeout(rtt)
             direct = await self._connect_directly(
@@ -833,8 +811,8 @@ class DcutrService:
 
     async def _exchange(
         self, relayed: Connection, core: HolePunchInitiator
-    ) -> tuple[bytes, float, list[Multiaddr]]:
-        """One CONNECT/CONNECT/SYNC exchange on a fresh stream."""
+    ) -> tuple[float, list[Multiaddr]]:
+        """One CONNECT/CONNECT/SYNC exchange on a fresh stream: when to dial, and what."""
         connect = core.start_attempt(self._our_addrs(), trio.current_time())
         try:
             with trio.fail_after(self.config.stream_timeout):
@@ -846,8 +824,8 @@ class DcutrService:
                     await stream.send_all(connect)
                     reader = BufferedStream(stream)
                     answer = await reader.read_lp(MAX_MESSAGE_SIZE)
-                    result = core.on_message(answer, trio.current_time())
-                    await stream.send_all(result[0])
+                    sync, dial_at, addrs = core.on_message(answer, trio.current_time())
+                    await stream.send_all(sync)
                 except BaseException as exc:
                     await _reset_quietly(stream)
                     if isinstance(exc, ProtocolNotSupported):
@@ -865,7 +843,7 @@ class DcutrService:
                         raise HolePunchError(reason, detail) from exc
                     raise
                 await stream.aclose()
-                return result
+                return dial_at, addrs
         except trio.TooSlowError as exc:
             raise HolePunchError(
                 HolePunchFailure.TIMEOUT,
@@ -878,23 +856,14 @@ class DcutrService:
         relayed = stream.connection
         peer = relayed.remote_peer
         if not relayed.relayed or relayed.direction is not Direction.OUTBOUND:
+            # Only the peer that received the relayed connection (B) starts DCUtR, and on a
+            # direct connection there is nothing to do. Our own run as B on this connection
+            # reports the outcome; if it fails, the peer's confusion is named as the reason.
             await stream.reset()
-            what = (
-                "a direct connection" if not relayed.relayed else "a relayed connection it dialed"
-            )
-            role = HolePunchRole.LISTENER if relayed.relayed else HolePunchRole.DIALER
-            logger.info("refusing DCUtR from %s on %s", peer, what)
-            if relayed.relayed:
-                self._fail(
-                    relayed,
-                    role,
-                    HolePunchError(
-                        HolePunchFailure.PEER_ROLE_MISMATCH,
-                        f"{peer} started DCUtR on {what}: only the peer that received the "
-                        "relayed connection starts it",
-                    ),
-                    0,
-                )
+            logger.info("refusing DCUtR from %s: it is not B on this connection", peer)
+            state = self._states.get(relayed)
+            if state is not None:
+                state.peer_started = True
             return
         role = HolePunchRole.DIALER
         state = self._states.setdefault(relayed, _PunchState())
@@ -933,13 +902,11 @@ class DcutrService:
             await _reset_quietly(stream)
             # B may have given up on the exchange because its connection reversal is getting
             # through, or may still try it: give that the time B gives it.
-            direct = await self._await_direct(peer, self.config.reversal_timeout)
-            if state.done:
+            with trio.move_on_after(self.config.reversal_timeout):
+                reversed_by_b = await self.host.wait_for_connection(peer, direct=True)
+                self._succeed(relayed, role, reversed_by_b, 0, None)
                 return
-            if direct is not None:
-                self._succeed(relayed, role, direct, 0, None)
-            else:
-                self._fail(relayed, role, failure, attempt)
+            self._fail(relayed, role, failure, attempt)
             return
         await stream.aclose()
         rtt = core.rtt or 0.0
@@ -955,11 +922,8 @@ class DcutrService:
             yield_role_within=min(max(2 * rtt, 0.05), 0.5) if last else None,
         )
         if direct is not None:
-            if not state.done:
-                # A connection B initiated is its connection reversal, not our punch.
-                self._succeed(
-                    relayed, role, direct, attempt if direct.is_initiator else 0, core.rtt
-                )
+            # A connection B initiated is its connection reversal, not our punch.
+            self._succeed(relayed, role, direct, attempt if direct.is_initiator else 0, core.rtt)
             return
         detail = f"no direct connection to {', '.join(map(str, addrs))} in {timeout:.1f} s"
         self.host.events.publish(HolePunchAttemptFailed(peer, role, attempt, detail))
