@@ -298,21 +298,19 @@ class RelayService:
         logger.debug("circuit %s -> %s open", source, target)
         self.host.events.publish(RelayCircuitOpened(source, target))
         opened_at = trio.current_time()
-        counted = [0]
+        counted = 0
 
         def count(n: int) -> None:
-            counted[0] += n
-            self._count_bytes(n)
+            nonlocal counted
+            counted += n
+            self._stats.bytes_relayed += n
 
         outcome = "reset"
         try:
             outcome = await self._splice(reader, stream, stop_reader, stop, limit, count)
         finally:
-            self.host.events.publish(
-                RelayCircuitClosed(
-                    source, target, counted[0], outcome, trio.current_time() - opened_at
-                )
-            )
+            duration = trio.current_time() - opened_at
+            self.host.events.publish(RelayCircuitClosed(source, target, counted, outcome, duration))
 
     async def _splice(
         self,
@@ -344,9 +342,6 @@ class RelayService:
             await a_stream.reset()
             await b_stream.reset()
         return "limit" if outcome == "limit" else "reset"
-
-    def _count_bytes(self, n: int) -> None:
-        self._stats.bytes_relayed += n
 
 
 async def splice(

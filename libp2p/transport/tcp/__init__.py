@@ -143,10 +143,7 @@ class TcpTransport:
         peer reachable.
         """
         family, host, port = parse_tcp_multiaddr(maddr)
-        try:
-            return await self._connect(family, host, port, None)
-        except OSError as exc:
-            raise TransportError(f"dial {maddr} failed: {exc.strerror or exc}") from exc
+        return await self._connect_or_raise(maddr, family, host, port, None)
 
     async def listen(self, maddr: Multiaddr) -> TcpListener:
         """Open a listener on ``maddr`` (port 0 picks a free port)."""
@@ -193,18 +190,22 @@ class TcpTransport:
         if reuse_only:
             if source is None:
                 raise TransportError(f"dial {maddr}: no listener to reuse the port of")
-            try:
-                return await self._connect(family, host, port, source)
-            except OSError as exc:
-                raise TransportError(f"dial {maddr} failed: {exc.strerror or exc}") from exc
+            return await self._connect_or_raise(maddr, family, host, port, source)
         if source is not None:
             try:
                 return await self._connect(family, host, port, source)
             except OSError as exc:
                 if exc.errno not in _RETRY_UNBOUND:
                     raise TransportError(f"dial {maddr} failed: {exc.strerror or exc}") from exc
+        return await self._connect_or_raise(maddr, family, host, port, None)
+
+    @classmethod
+    async def _connect_or_raise(
+        cls, maddr: Multiaddr, family: int, host: str, port: int, source: tuple[str, int] | None
+    ) -> trio.SocketStream:
+        """:meth:`_connect`, with an OS error mapped to a :class:`TransportError`."""
         try:
-            return await self._connect(family, host, port, None)
+            return await cls._connect(family, host, port, source)
         except OSError as exc:
             raise TransportError(f"dial {maddr} failed: {exc.strerror or exc}") from exc
 
