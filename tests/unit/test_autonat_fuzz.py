@@ -35,6 +35,7 @@ from libp2p.network.address_policy import AddressPolicy
 from libp2p.peer.id import PeerID
 from libp2p.transport.tcp import TcpTransport
 from libp2p.varint import decode_uvarint, encode_uvarint
+from tests.fuzzing import FakeStream, mutate
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -49,23 +50,6 @@ ADDR_BYTES = [
         f"/ip4/198.51.100.7/tcp/4001/p2p/{OTHER}/p2p-circuit",
     )
 ]
-
-
-def mutate(draw: st.DrawFn, data: bytes, max_edits: int = 4) -> bytes:
-    buf = bytearray(data)
-    for _ in range(draw(st.integers(0, max_edits))):
-        if not buf:
-            buf += draw(st.binary(min_size=1, max_size=4))
-            continue
-        pos = draw(st.integers(0, len(buf) - 1))
-        action = draw(st.sampled_from(["flip", "insert", "delete"]))
-        if action == "flip":
-            buf[pos] ^= draw(st.integers(1, 255))
-        elif action == "insert":
-            buf[pos:pos] = draw(st.binary(min_size=1, max_size=8))
-        else:
-            del buf[pos : pos + draw(st.integers(1, 8))]
-    return bytes(buf)
 
 
 @st.composite
@@ -152,36 +136,6 @@ class FakeConnection:
     limited = False
 
 
-class FakeStream(trio.abc.HalfCloseableStream):
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-        self.connection = FakeConnection()
-        self.was_reset = False
-
-    @property
-    def remote_peer(self) -> PeerID:
-        return SENDER
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        return await self._inner.receive_some(max_bytes)
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._inner.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self._inner.wait_send_all_might_not_block()
-
-    async def send_eof(self) -> None:
-        await self._inner.send_eof()
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    async def reset(self) -> None:
-        self.was_reset = True
-        await trio.aclose_forcefully(self._inner)
-
-
 @st.composite
 def stream_inputs(draw: st.DrawFn) -> bytes:
     kind = draw(st.sampled_from(["random", "framed", "valid dial", "oversized"]))
@@ -236,7 +190,7 @@ def test_server_handler_never_crashes(data: bytes) -> None:
         )
         server = AutoNATServer(host, config)  # type: ignore[arg-type]
         ours, theirs = trio.testing.memory_stream_pair()
-        stream = FakeStream(ours)
+        stream = FakeStream(ours, FakeConnection())
         await theirs.send_all(data)
         await theirs.send_eof()
         error: BaseException | None = None

@@ -26,6 +26,7 @@ from libp2p.identify import (
     read_identify,
 )
 from libp2p.varint import encode_lp
+from tests.fuzzing import mutate
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -42,23 +43,6 @@ ADDR_TEXTS = [
     "/ip4/1.2.3.4/udp/1/quic-v1/webtransport/certhash/uEiDDq4_xNyDorZBH3TlGazyJdOWSwvo4PUo5YHFMrvDE8g",
 ]
 ADDRS = [Multiaddr(t) for t in ADDR_TEXTS]
-
-
-def mutate(draw: st.DrawFn, data: bytes, max_edits: int = 4) -> bytes:
-    buf = bytearray(data)
-    for _ in range(draw(st.integers(0, max_edits))):
-        if not buf:
-            buf += draw(st.binary(min_size=1, max_size=4))
-            continue
-        pos = draw(st.integers(0, len(buf) - 1))
-        action = draw(st.sampled_from(["flip", "insert", "delete"]))
-        if action == "flip":
-            buf[pos] ^= draw(st.integers(1, 255))
-        elif action == "insert":
-            buf[pos:pos] = draw(st.binary(min_size=1, max_size=8))
-        else:
-            del buf[pos : pos + draw(st.integers(1, 8))]
-    return bytes(buf)
 
 
 @st.composite

@@ -49,6 +49,7 @@ from libp2p.relay.circuit_v2.protocol import (
     hop_message,
 )
 from libp2p.varint import decode_uvarint, encode_uvarint
+from tests.fuzzing import FakeStream, mutate
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 HANDLER_FUZZ = settings(
@@ -68,23 +69,6 @@ ADDR_TEXTS = [
     f"/ip4/198.51.100.7/tcp/4001/p2p/{TARGET}/p2p-circuit",
 ]
 ADDR_BYTES = [Multiaddr(t).to_bytes() for t in ADDR_TEXTS]
-
-
-def mutate(draw: st.DrawFn, data: bytes, max_edits: int = 4) -> bytes:
-    buf = bytearray(data)
-    for _ in range(draw(st.integers(0, max_edits))):
-        if not buf:
-            buf += draw(st.binary(min_size=1, max_size=4))
-            continue
-        pos = draw(st.integers(0, len(buf) - 1))
-        action = draw(st.sampled_from(["flip", "insert", "delete"]))
-        if action == "flip":
-            buf[pos] ^= draw(st.integers(1, 255))
-        elif action == "insert":
-            buf[pos:pos] = draw(st.binary(min_size=1, max_size=8))
-        else:
-            del buf[pos : pos + draw(st.integers(1, 8))]
-    return bytes(buf)
 
 
 peer_id_bytes = st.sampled_from([p.to_bytes() for p in PEERS]) | st.binary(max_size=40)
@@ -294,38 +278,6 @@ class FakeConnection:
         self.opened.append(stream)
         self.target_ends.append(target_end)
         return stream
-
-
-class FakeStream(trio.abc.HalfCloseableStream):
-    """A NetStream stand-in over a trio memory stream."""
-
-    def __init__(self, inner: trio.abc.HalfCloseableStream, connection: FakeConnection) -> None:
-        self._inner = inner
-        self.connection = connection
-        self.was_reset = False
-
-    @property
-    def remote_peer(self) -> PeerID:
-        return self.connection.remote_peer
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        return await self._inner.receive_some(max_bytes)
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._inner.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self._inner.wait_send_all_might_not_block()
-
-    async def send_eof(self) -> None:
-        await self._inner.send_eof()
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    async def reset(self) -> None:
-        self.was_reset = True
-        await trio.aclose_forcefully(self._inner)
 
 
 def fake_stream(conn: FakeConnection) -> tuple[FakeStream, Any]:
