@@ -7,9 +7,11 @@ relay's):
   *inbound* one. Both listen on TCP and both dial from their listen port (the transport's port
   reuse), so the address a relay or any other peer observed for them is the NAT mapping a punch
   can reuse.
-* **B starts**, as soon as identify on the relayed connection shows that A speaks DCUtR
-  (nothing polls). Optionally B first dials A's advertised addresses plainly ("connection
-  reversal"), which is all it takes when A is not behind a NAT at all.
+* **B starts** as soon as the relayed connection opens (nothing polls; waiting for identify
+  would cost a relayed round trip, and a peer without DCUtR refuses the stream anyway).
+  Beside the attempts, once identify has brought A's advertised addresses, B also dials them
+  plainly from an ephemeral port ("connection reversal"), which is all it takes when A is
+  not behind a NAT at all.
 * One attempt: B opens ``/libp2p/dcutr`` on the relayed connection and sends
   ``CONNECT{its address candidates}``; A answers ``CONNECT{its own}``; B measures the round
   trip, sends ``SYNC`` and waits half of it; A dials every address of B's as soon as SYNC
