@@ -30,7 +30,7 @@ import trio
 from multiaddr import Multiaddr
 
 from ..exceptions import Libp2pError, LocalUsageError
-from ..network.swarm import split_peer_id
+from ..network.addrs import split_peer_id, with_peer_id
 from ..peer.id import PeerID
 from ..relay.circuit_v2.events import (
     ReservationAttemptFailed,
@@ -93,7 +93,7 @@ class AutoRelay:
 
     async def _connect(self, relay: PeerID, addr: Multiaddr) -> None:
         try:
-            await self.host.connect(_with_peer(addr, relay))
+            await self.host.connect(with_peer_id(addr, relay))
         except (Libp2pError, trio.TooSlowError) as exc:
             logger.info("static relay %s is unreachable for now: %s", relay, exc)
 
@@ -108,7 +108,7 @@ class AutoRelay:
             self._nursery.start_soon(self._reserve, relay, addr, scope)
 
     async def _reserve(self, relay: PeerID, addr: Multiaddr, scope: trio.CancelScope) -> None:
-        circuit = Multiaddr(f"{_with_peer(addr, relay)}/p2p-circuit")
+        circuit = Multiaddr(f"{with_peer_id(addr, relay)}/p2p-circuit")
         backoff = BACKOFF_INITIAL
         try:
             with scope:
@@ -144,7 +144,3 @@ class AutoRelay:
                 ReservationLost(relay, "released: AutoNAT finds us publicly reachable")
             )
         self._ours.clear()
-
-
-def _with_peer(addr: Multiaddr, peer: PeerID) -> Multiaddr:
-    return Multiaddr(f"{addr}/p2p/{peer}") if str(addr) else Multiaddr(f"/p2p/{peer}")

@@ -33,14 +33,13 @@ from ..crypto.keys import PrivateKey, generate_ed25519
 from ..events import ConnectionClosed, ConnectionOpened, EventBus
 from ..exceptions import LimitedConnectionError, LocalUsageError
 from ..identify import ObservedAddrManager
+from ..network.addrs import is_circuit_addr, split_peer_id
 from ..network.connection import Connection, Direction, NetStream, StreamHandler
 from ..network.swarm import (
     ACCEPT_UPGRADE_TIMEOUT,
     DIAL_UPGRADE_TIMEOUT,
     MAX_INBOUND_CONNECTIONS,
     Swarm,
-    is_circuit_addr,
-    split_peer_id,
 )
 from ..peer.id import PeerID
 from ..peer.peerstore import (

@@ -63,6 +63,7 @@ from multiaddr import Multiaddr
 from multiaddr import exceptions as _ma_exceptions
 
 from ..exceptions import LocalUsageError
+from ..network.addrs import first_ip, is_circuit_addr
 
 __all__ = [
     "DEFAULT_MAX_OBSERVATIONS",
@@ -201,23 +202,6 @@ def _split(addr: Multiaddr) -> _ThinWaist | None:
     )
 
 
-def _is_relayed(addr: Multiaddr) -> bool:
-    try:
-        return any(proto.name == "p2p-circuit" for proto in addr.protocols())
-    except (_ma_exceptions.Error, ValueError):
-        return False
-
-
-def _first_ip(addr: Multiaddr) -> IPAddress | None:
-    try:
-        items = list(addr.items())
-        if items and items[0][0].name in _IP_PROTOCOLS:
-            return _unmap(ipaddress.ip_address(items[0][1]))
-    except (_ma_exceptions.Error, TypeError, ValueError):
-        return None
-    return None
-
-
 def observer_group(observer: Multiaddr) -> str | None:
     """The group an observer's votes count for: its IPv4 /32 or its IPv6 /56.
 
@@ -226,7 +210,7 @@ def observer_group(observer: Multiaddr) -> str | None:
     does not start with an IP (we cannot tell such observers apart, so they do not count).
     IPv4-mapped IPv6 addresses count as IPv4.
     """
-    ip = _first_ip(observer)
+    ip = first_ip(observer)
     if ip is None:
         return None
     if isinstance(ip, ipaddress.IPv4Address):
@@ -352,7 +336,7 @@ class ObservedAddrManager:
         """(reason to ignore, key, candidate): exactly one of reason or key is ``None``."""
         if local_addr is None:
             return "our end of the connection is unknown", None, None
-        if _is_relayed(observed) or _is_relayed(observer) or _is_relayed(local_addr):
+        if is_circuit_addr(observed) or is_circuit_addr(observer) or is_circuit_addr(local_addr):
             return "relayed connection", None, None
         seen = _split(observed)
         if seen is None:
@@ -365,7 +349,7 @@ class ObservedAddrManager:
         if not _is_listen_addr(local, listen_addrs):
             return "connection did not use one of our listen ports", None, None
         group = observer_group(observer)
-        observer_ip = _first_ip(observer)
+        observer_ip = first_ip(observer)
         if group is None or observer_ip is None:
             return "observer is not an IP address", None, None
         ip = _unmap(seen.ip)

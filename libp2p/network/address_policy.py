@@ -16,22 +16,12 @@ from dataclasses import dataclass, field
 
 from multiaddr import Multiaddr
 
-__all__ = ["AddressPolicy", "ip_of"]
+from .addrs import first_ip
+
+__all__ = ["AddressPolicy"]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-def ip_of(addr: Multiaddr) -> IPAddress | None:
-    """The IP of an ``/ip4`` or ``/ip6`` multiaddr; ``None`` for any other kind."""
-    for proto, value in addr.items():
-        if proto.name in ("ip4", "ip6"):
-            try:
-                return ipaddress.ip_address(str(value).split("%", 1)[0])
-            except ValueError:
-                return None
-        return None
-    return None
 
 
 def _networks(ranges: tuple[str, ...]) -> tuple[IPNetwork, ...]:
@@ -66,7 +56,7 @@ class AddressPolicy:
         """True when ``addr`` is an IP address a remote peer could use to reach us."""
         if any(proto.name == "p2p-circuit" for proto, _ in addr.items()):
             return False
-        ip = ip_of(addr)
+        ip = first_ip(addr)
         if ip is None:
             # DNS names and other kinds: the remote resolves them; let it try.
             return True

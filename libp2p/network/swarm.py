@@ -11,7 +11,15 @@ identify, peer stores or NAT traversal: the host builds those on top. What it gu
 * protocol handlers are looked up when a stream arrives, so handlers may be added at any time;
 * concurrent dials to the same peer are merged into one (:meth:`Swarm.dial_peer`);
 * inbound connections beyond a cap are refused before any handshake work;
-* every connection that opens or closes is published on :attr:`Swarm.events`.
+* every connection that opens or closes is told, reliably and in order, to the observers
+  registered with :meth:`Swarm.observe` (the host's services), and then published on
+  :attr:`Swarm.events` for applications.
+
+Why two channels: the public :class:`~libp2p.events.EventBus` never blocks the host, so a
+subscriber that falls behind loses events. That is acceptable for an application's log, not for
+the host's own services: a lost "opened" would mean no hole punch, a lost "closed" a relay slot
+never released. Observers are plain synchronous callbacks, called for every connection before the
+public event; they must not block (a service that has async work to do starts a task).
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
+from typing import Protocol
 
 import trio
 from multiaddr import Multiaddr
@@ -30,11 +39,12 @@ from ..exceptions import Libp2pError, LocalUsageError, RemoteProtocolError, Tran
 from ..peer.id import PeerID
 from ..stream_muxer.yamux import YamuxConfig
 from ..transport.tcp import TcpListener, TcpTransport, sockaddr_to_multiaddr
+from .addrs import is_circuit_addr, split_peer_id
 from .connection import Connection, ConnectionLimit, Direction, NetStream, StreamHandler
 from .resolve import resolve
 from .upgrader import upgrade
 
-__all__ = ["CircuitDialer", "Swarm", "is_circuit_addr", "split_peer_id"]
+__all__ = ["CircuitDialer", "ConnectionObserver", "Swarm"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,18 +71,18 @@ class _PendingDial:
 CircuitDialer = Callable[[Multiaddr, PeerID | None], Awaitable[Connection]]
 
 
-def is_circuit_addr(maddr: Multiaddr) -> bool:
-    """True when ``maddr`` goes through a relay (contains ``/p2p-circuit``)."""
-    return any(proto.name == "p2p-circuit" for proto in maddr.protocols())
+class ConnectionObserver(Protocol):
+    """Told of every connection that opens and closes (see :meth:`Swarm.observe`).
 
+    Both methods are called synchronously from the connection's task and must not block.
+    ``connection_closed`` is called exactly once for every connection that was reported open.
+    """
 
-def split_peer_id(maddr: Multiaddr) -> tuple[Multiaddr, PeerID | None]:
-    """Split a trailing ``/p2p/<id>`` off ``maddr``."""
-    items = list(maddr.items())
-    if items and items[-1][0].name == "p2p":
-        peer = PeerID.from_string(str(items[-1][1]))
-        return maddr.decapsulate(Multiaddr(f"/p2p/{items[-1][1]}")), peer
-    return maddr, None
+    def connection_opened(self, conn: Connection) -> None:
+        """``conn`` finished upgrading and is ready for streams."""
+
+    def connection_closed(self, conn: Connection) -> None:
+        """``conn`` ended (either side closed it, or it failed)."""
 
 
 class Swarm:
@@ -105,6 +115,7 @@ class Swarm:
         #: Dials ``/p2p-circuit`` addresses; installed by the relay client of the host.
         self.circuit_dialer: CircuitDialer | None = None
         self._connections: dict[PeerID, list[Connection]] = {}
+        self._observers: list[ConnectionObserver] = []
         self._listeners: list[TcpListener] = []
         self._nursery: trio.Nursery | None = None
         self._stack = contextlib.AsyncExitStack()
@@ -144,6 +155,21 @@ class Swarm:
             for conn in conns:
                 await conn.aclose()
         self.nursery.cancel_scope.cancel()
+
+    # -- observers -----------------------------------------------------------------------
+
+    def observe(self, observer: ConnectionObserver) -> None:
+        """Tell ``observer`` of every connection that opens or closes from now on.
+
+        Unlike :attr:`events`, nothing is ever dropped: this is how the host's services learn
+        of connections. Connections already open are not replayed (see :attr:`connections`).
+        """
+        self._observers.append(observer)
+
+    def unobserve(self, observer: ConnectionObserver) -> None:
+        """Stop telling ``observer`` of connections."""
+        if observer in self._observers:
+            self._observers.remove(observer)
 
     # -- handlers ------------------------------------------------------------------------
 
@@ -430,6 +456,8 @@ class Swarm:
             nonlocal was_opened
             was_opened = True
             task_status.started()
+            for observer in list(self._observers):
+                observer.connection_opened(conn)
             self.events.publish(ConnectionOpened(conn, *info))
 
         try:
@@ -439,6 +467,8 @@ class Swarm:
             if not peer_conns and self._connections.get(conn.remote_peer) is peer_conns:
                 del self._connections[conn.remote_peer]
             if was_opened:
+                for observer in list(self._observers):
+                    observer.connection_closed(conn)
                 duration = trio.current_time() - conn.opened_at
                 self.events.publish(ConnectionClosed(conn, *info, duration=duration))
 

@@ -7,7 +7,7 @@ import pytest
 from libp2p.events import PeerIdentified
 from libp2p.host import Host
 from libp2p.identify import PROTOCOL_ID, PUSH_PROTOCOL_ID
-from libp2p.network.swarm import split_peer_id
+from libp2p.network.addrs import split_peer_id
 from libp2p.peer.id import PeerID
 from tests.interop.jspeer import js_peer, require_js_peer, run_js_dialer
 

@@ -31,7 +31,7 @@ from ...events import PeerIdentified
 from ...exceptions import Libp2pError, LocalUsageError
 from ...identify import AddressCandidateAdded, AddressCandidateRemoved
 from ...io import BufferedStream
-from ...network.address_policy import ip_of
+from ...network.addrs import first_ip
 from ...peer.id import PeerID
 from .config import AutoNATClientConfig
 from .events import Reachability, ReachabilityProbed
@@ -104,7 +104,7 @@ class AutoNATClient:
         policy = self.config.addresses
         out: list[Multiaddr] = []
         for addr in [*self.host.address_candidates(min_observers=1), *self.host.listen_addrs]:
-            if addr in out or ip_of(addr) is None or not policy.accepts(addr):
+            if addr in out or first_ip(addr) is None or not policy.accepts(addr):
                 continue
             out.append(addr)
         return out[: self.config.max_addresses]

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 
 from multiaddr import Multiaddr
 
-from ...network.address_policy import ip_of as first_ip
-from ...network.swarm import is_circuit_addr as is_relayed
+from ...network.addrs import first_ip
+from ...network.addrs import is_circuit_addr as is_relayed
 from ...peer.id import PeerID
 from .config import AutoNATServerConfig
 from .protocol import DialRequest, ResponseStatus

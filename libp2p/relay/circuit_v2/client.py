@@ -19,7 +19,6 @@ Every :class:`~libp2p.host.Host` has one (``host.relay``). It does three things:
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import time
 from collections.abc import Callable
@@ -30,8 +29,8 @@ from multiaddr import Multiaddr
 
 from ...exceptions import Libp2pError, LocalUsageError, RemoteProtocolError
 from ...io import BufferedStream
+from ...network.addrs import is_circuit_addr, is_loopback_addr
 from ...network.connection import Connection, Direction, NetStream
-from ...network.swarm import is_circuit_addr
 from ...peer.id import PeerID
 from .protocol import (
     HOP_CONNECT,
@@ -382,13 +381,6 @@ def _circuit_addr(relay_addr: Multiaddr, relay: PeerID) -> Multiaddr:
     return Multiaddr(f"{relay_addr}/p2p/{relay}/p2p-circuit")
 
 
-def _is_loopback(addr: Multiaddr) -> bool:
-    for proto, value in addr.items():
-        if proto.name in ("ip4", "ip6"):
-            return ipaddress.ip_address(str(value)).is_loopback
-    return False
-
-
 def _relayed_addrs(
     relay: PeerID, dialed: Multiaddr | None, offered: list[Multiaddr]
 ) -> list[Multiaddr]:
@@ -402,7 +394,7 @@ def _relayed_addrs(
     bases: list[Multiaddr] = []
     if dialed is not None and str(dialed):
         bases.append(dialed)
-    remote_loopback = dialed is not None and str(dialed) != "" and _is_loopback(dialed)
+    remote_loopback = dialed is not None and str(dialed) != "" and is_loopback_addr(dialed)
     for addr in offered:
         text = str(addr)
         if is_circuit_addr(addr):
@@ -412,7 +404,7 @@ def _relayed_addrs(
         if "/p2p/" in text or not text:
             continue
         base = Multiaddr(text)
-        if _is_loopback(base) and dialed is not None and not remote_loopback:
+        if is_loopback_addr(base) and dialed is not None and not remote_loopback:
             continue
         if base not in bases:
             bases.append(base)

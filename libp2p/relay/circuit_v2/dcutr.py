@@ -57,8 +57,8 @@ from ...exceptions import (
 )
 from ...io import BufferedStream
 from ...network.address_policy import AddressPolicy
+from ...network.addrs import is_circuit_addr, split_peer_id
 from ...network.connection import Connection, Direction, NetStream
-from ...network.swarm import is_circuit_addr, split_peer_id
 from ...peer.id import PeerID
 from ...transport.tcp import TcpTransport, sockaddr_to_multiaddr
 from ...varint import encode_uvarint

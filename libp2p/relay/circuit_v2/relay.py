@@ -32,6 +32,7 @@ from multiaddr import Multiaddr
 from ...events import ConnectionClosed
 from ...exceptions import Libp2pError
 from ...io import BufferedStream
+from ...network.addrs import first_ip
 from ...network.connection import Connection, ConnectionLimit, NetStream
 from ...peer.id import PeerID
 from .config import RelayConfig, RelayStats
@@ -188,7 +189,7 @@ class RelayService:
         expire = int(self._wall_clock() + ttl)
         refresh = peer in self._reservations
         self._reservations[peer] = _Reservation(
-            peer, _ip_of(conn.remote_addr), trio.current_time() + ttl
+            peer, _ip_text(conn.remote_addr), trio.current_time() + ttl
         )
         from ...peer.voucher import seal_reservation_voucher
 
@@ -212,7 +213,7 @@ class RelayService:
             return None  # a refresh
         if len(self._reservations) >= self.config.max_reservations:
             return Status.RESERVATION_REFUSED, "max_reservations"
-        ip = _ip_of(conn.remote_addr)
+        ip = _ip_text(conn.remote_addr)
         same_ip = sum(1 for r in self._reservations.values() if r.ip == ip)
         if same_ip >= self.config.max_reservations_per_ip:
             return Status.RESERVATION_REFUSED, "max_reservations_per_ip"
@@ -412,10 +413,6 @@ class _StopFailed(Exception):
     pass
 
 
-def _ip_of(addr: Multiaddr | None) -> str | None:
-    if addr is None:
-        return None
-    for proto, value in addr.items():
-        if proto.name in ("ip4", "ip6"):
-            return str(value)
-    return None
+def _ip_text(addr: Multiaddr | None) -> str | None:
+    ip = first_ip(addr)
+    return None if ip is None else str(ip)
