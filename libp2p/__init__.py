@@ -19,6 +19,7 @@ from .crypto import (
 )
 from .events import ConnectionClosed, ConnectionOpened, EventBus, PeerIdentified
 from .exceptions import (
+    ConnectionBrokenError,
     ConnectionClosedError,
     DecodeError,
     HandshakeError,
@@ -58,6 +59,7 @@ __all__ = [
     "AutoNATServerConfig",
     "Connection",
     "ConnectionClosed",
+    "ConnectionBrokenError",
     "ConnectionClosedError",
     "ConnectionLimit",
     "ConnectionOpened",

@@ -22,6 +22,7 @@ from __future__ import annotations
 import trio
 
 __all__ = [
+    "ConnectionBrokenError",
     "ConnectionClosedError",
     "DecodeError",
     "HandshakeError",
@@ -95,6 +96,16 @@ class MessageTooLarge(ResourceLimitExceeded, RemoteProtocolError):
 
 class TransportError(Libp2pError):
     """The underlying transport failed: refused, reset, unreachable, timed out."""
+
+
+class ConnectionBrokenError(TransportError, trio.BrokenResourceError):
+    """The transport connection failed underneath us: reset by the peer (or a router on the
+    way), broken pipe, or timed out in the kernel.
+
+    Raised by reads and writes on a TCP connection; the socket's OS error is its
+    ``__cause__``. It is also a :class:`trio.BrokenResourceError`, so code written against
+    plain trio streams treats it like any other broken stream.
+    """
 
 
 class ConnectionClosedError(Libp2pError):

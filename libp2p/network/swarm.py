@@ -35,10 +35,17 @@ from multiaddr import Multiaddr
 
 from ..crypto.keys import PrivateKey
 from ..events import ConnectionClosed, ConnectionOpened, EventBus
-from ..exceptions import Libp2pError, LocalUsageError, RemoteProtocolError, TransportError
+from ..exceptions import (
+    ConnectionBrokenError,
+    ConnectionClosedError,
+    Libp2pError,
+    LocalUsageError,
+    RemoteProtocolError,
+    TransportError,
+)
 from ..peer.id import PeerID
 from ..stream_muxer.yamux import YamuxConfig
-from ..transport.tcp import TcpListener, TcpTransport, sockaddr_to_multiaddr
+from ..transport.tcp import TcpListener, TcpStream, TcpTransport
 from .addrs import is_circuit_addr, split_peer_id
 from .connection import Connection, ConnectionLimit, Direction, NetStream, StreamHandler
 from .resolve import resolve
@@ -54,6 +61,8 @@ DIAL_UPGRADE_TIMEOUT = 60.0
 ACCEPT_UPGRADE_TIMEOUT = 15.0
 #: Inbound connections (established or upgrading) beyond which new ones are refused.
 MAX_INBOUND_CONNECTIONS = 512
+#: Pause before accepting again after the listener itself failed (e.g. EMFILE).
+_ACCEPT_RETRY_DELAY = 0.1
 
 
 class _PendingDial:
@@ -217,7 +226,16 @@ class Swarm:
         while True:
             try:
                 raw = await listener.accept()
-            except (TransportError, trio.ClosedResourceError):
+            except ConnectionBrokenError as exc:
+                logger.debug("an inbound connection failed as it opened: %s", exc)
+                continue
+            except TransportError as exc:
+                # Out of file descriptors, most likely: keep listening, but give connections
+                # time to close before trying again.
+                logger.warning("%s; accepting again in %.1f s", exc, _ACCEPT_RETRY_DELAY)
+                await trio.sleep(_ACCEPT_RETRY_DELAY)
+                continue
+            except trio.ClosedResourceError:
                 return
             if self._inbound >= self.max_inbound_connections:
                 logger.warning(
@@ -228,29 +246,30 @@ class Swarm:
                 continue
             self.nursery.start_soon(self._handle_inbound, raw)
 
-    async def _handle_inbound(self, raw: trio.SocketStream) -> None:
+    async def _handle_inbound(self, raw: TcpStream) -> None:
         self._inbound += 1
         try:
             await self._upgrade_inbound(raw)
         finally:
             self._inbound -= 1
 
-    async def _upgrade_inbound(self, raw: trio.SocketStream) -> None:
-        local = sockaddr_to_multiaddr(raw.socket.family, raw.socket.getsockname())
-        remote = sockaddr_to_multiaddr(raw.socket.family, raw.socket.getpeername())
+    async def _upgrade_inbound(self, raw: TcpStream) -> None:
         try:
             with trio.fail_after(self.accept_timeout):
                 conn = await self.upgrade_stream(
                     raw,
                     initiator=False,
                     direction=Direction.INBOUND,
-                    local_addr=local,
-                    remote_addr=remote,
+                    local_addr=raw.local_addr,
+                    remote_addr=raw.remote_addr,
                 )
-        except (Libp2pError, trio.TooSlowError, trio.BrokenResourceError) as exc:
-            logger.info("inbound connection from %s failed to upgrade: %s", remote, exc)
-            await raw.aclose()
+        except (Libp2pError, trio.TooSlowError) as exc:
+            logger.info("inbound connection from %s failed to upgrade: %s", raw.remote_addr, exc)
+            await trio.aclose_forcefully(raw)
             return
+        except BaseException:
+            await trio.aclose_forcefully(raw)
+            raise
         await conn.wait_closed()
 
     # -- dialing -------------------------------------------------------------------------
@@ -276,7 +295,6 @@ class Swarm:
             except TransportError as exc:
                 errors.append(str(exc))
                 continue
-            local = sockaddr_to_multiaddr(raw.socket.family, raw.socket.getsockname())
             try:
                 with trio.fail_after(self.dial_timeout):
                     return await self.upgrade_stream(
@@ -284,12 +302,16 @@ class Swarm:
                         initiator=True,
                         expected_peer=expected,
                         direction=Direction.OUTBOUND,
-                        local_addr=local,
+                        local_addr=raw.local_addr,
                         remote_addr=ip_addr,
                     )
+            except trio.TooSlowError:
+                await trio.aclose_forcefully(raw)
+                raise TransportError(
+                    f"dial {ip_addr}: the handshakes did not finish within {self.dial_timeout} s"
+                ) from None
             except BaseException:
-                with trio.CancelScope(shield=True):
-                    await raw.aclose()
+                await trio.aclose_forcefully(raw)
                 raise
         raise TransportError("; ".join(errors) or f"no address to dial in {maddr}")
 
@@ -330,7 +352,7 @@ class Swarm:
                         expected_peer=peer,
                         yamux_config=self.yamux_config,
                     )
-            except (Libp2pError, trio.TooSlowError, trio.BrokenResourceError) as exc:
+            except (Libp2pError, trio.TooSlowError) as exc:
                 errors.append((addr, exc))
                 await trio.aclose_forcefully(raw)
                 return
@@ -343,7 +365,7 @@ class Swarm:
             winner = Connection(
                 upgraded,
                 direction=Direction.OUTBOUND,
-                local_addr=sockaddr_to_multiaddr(raw.socket.family, raw.socket.getsockname()),
+                local_addr=raw.local_addr,
                 remote_addr=plain,
                 handlers=self._handlers,
                 limited_protocols=self._limited_ok,
@@ -387,23 +409,30 @@ class Swarm:
             pending = self._pending[peer] = _PendingDial()
             self.nursery.start_soon(self._run_dial, peer, ordered, pending)
         await pending.done.wait()
-        if pending.error is not None:
+        if pending.result is None:
+            assert pending.error is not None  # _run_dial always sets one of the two
             raise pending.error
-        assert pending.result is not None
         return pending.result
 
     async def _run_dial(self, peer: PeerID, addrs: list[Multiaddr], pending: _PendingDial) -> None:
+        # This task dials on behalf of its callers: whatever ends the dial (short of the
+        # host's own cancellation) is theirs to see, never an error of the swarm's nursery.
         errors: list[BaseException] = []
         try:
             for addr in addrs:
                 try:
                     pending.result = await self.dial(addr, peer)
                     return
-                except (Libp2pError, trio.TooSlowError) as exc:
+                except Libp2pError as exc:
+                    errors.append(exc)
+                except Exception as exc:
+                    logger.exception("dialing %s at %s failed unexpectedly", peer, addr)
                     errors.append(exc)
             pending.error = _dial_failure(peer, addrs, errors)
         finally:
             del self._pending[peer]
+            if pending.result is None and pending.error is None:
+                pending.error = ConnectionClosedError(f"the dial to {peer} was cancelled")
             pending.done.set()
 
     async def upgrade_stream(

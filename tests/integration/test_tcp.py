@@ -52,7 +52,7 @@ async def test_dial_leaves_from_listen_port(ip: str) -> None:
         nursery.start_soon(_accept_one, lb, seen)
         stream = await a.dial(lb.multiaddr)
         assert await stream.receive_some(2) == b"ok"
-        assert stream.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        assert stream.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
         await stream.aclose()
     assert seen == [(ip, la.port)]
     await la.aclose()

@@ -60,7 +60,7 @@ from ...network.address_policy import AddressPolicy
 from ...network.addrs import is_circuit_addr, split_peer_id
 from ...network.connection import Connection, Direction, NetStream
 from ...peer.id import PeerID
-from ...transport.tcp import TcpTransport, sockaddr_to_multiaddr
+from ...transport.tcp import TcpStream, TcpTransport
 from ...varint import encode_uvarint
 
 if TYPE_CHECKING:
@@ -615,7 +615,7 @@ class DcutrService:
         first, so this costs it only the wait.
         """
         transport: TcpTransport = self.host.swarm.transport
-        raw: trio.SocketStream | None = None
+        raw: TcpStream | None = None
         with trio.move_on_after(connect_within):
             if reuse_only:
                 raw = await transport.dial(addr, reuse_only=True)
@@ -636,14 +636,13 @@ class DcutrService:
                     buffered.unread(first)
                     initiator = False
                 stream = buffered
-            local = sockaddr_to_multiaddr(raw.socket.family, raw.socket.getsockname())
             with trio.fail_after(self.config.stream_timeout):
                 return await self.host.swarm.upgrade_stream(
                     stream,
                     initiator=initiator,
                     expected_peer=peer,
                     direction=Direction.OUTBOUND,
-                    local_addr=local,
+                    local_addr=raw.local_addr,
                     remote_addr=addr,
                 )
         except trio.TooSlowError as exc:

@@ -39,7 +39,7 @@ from types import TracebackType
 import trio
 
 from ...crypto.keys import PrivateKey, PublicKey
-from ...exceptions import LocalUsageError, UnexpectedEOF
+from ...exceptions import ConnectionBrokenError, LocalUsageError, UnexpectedEOF
 from ...io import BufferedStream
 from ...peer.id import PeerID
 from .errors import NoiseHandshakeError
@@ -122,12 +122,12 @@ class NoiseSession(trio.abc.HalfCloseableStream):
         if self._eof_sent:
             raise trio.ClosedResourceError("cannot send after send_eof()")
         if self._send_broken is not None:
-            raise trio.BrokenResourceError(
+            raise ConnectionBrokenError(
                 "the Noise session's sending side is broken"
             ) from self._send_broken
         error = self._transport.error
         if error is not None:
-            raise trio.BrokenResourceError(
+            raise ConnectionBrokenError(
                 "the Noise session is broken: the remote sent an invalid frame"
             ) from error
 

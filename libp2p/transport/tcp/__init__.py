@@ -13,7 +13,11 @@ this module builds its sockets itself:
   cannot reach the target), the dial is retried once from an ephemeral port;
 * every stream has ``TCP_NODELAY`` set.
 
-OS errors are mapped here, once, to :class:`~libp2p.exceptions.TransportError`.
+OS errors are mapped here, once: failures to listen or connect raise
+:class:`~libp2p.exceptions.TransportError`, and every connected socket is handed out as a
+:class:`TcpStream`, whose reads and writes raise :class:`~libp2p.exceptions.ConnectionBrokenError`
+when the connection is reset or broken. Nothing above this module sees a raw ``OSError`` or
+trio's ``BrokenResourceError`` from a socket.
 """
 
 from __future__ import annotations
@@ -25,10 +29,11 @@ import socket as _stdsocket
 import trio
 from multiaddr import Multiaddr
 
-from ...exceptions import LocalUsageError, TransportError
+from ...exceptions import ConnectionBrokenError, LocalUsageError, TransportError
 
 __all__ = [
     "TcpListener",
+    "TcpStream",
     "TcpTransport",
     "parse_tcp_multiaddr",
     "sockaddr_to_multiaddr",
@@ -77,8 +82,81 @@ def _set_reuse(sock: trio.socket.SocketType) -> None:
     sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEPORT, 1)
 
 
+class TcpStream(trio.abc.HalfCloseableStream):
+    """A connected TCP socket: a trio stream whose failures are libp2p errors.
+
+    Wraps a :class:`trio.SocketStream`. Its addresses are read once, when it is created (a peer
+    that resets at once makes ``getpeername`` fail later); a connection reset before that is
+    reported by :meth:`wrap` as a :class:`ConnectionBrokenError`.
+    """
+
+    __slots__ = ("_stream", "local_addr", "remote_addr")
+
+    def __init__(self, stream: trio.SocketStream, local: Multiaddr, remote: Multiaddr) -> None:
+        self._stream = stream
+        #: Our end of the connection, ``/ip4|ip6/<ip>/tcp/<port>``.
+        self.local_addr = local
+        #: The peer's end of the connection.
+        self.remote_addr = remote
+
+    @classmethod
+    def wrap(cls, stream: trio.SocketStream) -> TcpStream:
+        """Wrap a connected socket stream (closing it if its addresses cannot be read)."""
+        sock = stream.socket
+        try:
+            local = sockaddr_to_multiaddr(sock.family, sock.getsockname())
+            remote = sockaddr_to_multiaddr(sock.family, sock.getpeername())
+        except OSError as exc:
+            sock.close()
+            raise ConnectionBrokenError(
+                f"connection failed as it opened: {exc.strerror or exc}"
+            ) from exc
+        return cls(stream, local, remote)
+
+    @property
+    def socket(self) -> trio.socket.SocketType:
+        """The underlying socket."""
+        return self._stream.socket
+
+    def _broken(self, exc: BaseException) -> ConnectionBrokenError:
+        cause = exc.__cause__ if exc.__cause__ is not None else exc
+        detail = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause)
+        return ConnectionBrokenError(f"connection to {self.remote_addr} broken: {detail}")
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        try:
+            return await self._stream.receive_some(max_bytes)
+        except (trio.BrokenResourceError, OSError) as exc:
+            raise self._broken(exc) from exc
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        try:
+            await self._stream.send_all(data)
+        except (trio.BrokenResourceError, OSError) as exc:
+            raise self._broken(exc) from exc
+
+    async def wait_send_all_might_not_block(self) -> None:
+        try:
+            await self._stream.wait_send_all_might_not_block()
+        except (trio.BrokenResourceError, OSError) as exc:
+            raise self._broken(exc) from exc
+
+    async def send_eof(self) -> None:
+        try:
+            await self._stream.send_eof()
+        except (trio.BrokenResourceError, OSError) as exc:
+            raise self._broken(exc) from exc
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    def setsockopt(self, level: int, option: int, value: int | bytes) -> None:
+        """Set a socket option (see :meth:`trio.SocketStream.setsockopt`)."""
+        self._stream.setsockopt(level, option, value)
+
+
 class TcpListener:
-    """A listening TCP socket; :meth:`accept` returns connected :class:`trio.SocketStream`."""
+    """A listening TCP socket; :meth:`accept` returns connected :class:`TcpStream`."""
 
     def __init__(self, listener: trio.SocketListener, family: int) -> None:
         self._listener = listener
@@ -101,12 +179,17 @@ class TcpListener:
         """The bound IP address (may be the unspecified address)."""
         return self._addr.host
 
-    async def accept(self) -> trio.SocketStream:
-        """Wait for the next inbound connection."""
+    async def accept(self) -> TcpStream:
+        """Wait for the next inbound connection.
+
+        Raises :class:`ConnectionBrokenError` for a connection that was reset before it could
+        be handed out (accept again), :class:`TransportError` when the listener failed.
+        """
         try:
-            return await self._listener.accept()
+            stream = await self._listener.accept()
         except OSError as exc:  # pragma: no cover - e.g. EMFILE; trio retries most others
             raise TransportError(f"accept failed on {self.multiaddr}: {exc}") from exc
+        return TcpStream.wrap(stream)
 
     async def aclose(self) -> None:
         """Stop listening."""
@@ -135,7 +218,7 @@ class TcpTransport:
         """Active listeners, in the order they were opened."""
         return list(self._listeners)
 
-    async def dial_ephemeral(self, maddr: Multiaddr) -> trio.SocketStream:
+    async def dial_ephemeral(self, maddr: Multiaddr) -> TcpStream:
         """Connect to ``maddr`` from a fresh ephemeral port, never from a listen port.
 
         For AutoNAT dial-backs: leaving from the listen port could reproduce the 4-tuple, or
@@ -179,7 +262,7 @@ class TcpTransport:
                 return listener.host, listener.port
         return None
 
-    async def dial(self, maddr: Multiaddr, *, reuse_only: bool = False) -> trio.SocketStream:
+    async def dial(self, maddr: Multiaddr, *, reuse_only: bool = False) -> TcpStream:
         """Connect to ``maddr``; leaves from a listen port when one exists for the family.
 
         ``reuse_only`` (for hole punching) never falls back to an ephemeral port: a dial
@@ -202,7 +285,7 @@ class TcpTransport:
     @classmethod
     async def _connect_or_raise(
         cls, maddr: Multiaddr, family: int, host: str, port: int, source: tuple[str, int] | None
-    ) -> trio.SocketStream:
+    ) -> TcpStream:
         """:meth:`_connect`, with an OS error mapped to a :class:`TransportError`."""
         try:
             return await cls._connect(family, host, port, source)
@@ -212,7 +295,7 @@ class TcpTransport:
     @staticmethod
     async def _connect(
         family: int, host: str, port: int, source: tuple[str, int] | None
-    ) -> trio.SocketStream:
+    ) -> TcpStream:
         sock = trio.socket.socket(family, _stdsocket.SOCK_STREAM)
         try:
             if source is not None:
@@ -226,4 +309,4 @@ class TcpTransport:
             raise
         stream = trio.SocketStream(sock)
         stream.setsockopt(_stdsocket.IPPROTO_TCP, _stdsocket.TCP_NODELAY, 1)
-        return stream
+        return TcpStream.wrap(stream)
