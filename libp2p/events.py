@@ -10,16 +10,19 @@ closed, a peer identified, a new address candidate -- is published as a frozen d
 
 Publishing never blocks the host: each subscription has a bounded buffer, and a subscriber
 that falls that far behind loses the newest events (counted in
-:attr:`Subscription.dropped`) rather than stalling connections for everyone.
+:attr:`Subscription.dropped`) rather than stalling connections for everyone. The bus is for
+applications; the host's own services never depend on it (they get reliable notifications
+from the swarm and from identify, see :meth:`Swarm.observe
+<libp2p.network.swarm.Swarm.observe>`), so a slow subscriber can lose only its own events.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import trio
 from multiaddr import Multiaddr
@@ -39,6 +42,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+_T1 = TypeVar("_T1")
+_T2 = TypeVar("_T2")
+_T3 = TypeVar("_T3")
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,11 +125,36 @@ class EventBus:
         for sub in list(self._subs):
             sub._offer(event)
 
-    @contextmanager
+    @overload
+    def subscribe(
+        self, t1: type[_T1], /, *, buffer: int = ...
+    ) -> AbstractContextManager[trio.MemoryReceiveChannel[_T1]]: ...
+    @overload
+    def subscribe(
+        self, t1: type[_T1], t2: type[_T2], /, *, buffer: int = ...
+    ) -> AbstractContextManager[trio.MemoryReceiveChannel[_T1 | _T2]]: ...
+    @overload
+    def subscribe(
+        self, t1: type[_T1], t2: type[_T2], t3: type[_T3], /, *, buffer: int = ...
+    ) -> AbstractContextManager[trio.MemoryReceiveChannel[_T1 | _T2 | _T3]]: ...
+    @overload
+    def subscribe(
+        self, *types: type[Any], buffer: int = ...
+    ) -> AbstractContextManager[trio.MemoryReceiveChannel[Any]]: ...
     def subscribe(
         self, *types: type[Any], buffer: int = 256
+    ) -> AbstractContextManager[trio.MemoryReceiveChannel[Any]]:
+        """Receive events of ``types`` (all events if none) for the duration of the block.
+
+        The channel is typed by what was asked for: ``subscribe(HolePunchSucceeded)`` yields
+        ``HolePunchSucceeded`` objects, ``subscribe(A, B)`` yields ``A | B``.
+        """
+        return self._subscribe(types, buffer)
+
+    @contextmanager
+    def _subscribe(
+        self, types: tuple[type[Any], ...], buffer: int
     ) -> Iterator[trio.MemoryReceiveChannel[Any]]:
-        """Receive events of ``types`` (all events if none) for the duration of the block."""
         sub = Subscription(types, buffer)
         self._subs.append(sub)
         try:

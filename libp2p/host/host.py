@@ -30,7 +30,7 @@ from multiaddr import Multiaddr
 from .. import ping
 from ..crypto.keyfile import load_or_create_identity
 from ..crypto.keys import PrivateKey, generate_ed25519
-from ..events import ConnectionClosed, ConnectionOpened, EventBus
+from ..events import EventBus
 from ..exceptions import LimitedConnectionError, LocalUsageError
 from ..identify import ObservedAddrManager
 from ..network.addrs import is_circuit_addr, split_peer_id
@@ -153,6 +153,7 @@ class Host:
             advertised_addrs=lambda: self.addrs,
             observed=ObservedAddrManager(min_observers=self.config.min_observers),
         )
+        self.swarm.observe(_DialedAddrs(self.swarm, self.peerstore))
         self.identify.install()
         if self.config.serve_ping:
             self.swarm.set_stream_handler(ping.PROTOCOL_ID, _serve_ping, allow_limited=True)
@@ -193,7 +194,6 @@ class Host:
     async def __aenter__(self) -> Host:
         await self._stack.enter_async_context(self.swarm)
         try:
-            self.swarm.nursery.start_soon(self._track_connections)
             await self.swarm.nursery.start(self.identify.run)
             if self.relay_service is not None:
                 await self.swarm.nursery.start(self.relay_service.run)
@@ -225,23 +225,6 @@ class Host:
     def nursery(self) -> trio.Nursery:
         """The host's nursery: services started here end with the host."""
         return self.swarm.nursery
-
-    async def _track_connections(self) -> None:
-        # Keep the peerstore's view of addresses in step with live connections. Only the
-        # addresses we dialed: an inbound connection's source port is usually ephemeral
-        # (an AutoNAT dial-back's always is), not an address to dial the peer at.
-        with self.events.subscribe(ConnectionOpened, ConnectionClosed, buffer=1024) as events:
-            async for event in events:
-                if event.remote_addr is None or event.relayed:
-                    continue
-                if event.direction is not Direction.OUTBOUND:
-                    continue
-                if isinstance(event, ConnectionOpened):
-                    self.peerstore.add_addrs(event.peer, [event.remote_addr], CONNECTED_ADDR_TTL)
-                elif not self.swarm.connections_to(event.peer):
-                    self.peerstore.set_addr_ttl(
-                        event.peer, event.remote_addr, RECENTLY_CONNECTED_ADDR_TTL
-                    )
 
     # -- identity and addresses ------------------------------------------------------------
 
@@ -409,17 +392,68 @@ class Host:
                     return conn
             return None
 
-        with self.events.subscribe(ConnectionOpened) as events:
+        opened = _OpenedWatch()
+        self.swarm.observe(opened)
+        try:
             found = usable()
             while found is None:
-                await events.receive()
+                await opened.wait()
                 found = usable()
+        finally:
+            self.swarm.unobserve(opened)
         return found
 
     async def disconnect(self, peer: PeerID) -> None:
         """Close every connection to ``peer``."""
         for conn in self.swarm.connections_to(peer):
             await conn.aclose()
+
+
+class _DialedAddrs:
+    """Keeps the peerstore's view of addresses in step with live connections (an observer of
+    the swarm). Only the addresses we dialed: an inbound connection's source port is usually
+    ephemeral (an AutoNAT dial-back's always is), not an address to dial the peer at."""
+
+    def __init__(self, swarm: Swarm, peerstore: Peerstore) -> None:
+        self._swarm = swarm
+        self._peerstore = peerstore
+
+    @staticmethod
+    def _counts(conn: Connection) -> bool:
+        return (
+            conn.remote_addr is not None
+            and not conn.relayed
+            and conn.direction is Direction.OUTBOUND
+        )
+
+    def connection_opened(self, conn: Connection) -> None:
+        if self._counts(conn):
+            assert conn.remote_addr is not None
+            self._peerstore.add_addrs(conn.remote_peer, [conn.remote_addr], CONNECTED_ADDR_TTL)
+
+    def connection_closed(self, conn: Connection) -> None:
+        if self._counts(conn) and not self._swarm.connections_to(conn.remote_peer):
+            assert conn.remote_addr is not None
+            self._peerstore.set_addr_ttl(
+                conn.remote_peer, conn.remote_addr, RECENTLY_CONNECTED_ADDR_TTL
+            )
+
+
+class _OpenedWatch:
+    """A swarm observer that wakes a waiter each time a connection opens."""
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+        self._event = trio.Event()
+
+    def connection_opened(self, conn: Connection) -> None:
+        self._event.set()
+
+    def connection_closed(self, conn: Connection) -> None:
+        pass
 
 
 async def _serve_ping(stream: NetStream) -> None:

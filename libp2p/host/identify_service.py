@@ -26,7 +26,7 @@ from collections.abc import Callable
 import trio
 from multiaddr import Multiaddr
 
-from ..events import ConnectionOpened, EventBus, PeerIdentified
+from ..events import EventBus, PeerIdentified
 from ..exceptions import Libp2pError
 from ..identify import (
     PROTOCOL_ID,
@@ -72,24 +72,50 @@ class IdentifyService:
         self._advertised_addrs = advertised_addrs
         #: Observations of our own address, from every identify response.
         self.observed = observed if observed is not None else ObservedAddrManager()
+        # One entry per open connection, set once identify on it finished (or failed);
+        # removed when the connection closes.
         self._identified: dict[Connection, trio.Event] = {}
         self._changed = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        #: Called (synchronously, never dropped) each time a peer is identified or pushes;
+        #: how the host's services learn of peers (the public bus may drop events).
+        self.on_identified: list[Callable[[PeerIdentified], None]] = []
+        #: Called (synchronously, never dropped) when our address candidates change.
+        self.on_candidates_changed: list[Callable[[], None]] = []
 
     def install(self) -> None:
-        """Register the identify and push handlers."""
+        """Register the identify and push handlers and follow the swarm's connections."""
         self.swarm.set_stream_handler(PROTOCOL_ID, self._serve_identify, allow_limited=True)
         self.swarm.set_stream_handler(PUSH_PROTOCOL_ID, self._serve_push, allow_limited=True)
+        self.swarm.observe(self)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Identify every new connection; push on changes; publish address candidates."""
         async with trio.open_nursery() as nursery:
-            with self.events.subscribe(ConnectionOpened, buffer=4096) as opened:
-                nursery.start_soon(self._push_loop)
-                nursery.start_soon(self._candidate_timer)
-                task_status.started()
-                async for event in opened:
-                    self._identified[event.connection] = trio.Event()
-                    nursery.start_soon(self._identify_connection, event.connection)
+            self._nursery = nursery
+            nursery.start_soon(self._push_loop)
+            nursery.start_soon(self._candidate_timer)
+            task_status.started()
+            try:
+                await trio.sleep_forever()
+            finally:
+                self._nursery = None
+
+    # -- connections (Swarm observer) -----------------------------------------------------
+
+    def connection_opened(self, conn: Connection) -> None:
+        """Identify ``conn`` (called by the swarm for every new connection)."""
+        done = self._identified[conn] = trio.Event()
+        if self._nursery is None:
+            done.set()  # not running: nothing will identify it
+            return
+        self._nursery.start_soon(self._identify_connection, conn, done)
+
+    def connection_closed(self, conn: Connection) -> None:
+        """Forget ``conn``; anyone still waiting for its identify is released."""
+        done = self._identified.pop(conn, None)
+        if done is not None:
+            done.set()
 
     # -- our message -------------------------------------------------------------------------
 
@@ -116,13 +142,18 @@ class IdentifyService:
     # -- their message -------------------------------------------------------------------------
 
     async def wait_identified(self, conn: Connection) -> None:
-        """Wait until identify on ``conn`` finished (successfully or not)."""
-        event = self._identified.get(conn)
-        if event is None:
-            event = self._identified[conn] = trio.Event()
-        await event.wait()
+        """Wait until identify on ``conn`` finished (successfully or not).
 
-    async def _identify_connection(self, conn: Connection) -> None:
+        Returns at once when it already has, when ``conn`` is closed, or when ``conn`` is not
+        one of the swarm's connections (nothing identifies it).
+        """
+        done = self._identified.get(conn)
+        if done is None or conn.is_closed:
+            await trio.lowlevel.checkpoint()
+            return
+        await done.wait()
+
+    async def _identify_connection(self, conn: Connection, done: trio.Event) -> None:
         try:
             with trio.fail_after(IDENTIFY_TIMEOUT):
                 stream = await conn.new_stream(PROTOCOL_ID, allow_limited=True)
@@ -136,9 +167,7 @@ class IdentifyService:
         except trio.ClosedResourceError:
             pass
         finally:
-            done = self._identified.pop(conn, None)
-            if done is not None:
-                done.set()
+            done.set()
 
     async def _serve_push(self, stream: NetStream) -> None:
         with trio.fail_after(IDENTIFY_TIMEOUT):
@@ -188,21 +217,26 @@ class IdentifyService:
                 now=now,
             )
             self._publish_candidates(now)
-        self.events.publish(
-            PeerIdentified(
-                connection=conn,
-                peer=peer,
-                protocols=info.protocols,
-                listen_addrs=tuple(addrs),
-                agent_version=info.agent_version,
-                observed_addr=info.observed_addr,
-            )
+        event = PeerIdentified(
+            connection=conn,
+            peer=peer,
+            protocols=info.protocols,
+            listen_addrs=tuple(addrs),
+            agent_version=info.agent_version,
+            observed_addr=info.observed_addr,
         )
+        for callback in list(self.on_identified):
+            callback(event)
+        self.events.publish(event)
 
     # -- address candidates -------------------------------------------------------------------
 
     def _publish_candidates(self, now: float) -> None:
-        for event in self.observed.poll_events(now):
+        events = self.observed.poll_events(now)
+        if events:
+            for callback in list(self.on_candidates_changed):
+                callback()
+        for event in events:
             self.events.publish(event)
 
     async def _candidate_timer(self) -> None:

@@ -143,13 +143,24 @@ class Swarm:
     ) -> bool:
         assert self._nursery is not None
         self._nursery.cancel_scope.cancel()
+        body_error_alone = False
         try:
             return bool(await self._stack.__aexit__(exc_type, exc, tb))
+        except BaseExceptionGroup as group:
+            # trio wraps the body's exception in a group with the nursery's own. When nothing
+            # else went wrong, the caller gets its exception back as itself, so that
+            # `except ValueError` around `async with Host()` works.
+            if exc is None or not _only(group, exc):
+                raise
+            body_error_alone = True
         finally:
             self._nursery = None
             for listener in self._listeners:
                 await self.transport.close_listener(listener)
             self._listeners.clear()
+        assert body_error_alone
+        assert exc is not None
+        raise exc
 
     @property
     def nursery(self) -> trio.Nursery:
@@ -546,6 +557,17 @@ def _dial_failure(
             return exc
     detail = "; ".join(f"{addr}: {exc}" for addr, exc in zip(addrs, errors, strict=False))
     return TransportError(f"could not connect to {peer}: {detail}")
+
+
+def _only(group: BaseExceptionGroup[BaseException], exc: BaseException) -> bool:
+    """True when every exception in ``group`` is ``exc`` itself or a cancellation."""
+    for leaf in group.exceptions:
+        if isinstance(leaf, BaseExceptionGroup):
+            if not _only(leaf, exc):
+                return False
+        elif leaf is not exc and not isinstance(leaf, trio.Cancelled):
+            return False
+    return True
 
 
 class _Started:

@@ -16,10 +16,14 @@ import pytest
 import trio
 from multiaddr import Multiaddr
 
-from libp2p import Host
+from libp2p import Host, HostConfig, ping
 from libp2p.crypto.keys import generate_ed25519
+from libp2p.events import ConnectionOpened
 from libp2p.exceptions import ConnectionBrokenError, TransportError
+from libp2p.network.address_policy import AddressPolicy
 from libp2p.peer.id import PeerID
+from libp2p.relay.circuit_v2 import RelayConfig
+from libp2p.relay.circuit_v2.dcutr import HolePunchConfig
 from libp2p.transport.tcp import TcpStream, TcpTransport
 
 
@@ -109,3 +113,72 @@ async def test_a_broken_connection_is_a_typed_transport_error() -> None:
         assert isinstance(info.value, trio.BrokenResourceError)
         assert isinstance(info.value.__cause__, trio.BrokenResourceError | OSError)
         await stream.aclose()
+
+
+async def test_an_error_in_the_body_comes_out_as_itself() -> None:
+    # Issue 10, item 9: `except ValueError` around `async with Host()` must catch it.
+    async def connect_then_fail() -> None:
+        async with Host(listen=["/ip4/127.0.0.1/tcp/0"]) as b, Host() as a:
+            await a.connect(f"{b.listen_addrs[0]}/p2p/{b.peer_id}")
+            raise ValueError("from the body")
+
+    async def fail_at_once() -> None:
+        async with Host():
+            raise KeyError("k")
+
+    with pytest.raises(ValueError, match="from the body"):
+        await connect_then_fail()
+    with pytest.raises(KeyError):
+        await fail_at_once()
+
+
+async def test_wait_identified_returns_after_identify_finished() -> None:
+    # Issue 10, item 7: it hung forever when called after identify had finished.
+    async with Host(listen=["/ip4/127.0.0.1/tcp/0"]) as b, Host() as a:
+        conn = await a.connect(f"{b.listen_addrs[0]}/p2p/{b.peer_id}")
+        with trio.fail_after(10):
+            await a.identify.wait_identified(conn)
+        assert a.peerstore.supports(b.peer_id, ping.PROTOCOL_ID)
+        with trio.fail_after(10):  # a second call, long after: at once
+            await a.identify.wait_identified(conn)
+        await conn.aclose()
+        with trio.fail_after(10):  # and on a closed connection
+            await a.identify.wait_identified(conn)
+
+
+def _drop_every_event(host: Host) -> None:
+    """What a public bus whose subscribers all fell behind does: deliver nothing."""
+    host.events.publish = lambda event: None  # type: ignore[method-assign]
+
+
+async def test_services_do_not_ride_the_public_event_bus() -> None:
+    # Issue 10, item 8: a dropped "connection opened" meant no identify and no hole punch.
+    punch = HolePunchConfig(address_policy=AddressPolicy.local_testing())
+    config = HostConfig(hole_punching=punch)
+    async with (
+        Host(
+            listen=["/ip4/127.0.0.1/tcp/0"], config=HostConfig(relay_service=RelayConfig())
+        ) as relay,
+        Host(listen=["/ip4/127.0.0.1/tcp/0"], config=config) as listener,
+        Host(listen=["/ip4/127.0.0.1/tcp/0"], config=config) as dialer,
+    ):
+        for host in (relay, listener, dialer):
+            _drop_every_event(host)
+        (relayed,) = await listener.listen(
+            f"{relay.listen_addrs[0]}/p2p/{relay.peer_id}/p2p-circuit"
+        )
+        conn = await dialer.connect(f"{relayed}/p2p/{listener.peer_id}")
+        with trio.fail_after(20):
+            await dialer.identify.wait_identified(conn)
+            direct = await dialer.wait_for_connection(listener.peer_id, direct=True)
+        assert dialer.peerstore.supports(listener.peer_id, ping.PROTOCOL_ID)
+        assert not direct.relayed
+
+
+async def test_subscribe_is_typed_by_what_it_asks_for() -> None:
+    async with Host(listen=["/ip4/127.0.0.1/tcp/0"]) as b, Host() as a:
+        with a.events.subscribe(ConnectionOpened) as opened:
+            await a.connect(f"{b.listen_addrs[0]}/p2p/{b.peer_id}")
+            event = await opened.receive()
+        # mypy sees ConnectionOpened here (no cast, no isinstance needed).
+        assert event.connection.remote_peer == b.peer_id

@@ -29,7 +29,6 @@ from multiaddr import Multiaddr
 
 from ...events import PeerIdentified
 from ...exceptions import Libp2pError, LocalUsageError
-from ...identify import AddressCandidateAdded, AddressCandidateRemoved
 from ...io import BufferedStream
 from ...network.addrs import first_ip
 from ...peer.id import PeerID
@@ -115,24 +114,28 @@ class AutoNATClient:
         """Probe on schedule until cancelled (the host runs this in its nursery)."""
         self._tracker = ReachabilityTracker(self.config, now=trio.current_time())
         self._known_addrs = frozenset(self.candidate_addrs())
-        watched = (PeerIdentified, AddressCandidateAdded, AddressCandidateRemoved)
-        async with trio.open_nursery() as nursery:
-            with self.host.events.subscribe(*watched, buffer=1024) as events:
-                nursery.start_soon(self._watch, events)
-                task_status.started()
-                await self._schedule()
+        # Reliable notifications from identify (the public bus may drop events).
+        identify = self.host.identify
+        identify.on_identified.append(self._peer_identified)
+        identify.on_candidates_changed.append(self._candidates_changed)
+        try:
+            task_status.started()
+            await self._schedule()
+        finally:
+            identify.on_identified.remove(self._peer_identified)
+            identify.on_candidates_changed.remove(self._candidates_changed)
 
-    async def _watch(self, events: trio.MemoryReceiveChannel[object]) -> None:
-        tracker = self.tracker
-        async for event in events:
-            now = trio.current_time()
-            if isinstance(event, PeerIdentified) and PROTOCOL_ID in event.protocols:
-                tracker.server_available(now)
-            addrs = frozenset(self.candidate_addrs())
-            if addrs != self._known_addrs:
-                self._known_addrs = addrs
-                tracker.addresses_changed(now)
-            self._wakeup.set()
+    def _peer_identified(self, event: PeerIdentified) -> None:
+        if PROTOCOL_ID in event.protocols:
+            self.tracker.server_available(trio.current_time())
+        self._candidates_changed()
+
+    def _candidates_changed(self) -> None:
+        addrs = frozenset(self.candidate_addrs())
+        if addrs != self._known_addrs:
+            self._known_addrs = addrs
+            self.tracker.addresses_changed(trio.current_time())
+        self._wakeup.set()
 
     async def _schedule(self) -> None:
         tracker = self.tracker

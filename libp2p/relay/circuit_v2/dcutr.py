@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Final
 import trio
 from multiaddr import Multiaddr
 
-from ...events import ConnectionClosed, ConnectionOpened, PeerIdentified
+from ...events import PeerIdentified
 from ...exceptions import (
     DecodeError,
     Libp2pError,
@@ -419,39 +419,41 @@ class DcutrService:
         self._nursery: trio.Nursery | None = None
 
     def install(self) -> None:
-        """Serve ``/libp2p/dcutr`` (on limited connections too: that is where it runs)."""
+        """Serve ``/libp2p/dcutr`` (on limited connections too: that is where it runs) and
+        follow connections and identify (reliable notifications, never the lossy bus)."""
         self.host.swarm.set_stream_handler(PROTOCOL_ID, self._handle, allow_limited=True)
+        self.host.swarm.observe(self)
+        self.host.identify.on_identified.append(self._on_identified)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Start hole punches on relayed connections we receive; report outcomes."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            types = (PeerIdentified, ConnectionOpened, ConnectionClosed)
-            with self.host.events.subscribe(*types, buffer=4096) as ev:
-                task_status.started()
-                async for event in ev:
-                    if isinstance(event, ConnectionClosed):
-                        self._states.pop(event.connection, None)
-                    elif isinstance(event, ConnectionOpened):
-                        self._on_opened(event)
-                    else:
-                        self._on_identified(event)
+            task_status.started()
+            try:
+                await trio.sleep_forever()
+            finally:
+                self._nursery = None
 
-    def _on_opened(self, event: ConnectionOpened) -> None:
-        conn = event.connection
-        if event.relayed:
+    def connection_closed(self, conn: Connection) -> None:
+        """Swarm observer: forget the connection's punch state."""
+        self._states.pop(conn, None)
+
+    def connection_opened(self, conn: Connection) -> None:
+        """Swarm observer: B starts on relayed connections; A spots a connection reversal."""
+        if conn.relayed:
             # B starts at once, without waiting for identify (as rust does): a peer that
             # does not speak DCUtR shows up as a refused stream, at the same cost.
-            if event.direction is Direction.INBOUND and conn not in self._states:
+            if conn.direction is Direction.INBOUND and conn not in self._states:
                 state = self._states[conn] = _PunchState()
-                if self._direct(event.peer) is not None:
+                if self._direct(conn.remote_peer) is not None:
                     state.done = True  # nothing to punch
                 elif self._nursery is not None:
                     self._nursery.start_soon(self._punch_as_listener, conn, state)
             return
         # As A, a direct connection from B before any DCUtR exchange is B's connection
         # reversal: report it as the outcome (attempt 0).
-        for relayed in self.host.connections_to(event.peer):
+        for relayed in self.host.connections_to(conn.remote_peer):
             if not relayed.relayed or relayed.direction is not Direction.OUTBOUND:
                 continue
             state = self._states.setdefault(relayed, _PunchState())
