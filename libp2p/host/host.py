@@ -363,25 +363,25 @@ class Host:
         has addresses for one, and :class:`~libp2p.exceptions.LimitedConnectionError` raised
         if not.
         """
+        names = [protocols] if isinstance(protocols, str) else list(protocols)
         conn = self.swarm.best_connection(peer)
         if conn is None:
             conn = await self.swarm.dial_peer(peer, self.peerstore.addrs(peer))
         if conn.limited and not allow_limited:
             direct = [a for a in self.peerstore.addrs(peer) if not is_circuit_addr(a)]
             if not direct:
-                names = " or ".join([protocols] if isinstance(protocols, str) else protocols)
                 raise LimitedConnectionError(
                     f"the only connection to {peer} is relayed with limits ({conn.limit}) and "
-                    f"no direct address is known; {names} did not opt in to limited "
+                    f"no direct address is known; {' or '.join(names)} did not opt in to limited "
                     "connections (pass allow_limited=True if it may run over one, or wait "
                     "for a direct connection)"
                 )
             conn = await self.swarm.dial_peer(peer, direct)
-        # js-libp2p 3.x drops a lazily negotiated request whose FIN arrives with the proposal;
-        # unless identify told us the peer is not js, the half-close waits for the echo.
-        agent = self.peerstore.agent_version(peer)
-        defer_eof = agent is None or agent.startswith("js-libp2p")
-        return await conn.new_stream(protocols, defer_eof=defer_eof, allow_limited=allow_limited)
+        # Lazy ("0-RTT") negotiation only for a protocol identify says the peer supports, as
+        # go does: a peer without it may take the request's bytes for a second proposal and
+        # reset the stream, hiding the refusal.
+        lazy = len(names) == 1 and self.peerstore.supports(peer, names[0])
+        return await conn.new_stream(names, lazy=lazy, allow_limited=allow_limited)
 
     async def wait_for_connection(self, peer: PeerID, *, direct: bool = False) -> Connection:
         """Wait until a connection to ``peer`` is open (a direct one, if ``direct``)."""

@@ -268,7 +268,8 @@ class IdentifyService:
     async def _push_to(self, conn: Connection) -> None:
         try:
             with trio.fail_after(IDENTIFY_TIMEOUT):
-                stream = await conn.new_stream(PUSH_PROTOCOL_ID, allow_limited=True)
+                # Only peers that announced push get here: lazy negotiation is safe.
+                stream = await conn.new_stream(PUSH_PROTOCOL_ID, lazy=True, allow_limited=True)
                 await send_identify(stream, self.local_info(conn))
                 await stream.aclose()
         except (Libp2pError, trio.TooSlowError, trio.BrokenResourceError) as exc:

@@ -14,7 +14,8 @@ Two initiator styles are supported:
 * :func:`select_lazy` -- the "0-RTT" form used by go and rust (``V1Lazy``) when exactly one
   protocol is proposed: header and proposal are written at once and the application may start
   writing immediately; the responder's header and echo are checked on the first read. An ``na``
-  then surfaces as :class:`ProtocolNotSupported` from that read.
+  then surfaces as :class:`ProtocolNotSupported` from that read. As in go, it is for protocols
+  the peer is known to support (identify said so); otherwise :func:`select` waits.
 
 The responder (:func:`handle`) never reads past the proposal it accepts: bytes that a lazy
 initiator pipelined behind it stay in the :class:`~libp2p.io.BufferedStream` for the protocol.
@@ -27,11 +28,12 @@ from collections.abc import Callable, Container, Sequence
 
 import trio
 
-from ..exceptions import DecodeError, LocalUsageError, ProtocolNotSupported
+from ..exceptions import DecodeError, Libp2pError, LocalUsageError, ProtocolNotSupported
 from ..io import BufferedStream
 from ..varint import encode_uvarint
 
 __all__ = [
+    "CLOSE_ANSWER_TIMEOUT",
     "MAX_MESSAGE_SIZE",
     "MAX_PROPOSALS",
     "PROTOCOL_ID",
@@ -49,6 +51,8 @@ PROTOCOL_ID = "/multistream/1.0.0"
 MAX_MESSAGE_SIZE = 1024
 #: How many proposals a responder answers on one stream before giving up on the initiator.
 MAX_PROPOSALS = 64
+#: Longest a lazily negotiated stream's close waits for the answer to its proposal.
+CLOSE_ANSWER_TIMEOUT = 5.0
 
 _NA = "na"
 _LS = "ls"
@@ -107,33 +111,47 @@ async def select(stream: BufferedStream, protocols: Sequence[str]) -> str:
     raise ProtocolNotSupported(f"peer supports none of {list(protocols)}")
 
 
-async def select_lazy(
-    stream: BufferedStream, protocol: str, *, defer_eof: bool = False
-) -> LazyNegotiatedStream:
+async def select_lazy(stream: BufferedStream, protocol: str) -> LazyNegotiatedStream:
     """Propose one protocol without waiting for the answer ("0-RTT").
 
     Returns a stream the application can write to at once; the responder's answer is checked
-    on its first read. With ``defer_eof``, ``send_eof`` first waits for that answer: js-libp2p
-    3.x loses a request whose proposal, data and FIN all arrive together, so towards js peers
-    the half-close must follow the echo (it costs a round trip only for a request that is
-    closed before any reply could arrive).
+    on its first read. Use it only when the peer is known to support ``protocol`` (identify
+    said so): a peer that answers ``na`` may read the bytes that followed the proposal as
+    its next proposal and reset the stream (go-libp2p does), so the refusal could surface as
+    a reset. :func:`select` waits for the answer instead.
+
+    Two rules keep a lazily negotiated request from being lost (see
+    :class:`LazyNegotiatedStream`): the half-close (FIN) waits for the answer, and so does
+    closing the stream.
     """
     await stream.send_all(_HEADER + encode_message(protocol))
-    return LazyNegotiatedStream(stream, protocol, defer_eof=defer_eof)
+    return LazyNegotiatedStream(stream, protocol)
 
 
 class LazyNegotiatedStream(trio.abc.HalfCloseableStream):
-    """The initiator's stream after :func:`select_lazy`: validates the answer on first read."""
+    """The initiator's stream after :func:`select_lazy`: validates the answer on first read.
 
-    __slots__ = ("_checked", "_defer_eof", "_lock", "protocol", "stream")
+    Until the responder's answer has been read:
 
-    def __init__(self, stream: BufferedStream, protocol: str, *, defer_eof: bool = False) -> None:
+    * :meth:`send_eof` first waits for it. js-libp2p 3.x drops a request whose proposal,
+      data and FIN arrive together; the wait costs a round trip only for a request that is
+      closed before any reply could arrive.
+    * :meth:`aclose` waits for it too (at most :data:`CLOSE_ANSWER_TIMEOUT`). The answer is
+      still on its way when a "write then close" closes the stream; arriving on a closed
+      stream it would be answered with a reset, and a peer that sees the reset before it
+      read our request drops the request (py-libp2p drops identify-push that way).
+    """
+
+    __slots__ = ("_checked", "_failed", "_lock", "protocol", "stream")
+
+    def __init__(self, stream: BufferedStream, protocol: str) -> None:
         #: The underlying buffered stream.
         self.stream = stream
         #: The protocol that was proposed.
         self.protocol = protocol
         self._checked = False
-        self._defer_eof = defer_eof
+        # The error the answer was (na, garbage, EOF), once read: never read twice.
+        self._failed: Libp2pError | None = None
         self._lock = trio.Lock()
 
     async def ensure_negotiated(self) -> None:
@@ -141,14 +159,20 @@ class LazyNegotiatedStream(trio.abc.HalfCloseableStream):
         if self._checked:
             return
         async with self._lock:
+            if self._failed is not None:
+                raise self._failed
             if self._checked:
                 return
-            await _expect_header(self.stream)
-            reply = await read_message(self.stream)
-            if reply == _NA:
-                raise ProtocolNotSupported(f"peer does not support {self.protocol!r}")
-            if reply != self.protocol:
-                raise DecodeError(f"responder answered {reply[:64]!r} to {self.protocol!r}")
+            try:
+                await _expect_header(self.stream)
+                reply = await read_message(self.stream)
+                if reply == _NA:
+                    raise ProtocolNotSupported(f"peer does not support {self.protocol!r}")
+                if reply != self.protocol:
+                    raise DecodeError(f"responder answered {reply[:64]!r} to {self.protocol!r}")
+            except Libp2pError as exc:
+                self._failed = exc
+                raise
             self._checked = True
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
@@ -163,12 +187,30 @@ class LazyNegotiatedStream(trio.abc.HalfCloseableStream):
         await self.stream.wait_send_all_might_not_block()
 
     async def send_eof(self) -> None:
-        if self._defer_eof and not self._checked:
+        if not self._checked:
             await self.ensure_negotiated()
         await self.stream.send_eof()
 
     async def aclose(self) -> None:
+        """Close; if the answer to the proposal has not been read yet, wait for it first.
+
+        Raises :class:`ProtocolNotSupported` (after closing) when the answer was ``na``:
+        whatever was written never reached a handler.
+        """
+        refused: ProtocolNotSupported | None = None
+        if not self._checked and self._failed is None:
+            with trio.move_on_after(CLOSE_ANSWER_TIMEOUT):
+                try:
+                    await self.send_eof()
+                except ProtocolNotSupported as exc:
+                    refused = exc
+                except (Libp2pError, trio.BrokenResourceError, trio.ClosedResourceError):
+                    # The stream failed (reset, broken, already closed): closing it is all
+                    # that is left to do, and there is nobody else to tell.
+                    pass
         await self.stream.aclose()
+        if refused is not None:
+            raise refused
 
 
 async def handle(

@@ -6,8 +6,9 @@ protocol with multistream-select and is handed to the handler registered for tha
 A handler that fails, or a peer that sends garbage on one stream, costs only that stream: it is
 reset and logged, and the connection and its other streams carry on.
 
-Outbound streams proposing a single protocol use lazy ("0-RTT") negotiation, as go and rust do:
-the application's first bytes follow the proposal without waiting for the echo.
+Outbound streams wait for the peer to accept their protocol, unless the caller knows the peer
+supports it (identify said so): then negotiation is lazy ("0-RTT"), as in go, and the
+application's first bytes follow the proposal without waiting for the echo.
 """
 
 from __future__ import annotations
@@ -268,15 +269,16 @@ class Connection:
         self,
         protocols: Sequence[str] | str,
         *,
-        defer_eof: bool = False,
+        lazy: bool = False,
         allow_limited: bool = False,
     ) -> NetStream:
         """Open a stream and negotiate one of ``protocols`` (in order of preference).
 
-        With a single protocol, negotiation is lazy: this returns at once and a refusal
-        surfaces as :class:`~libp2p.exceptions.ProtocolNotSupported` on the first read.
-        ``defer_eof`` makes a lazy stream's ``send_eof`` wait for the peer's answer first
-        (needed by js-libp2p peers; see :func:`libp2p.multistream.select_lazy`).
+        By default this waits for the peer to accept a protocol, so a refusal is a
+        :class:`~libp2p.exceptions.ProtocolNotSupported` from this call. ``lazy=True``, for a
+        single protocol the peer is known to support (:meth:`Host.new_stream
+        <libp2p.host.Host.new_stream>` decides from identify), returns at once and checks the
+        answer on the first read (see :func:`libp2p.multistream.select_lazy`).
 
         On a :attr:`limited` connection this raises
         :class:`~libp2p.exceptions.LimitedConnectionError` unless ``allow_limited`` is set.
@@ -297,9 +299,9 @@ class Connection:
         muxed = await self._up.muxer.open_stream()
         buffered = BufferedStream(muxed)
         try:
-            if len(protocols) == 1:
-                lazy = await multistream.select_lazy(buffered, protocols[0], defer_eof=defer_eof)
-                return NetStream(lazy, muxed, protocols[0], self)
+            if lazy and len(protocols) == 1:
+                negotiated = await multistream.select_lazy(buffered, protocols[0])
+                return NetStream(negotiated, muxed, protocols[0], self)
             chosen = await multistream.select(buffered, protocols)
         except BaseException:
             with trio.CancelScope(shield=True):

@@ -256,7 +256,7 @@ async def test_dcutr_started_by_the_wrong_side_is_refused_and_named() -> None:
                 host.dcutr._our_addrs = lambda dead=dead: [dead]  # type: ignore[method-assign]
             with listener.events.subscribe(HolePunchSucceeded, HolePunchFailed) as events:
                 relayed = await dialer.connect(circuit_to(relay, listener))
-                stream = await relayed.new_stream(PROTOCOL_ID, allow_limited=True)
+                stream = await relayed.new_stream(PROTOCOL_ID, lazy=True, allow_limited=True)
                 await stream.send_all(b"\x00")
                 with pytest.raises(trio.BrokenResourceError):
                     await drain(stream)  # refused

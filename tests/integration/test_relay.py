@@ -895,10 +895,8 @@ async def test_limited_connection_refuses_protocols_that_did_not_opt_in() -> Non
                 await dialer.new_stream(listener.peer_id, ECHO_UNLIMITED_ONLY)
 
             # Opening it anyway: the listener does not serve it on a limited connection.
-            stream = await conn.new_stream(ECHO_UNLIMITED_ONLY, allow_limited=True)
-            await stream.send_all(b"hi")
             with pytest.raises(ProtocolNotSupported):
-                await stream.receive_some()
+                await conn.new_stream(ECHO_UNLIMITED_ONLY, allow_limited=True)
 
             # Identify and ping opted in, in both directions.
             for host, peer in ((dialer, listener), (listener, dialer)):

@@ -19,7 +19,8 @@ from multiaddr import Multiaddr
 from libp2p import Host, HostConfig, ping
 from libp2p.crypto.keys import generate_ed25519
 from libp2p.events import ConnectionOpened
-from libp2p.exceptions import ConnectionBrokenError, TransportError
+from libp2p.exceptions import ConnectionBrokenError, ProtocolNotSupported, TransportError
+from libp2p.multistream import LazyNegotiatedStream
 from libp2p.network.address_policy import AddressPolicy
 from libp2p.peer.id import PeerID
 from libp2p.relay.circuit_v2 import RelayConfig
@@ -182,3 +183,19 @@ async def test_subscribe_is_typed_by_what_it_asks_for() -> None:
             event = await opened.receive()
         # mypy sees ConnectionOpened here (no cast, no isinstance needed).
         assert event.connection.remote_peer == b.peer_id
+
+
+async def test_a_protocol_the_peer_lacks_is_refused_by_new_stream() -> None:
+    # Issue 10, item 4: a lazy proposal to a peer without the protocol let go-libp2p read our
+    # request as a second proposal and reset; we now wait for the answer unless identify
+    # says the peer supports the protocol, so the refusal is ProtocolNotSupported, here.
+    async with Host(listen=["/ip4/127.0.0.1/tcp/0"]) as b, Host() as a:
+        conn = await a.connect(f"{b.listen_addrs[0]}/p2p/{b.peer_id}")
+        for _ in range(5):
+            with pytest.raises(ProtocolNotSupported):
+                await a.new_stream(b.peer_id, "/nope/1.0.0")
+        await a.identify.wait_identified(conn)
+        # Known from identify: lazy, and it works at once.
+        stream = await a.new_stream(b.peer_id, ping.PROTOCOL_ID)
+        assert isinstance(stream._stream, LazyNegotiatedStream)
+        assert len(await ping.ping(stream)) == 1

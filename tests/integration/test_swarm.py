@@ -81,7 +81,9 @@ async def test_unsupported_protocol_and_multi_proposal() -> None:
         b.set_stream_handler(ping.PROTOCOL_ID, ping.handle_ping)
         (addr,) = await b.listen("/ip4/127.0.0.1/tcp/0")
         conn = await a.dial(addr)
-        lazy = await conn.new_stream("/not/here")
+        with pytest.raises(ProtocolNotSupported):
+            await conn.new_stream("/not/here")
+        lazy = await conn.new_stream("/not/here", lazy=True)
         with pytest.raises(ProtocolNotSupported):
             await lazy.receive_some()
         with pytest.raises(ProtocolNotSupported):

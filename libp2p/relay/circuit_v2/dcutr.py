@@ -819,9 +819,16 @@ class DcutrService:
         connect = core.start_attempt(self._our_addrs(), trio.current_time())
         try:
             with trio.fail_after(self.config.stream_timeout):
+                # Not lazy: the peer's protocols are not known yet (B starts before identify),
+                # and a refusal must be told from a broken stream.
                 try:
                     stream = await relayed.new_stream(PROTOCOL_ID, allow_limited=True)
-                except (Libp2pError, trio.BrokenResourceError) as exc:
+                except ProtocolNotSupported as exc:
+                    raise HolePunchError(
+                        HolePunchFailure.NO_STREAM,
+                        f"{relayed.remote_peer} does not speak {PROTOCOL_ID}",
+                    ) from exc
+                except Libp2pError as exc:
                     raise HolePunchError(HolePunchFailure.NO_STREAM, str(exc)) from exc
                 try:
                     await stream.send_all(connect)
