@@ -13,7 +13,9 @@ stream rather than a socket.
 As initiator we negotiate lazily: the multistream header, ``/noise`` and the first Noise message
 leave together, saving a round trip. The muxer is negotiated inside the Noise handshake when both
 sides offer one (inlined muxer negotiation); otherwise a second multistream-select runs over the
-encrypted channel. Every layer reads through one :class:`~libp2p.io.BufferedStream`, so bytes a
+encrypted channel, and the initiator waits for its answer. Either way a peer with no muxer in
+common fails the upgrade with :class:`~libp2p.exceptions.ProtocolNotSupported` before any
+connection is reported. Every layer reads through one :class:`~libp2p.io.BufferedStream`, so bytes a
 peer pipelines across a layer boundary are never dropped.
 """
 
@@ -25,6 +27,7 @@ import trio
 
 from .. import multistream
 from ..crypto.keys import PrivateKey
+from ..exceptions import ProtocolNotSupported
 from ..io import BufferedStream
 from ..peer.id import PeerID
 from ..security.noise import NoiseSession, noise_handshake
@@ -86,14 +89,32 @@ async def upgrade(
         expected_peer=expected_peer,
         muxers=(YAMUX_PROTOCOL_ID,) if inline_muxer else (),
     )
+    offered = (YAMUX_PROTOCOL_ID,) if inline_muxer else ()
+    if offered and secure.remote_muxers and secure.negotiated_muxer is None:
+        # Both sides listed their muxers and no entry is common: multistream-select could
+        # only fail the same way (the spec says MUST fail here).
+        await trio.aclose_forcefully(secure)
+        raise ProtocolNotSupported(
+            f"no stream muxer in common with {secure.remote_peer}: we support "
+            f"{list(offered)}, it offers {list(secure.remote_muxers)}"
+        )
     early = secure.negotiated_muxer == YAMUX_PROTOCOL_ID
     muxed: trio.abc.Stream = secure
     if not early:
         buffered = BufferedStream(secure)
         if initiator:
-            muxed = await multistream.select_lazy(buffered, YAMUX_PROTOCOL_ID)
+            # Wait for the answer (no lazy proposal): a peer without yamux must fail the
+            # connection here, not its first stream after the connection was reported.
+            try:
+                await multistream.select(buffered, (YAMUX_PROTOCOL_ID,))
+            except ProtocolNotSupported:
+                await trio.aclose_forcefully(secure)
+                raise ProtocolNotSupported(
+                    f"no stream muxer in common with {secure.remote_peer}: it refused "
+                    f"{YAMUX_PROTOCOL_ID}"
+                ) from None
         else:
             await multistream.handle(buffered, (YAMUX_PROTOCOL_ID,))
-            muxed = buffered
+        muxed = buffered
     session = YamuxSession(muxed, is_initiator=initiator, config=yamux_config)
     return UpgradedConnection(secure=secure, muxer=session, initiator=initiator, early_muxer=early)

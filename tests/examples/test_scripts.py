@@ -193,10 +193,13 @@ def closed_port() -> Iterator[int]:
         yield sock.getsockname()[1]
 
 
-@pytest.fixture
-def busy_port() -> Iterator[int]:
-    """A loopback port another socket listens on."""
+@pytest.fixture(params=["plain", "reuseport"])
+def busy_port(request: pytest.FixtureRequest) -> Iterator[int]:
+    """A loopback port another socket listens on: a plain one, or one with SO_REUSEPORT as
+    another of our relays has (which a second listener used to share silently)."""
     with socket.socket() as sock:
+        if request.param == "reuseport":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         yield sock.getsockname()[1]

@@ -16,15 +16,22 @@ import pytest
 import trio
 from multiaddr import Multiaddr
 
-from libp2p import Host, HostConfig, ping
+from libp2p import Host, HostConfig, multistream, ping
 from libp2p.crypto.keys import generate_ed25519
 from libp2p.events import ConnectionOpened
-from libp2p.exceptions import ConnectionBrokenError, ProtocolNotSupported, TransportError
+from libp2p.exceptions import (
+    ConnectionBrokenError,
+    Libp2pError,
+    ProtocolNotSupported,
+    TransportError,
+)
+from libp2p.io import BufferedStream
 from libp2p.multistream import LazyNegotiatedStream
 from libp2p.network.address_policy import AddressPolicy
 from libp2p.peer.id import PeerID
 from libp2p.relay.circuit_v2 import RelayConfig
 from libp2p.relay.circuit_v2.dcutr import HolePunchConfig
+from libp2p.security.noise import noise_handshake
 from libp2p.transport.tcp import TcpStream, TcpTransport
 
 
@@ -199,3 +206,79 @@ async def test_a_protocol_the_peer_lacks_is_refused_by_new_stream() -> None:
         stream = await a.new_stream(b.peer_id, ping.PROTOCOL_ID)
         assert isinstance(stream._stream, LazyNegotiatedStream)
         assert len(await ping.ping(stream)) == 1
+
+
+@asynccontextmanager
+async def mplex_only_peer(inline: bool) -> AsyncIterator[tuple[int, PeerID]]:
+    """A peer whose only muxer is mplex: it lists it inside Noise (``inline``) or not, and
+    refuses yamux in multistream-select."""
+    key = generate_ed25519()
+    listener = trio.socket.socket()
+    await listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+
+    async def serve_one(sock: trio.socket.SocketType) -> None:
+        raw = BufferedStream(trio.SocketStream(sock))
+        try:
+            await multistream.handle(raw, ("/noise",))
+            secure = await noise_handshake(
+                raw, key, initiator=False, muxers=("/mplex/6.7.0",) if inline else ()
+            )
+            await multistream.handle(BufferedStream(secure), ("/mplex/6.7.0",))
+        except (Libp2pError, trio.BrokenResourceError):
+            pass  # the dialer gave up on us, as it should
+        finally:
+            sock.close()
+
+    async def serve() -> None:
+        async with trio.open_nursery() as nursery:
+            while True:
+                sock, _ = await listener.accept()
+                nursery.start_soon(serve_one, sock)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(serve)
+        try:
+            yield listener.getsockname()[1], PeerID.from_public_key(key.public_key)
+        finally:
+            nursery.cancel_scope.cancel()
+            listener.close()
+
+
+@pytest.mark.parametrize("inline", [True, False], ids=["listed-in-noise", "multistream"])
+async def test_no_muxer_in_common_fails_connect(inline: bool) -> None:
+    # Issue 10, item 5: connect() succeeded, and the first stream failed (and dialed again).
+    async with mplex_only_peer(inline) as (port, peer), Host() as host:
+        with pytest.raises(ProtocolNotSupported, match="muxer"):
+            await host.connect(f"/ip4/127.0.0.1/tcp/{port}/p2p/{peer}")
+        assert host.connections == []
+
+
+async def test_listening_on_a_port_another_socket_holds_fails() -> None:
+    # Issue 10, item 6: a second listener on the same port succeeded (SO_REUSEPORT) and the
+    # kernel split connections between the two.
+    async with Host(listen=["/ip4/127.0.0.1/tcp/0"]) as first:
+        with pytest.raises(TransportError, match="already in use"):
+            async with Host(listen=[first.listen_addrs[0]]):
+                pass
+        # A socket of another program, without SO_REUSEPORT, is refused just the same.
+        other = trio.socket.socket()
+        await other.bind(("127.0.0.1", 0))
+        other.listen(1)
+        taken = other.getsockname()[1]
+        with pytest.raises(TransportError, match="already in use"):
+            await TcpTransport().listen(Multiaddr(f"/ip4/127.0.0.1/tcp/{taken}"))
+        other.close()
+        # The first host's own dials from its listen port still work.
+        async with Host(listen=["/ip4/127.0.0.1/tcp/0"]) as second:
+            conn = await first.connect(f"{second.listen_addrs[0]}/p2p/{second.peer_id}")
+            assert conn.local_addr == first.listen_addrs[0]
+
+
+async def test_a_port_freed_by_a_closed_host_can_be_listened_on_again() -> None:
+    async with Host(listen=["/ip4/127.0.0.1/tcp/0"]) as first, Host() as peer:
+        addr = first.listen_addrs[0]
+        await peer.connect(f"{addr}/p2p/{first.peer_id}")
+    # Connections of the first run linger in TIME_WAIT; that must not block a restart.
+    async with Host(listen=[addr]) as again:
+        assert again.listen_addrs == [addr]

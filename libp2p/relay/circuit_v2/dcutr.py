@@ -638,7 +638,11 @@ class DcutrService:
                     buffered.unread(first)
                     initiator = False
                 stream = buffered
-            with trio.fail_after(self.config.stream_timeout):
+            # Shielded from the race's cancellation (its own deadline still applies): the
+            # peer may already count this connection as made, and one cut off half way is a
+            # connection it sees closed under its streams. A connection that loses the race
+            # stays open as a second direct connection.
+            with trio.CancelScope(shield=True), trio.fail_after(self.config.stream_timeout):
                 return await self.host.swarm.upgrade_stream(
                     stream,
                     initiator=initiator,

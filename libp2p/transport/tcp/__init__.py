@@ -6,7 +6,9 @@ relay *and* the hole punch itself must leave from the port we listen on: that is
 NAT mapped, the port identify reports back to us, and the port the other peer will aim at. So
 this module builds its sockets itself:
 
-* listeners set ``SO_REUSEADDR`` and ``SO_REUSEPORT`` and bind the requested address;
+* listeners set ``SO_REUSEADDR`` and ``SO_REUSEPORT`` and bind the requested address, after
+  checking that no other socket listens there (``SO_REUSEPORT`` would otherwise let a second
+  process share the port silently);
 * an outgoing dial, when a listener of the same address family exists, sets the same options,
   binds the listener's address and port, then connects. If the kernel refuses that bind or the
   connect for reasons tied to the shared port (the same 4-tuple already in use, the listen IP
@@ -80,6 +82,31 @@ def sockaddr_to_multiaddr(family: int, sockaddr: tuple[object, ...]) -> Multiadd
 def _set_reuse(sock: trio.socket.SocketType) -> None:
     sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEADDR, 1)
     sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEPORT, 1)
+
+
+async def _check_port_free(maddr: Multiaddr, family: int, host: str, port: int) -> None:
+    """Raise :class:`TransportError` when another socket already listens on ``host:port``.
+
+    Our listeners set ``SO_REUSEPORT`` so that dials can leave from the listen port; but with
+    it, a second process listening on the same port also succeeds, and the kernel then splits
+    incoming connections between the two. A probe bound *without* ``SO_REUSEPORT`` (with
+    ``SO_REUSEADDR``, so that connections of an earlier run in TIME_WAIT don't count) fails
+    exactly when a listening socket holds the port.
+    """
+    probe = trio.socket.socket(family, _stdsocket.SOCK_STREAM)
+    try:
+        probe.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEADDR, 1)
+        if family == _stdsocket.AF_INET6:
+            probe.setsockopt(_stdsocket.IPPROTO_IPV6, _stdsocket.IPV6_V6ONLY, 1)
+        await probe.bind((host, port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise TransportError(
+                f"cannot listen on {maddr}: {exc.strerror} (another socket listens there)"
+            ) from exc
+        raise TransportError(f"cannot listen on {maddr}: {exc.strerror or exc}") from exc
+    finally:
+        probe.close()
 
 
 class TcpStream(trio.abc.HalfCloseableStream):
@@ -231,6 +258,8 @@ class TcpTransport:
     async def listen(self, maddr: Multiaddr) -> TcpListener:
         """Open a listener on ``maddr`` (port 0 picks a free port)."""
         family, host, port = parse_tcp_multiaddr(maddr)
+        if port and self.reuse_port:
+            await _check_port_free(maddr, family, host, port)
         sock = trio.socket.socket(family, _stdsocket.SOCK_STREAM)
         try:
             if self.reuse_port:
