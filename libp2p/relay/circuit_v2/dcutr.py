@@ -643,7 +643,7 @@ class DcutrService:
             # connection it sees closed under its streams. A connection that loses the race
             # stays open as a second direct connection.
             with trio.CancelScope(shield=True), trio.fail_after(self.config.stream_timeout):
-                return await self.host.swarm.upgrade_stream(
+                conn = await self.host.swarm.upgrade_stream(
                     stream,
                     initiator=initiator,
                     expected_peer=peer,
@@ -651,6 +651,7 @@ class DcutrService:
                     local_addr=raw.local_addr,
                     remote_addr=addr,
                 )
+            return conn
         except trio.TooSlowError as exc:
             with trio.CancelScope(shield=True):
                 await raw.aclose()
