@@ -162,7 +162,7 @@ class IdentifyService:
                 finally:
                     await stream.aclose()
             self._apply(conn, info, push=False)
-        except (Libp2pError, trio.TooSlowError, trio.BrokenResourceError) as exc:
+        except (Libp2pError, trio.TooSlowError) as exc:
             logger.info("identify with %s failed: %s", conn.remote_peer, exc)
         except trio.ClosedResourceError:
             pass
@@ -272,5 +272,5 @@ class IdentifyService:
                 stream = await conn.new_stream(PUSH_PROTOCOL_ID, lazy=True, allow_limited=True)
                 await send_identify(stream, self.local_info(conn))
                 await stream.aclose()
-        except (Libp2pError, trio.TooSlowError, trio.BrokenResourceError) as exc:
+        except (Libp2pError, trio.TooSlowError) as exc:
             logger.info("identify push to %s failed: %s", conn.remote_peer, exc)

@@ -204,7 +204,7 @@ class LazyNegotiatedStream(trio.abc.HalfCloseableStream):
                     await self.send_eof()
                 except ProtocolNotSupported as exc:
                     refused = exc
-                except (Libp2pError, trio.BrokenResourceError, trio.ClosedResourceError):
+                except (Libp2pError, trio.ClosedResourceError):
                     # The stream failed (reset, broken, already closed): closing it is all
                     # that is left to do, and there is nobody else to tell.
                     pass

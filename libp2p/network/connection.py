@@ -236,7 +236,7 @@ class Connection:
         try:
             with trio.fail_after(NEGOTIATE_TIMEOUT):
                 protocol = await multistream.handle(buffered, self._serves)
-        except (Libp2pError, trio.TooSlowError, trio.BrokenResourceError) as exc:
+        except (Libp2pError, trio.TooSlowError) as exc:
             logger.debug("inbound stream from %s failed to negotiate: %s", self.remote_peer, exc)
             await muxed.reset()
             return

@@ -179,7 +179,7 @@ class AutoNATClient:
                     response = await self.ask(server, asked)
             except trio.TooSlowError:
                 detail = f"no answer within {self.config.request_timeout} s"
-            except (Libp2pError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            except (Libp2pError, trio.ClosedResourceError) as exc:
                 detail = f"{type(exc).__name__}: {exc}"
             events = tracker.record(server, response, trio.current_time(), detail=detail)
             for event in events:

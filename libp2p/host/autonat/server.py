@@ -114,7 +114,7 @@ class AutoNATServer:
             try:
                 async with self.host.swarm.dial_isolated(peer, addrs) as dialed:
                     reached = dialed.remote_addr
-            except (Libp2pError, trio.BrokenResourceError) as exc:
+            except Libp2pError as exc:
                 failure = str(exc)
         if reached is not None:
             logger.debug("AutoNAT dial-back to %s reached %s", peer, reached)

@@ -706,7 +706,7 @@ class DcutrService:
                         yield_role_within=yield_role_within,
                         reuse_only=punch,
                     )
-                except (Libp2pError, trio.BrokenResourceError, trio.TooSlowError) as exc:
+                except (Libp2pError, trio.TooSlowError) as exc:
                     errors.append(f"{addr}: {exc}")
                     pending -= 1
                     if not pending:
@@ -850,7 +850,7 @@ class DcutrService:
                         ) from exc
                     if isinstance(exc, HolePunchError):
                         raise
-                    if isinstance(exc, Libp2pError | trio.BrokenResourceError):
+                    if isinstance(exc, Libp2pError):
                         reason = await self._why_broken(relayed)
                         detail = str(exc)
                         if reason is HolePunchFailure.NO_STREAM:
@@ -900,7 +900,7 @@ class DcutrService:
             failure = HolePunchError(
                 HolePunchFailure.TIMEOUT, "the peer did not finish the exchange"
             )
-        except (Libp2pError, trio.BrokenResourceError) as exc:
+        except Libp2pError as exc:
             reason = HolePunchFailure.PROTOCOL_ERROR
             if relayed.is_closed:
                 reason = HolePunchFailure.RELAY_CLOSED
@@ -959,5 +959,5 @@ async def _reset_quietly(stream: NetStream) -> None:
     with trio.CancelScope(shield=True):
         try:
             await stream.reset()
-        except (Libp2pError, trio.BrokenResourceError, trio.ClosedResourceError):
+        except (Libp2pError, trio.ClosedResourceError):
             logger.debug("resetting a DCUtR stream to %s failed", stream.remote_peer)
