@@ -46,7 +46,7 @@ autodoc_default_options = {
 # those are exempt, and so are internal modules that are not part of the public API.
 nitpicky = True
 _EXTERNAL = (
-    r"(trio|multiaddr|collections|enum|os|abc|ipaddress|typing|coincurve|cryptography|rsa|ec"
+    r"(trio|multiaddr|collections|contextlib|enum|os|abc|ipaddress|typing|coincurve|cryptography|rsa|ec"
     r"|_ed25519)(\..+)?"
 )
 nitpick_ignore_regex = [
@@ -57,6 +57,8 @@ nitpick_ignore_regex = [
         r"|YamuxStream|YamuxConfig|TcpTransport)(\..+)?",
     ),
     (r"py:.*", r"libp2p\.(stream_muxer|security|io|multistream)\..+"),
+    # Type variables of EventBus.subscribe's overloads.
+    (r"py:.*", r"libp2p\.events\._T\d"),
     # Internals that public modules' docstrings name. Documenting them next to the public
     # names would break viewcode's links back (one page anchor prefix per source module).
     (r"py:.*", r"(punch_dial_timeout|HolePunchInitiator|HolePunchResponder|timestamp_seq)"),
