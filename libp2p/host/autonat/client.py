@@ -21,8 +21,8 @@ one. :meth:`AutoNATClient.probe` runs a probe on demand.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 from multiaddr import Multiaddr
@@ -45,9 +45,47 @@ from .protocol import (
 from .reachability import ReachabilityTracker
 
 if TYPE_CHECKING:
-    from ..host import Host
+    from ...events import EventBus
+    from ...network.connection import Connection, NetStream
 
-__all__ = ["AutoNATClient"]
+__all__ = ["AutoNATClient", "AutoNATClientHost"]
+
+
+class _ProtocolBook(Protocol):
+    def supports(self, peer: PeerID, protocol: str) -> bool: ...
+
+
+class _IdentifyHooks(Protocol):
+    @property
+    def on_identified(self) -> list[Callable[[PeerIdentified], None]]: ...
+
+    @property
+    def on_candidates_changed(self) -> list[Callable[[], None]]: ...
+
+
+class AutoNATClientHost(Protocol):
+    """What the client needs of its host: connections and streams, the peers' protocols,
+    our addresses, identify's notifications, and a bus to publish its events on."""
+
+    @property
+    def peer_id(self) -> PeerID: ...
+    @property
+    def connections(self) -> list[Connection]: ...
+    @property
+    def listen_addrs(self) -> list[Multiaddr]: ...
+    @property
+    def peerstore(self) -> _ProtocolBook: ...
+    @property
+    def identify(self) -> _IdentifyHooks: ...
+    @property
+    def events(self) -> EventBus: ...
+
+    def address_candidates(self, min_observers: int | None = None) -> list[Multiaddr]: ...
+
+    async def new_stream(
+        self, peer: PeerID, protocols: Sequence[str] | str, *, allow_limited: bool = False
+    ) -> NetStream: ...
+
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +93,7 @@ logger = logging.getLogger(__name__)
 class AutoNATClient:
     """Finds out whether a host is reachable, by asking AutoNAT servers."""
 
-    def __init__(self, host: Host, config: AutoNATClientConfig | None = None) -> None:
+    def __init__(self, host: AutoNATClientHost, config: AutoNATClientConfig | None = None) -> None:
         self.host = host
         self.config = config or AutoNATClientConfig()
         self._tracker: ReachabilityTracker | None = None

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 from multiaddr import Multiaddr
@@ -45,17 +45,44 @@ from .protocol import (
 )
 
 if TYPE_CHECKING:
-    from ..host import Host
+    from contextlib import AbstractAsyncContextManager
 
-__all__ = ["AutoNATServer"]
+    from ...network.connection import Connection, StreamHandler
+
+__all__ = ["AutoNATServer", "AutoNATServerHost"]
 
 logger = logging.getLogger(__name__)
+
+
+class _Dialable(Protocol):
+    def can_dial(self, maddr: Multiaddr) -> bool: ...
+
+
+class _DialBack(Protocol):
+    @property
+    def transport(self) -> _Dialable: ...
+
+    def dial_isolated(
+        self, peer: PeerID, addrs: Sequence[Multiaddr]
+    ) -> AbstractAsyncContextManager[Connection]: ...
+
+
+class AutoNATServerHost(Protocol):
+    """What the server needs of its host: a stream handler, and private dial-backs
+    (:meth:`Swarm.dial_isolated <libp2p.network.swarm.Swarm.dial_isolated>`)."""
+
+    @property
+    def swarm(self) -> _DialBack: ...
+
+    def set_stream_handler(
+        self, protocol: str, handler: StreamHandler, *, allow_limited: bool = False
+    ) -> None: ...
 
 
 class AutoNATServer:
     """Serves ``/libp2p/autonat/1.0.0`` for a host (``HostConfig(autonat_server=...)``)."""
 
-    def __init__(self, host: Host, config: AutoNATServerConfig | None = None) -> None:
+    def __init__(self, host: AutoNATServerHost, config: AutoNATServerConfig | None = None) -> None:
         self.host = host
         self.config = config or AutoNATServerConfig()
         #: The decision core (rate-limit windows included).

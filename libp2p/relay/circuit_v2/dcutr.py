@@ -43,7 +43,7 @@ import enum
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 import trio
 from multiaddr import Multiaddr
@@ -60,17 +60,20 @@ from ...network.address_policy import AddressPolicy
 from ...network.addrs import is_circuit_addr, split_peer_id
 from ...network.connection import Connection, Direction, NetStream
 from ...peer.id import PeerID
-from ...transport.tcp import TcpStream, TcpTransport
+from ...transport.tcp import TcpStream
 from ...varint import encode_uvarint
 
 if TYPE_CHECKING:
-    from ...host.host import Host
+    from ...events import EventBus
+    from ...network.connection import StreamHandler
+    from ...network.swarm import ConnectionObserver
 
 __all__ = [
     "MAX_ATTEMPTS",
     "MAX_MESSAGE_SIZE",
     "PROTOCOL_ID",
     "DcutrService",
+    "HolePunchHost",
     "HolePunchAttemptFailed",
     "HolePunchConfig",
     "HolePunchError",
@@ -404,6 +407,64 @@ class _PunchState:
 _B_GAVE_UP: Final = (HolePunchFailure.PROTOCOL_ERROR, HolePunchFailure.TIMEOUT)
 
 
+class _PunchTransport(Protocol):
+    async def dial(self, maddr: Multiaddr, *, reuse_only: bool = False) -> TcpStream: ...
+    async def dial_ephemeral(self, maddr: Multiaddr) -> TcpStream: ...
+
+
+class _PunchSwarm(Protocol):
+    @property
+    def transport(self) -> _PunchTransport: ...
+
+    def observe(self, observer: ConnectionObserver) -> None: ...
+
+    def set_stream_handler(
+        self, protocol: str, handler: StreamHandler, *, allow_limited: bool = False
+    ) -> None: ...
+
+    async def upgrade_stream(
+        self,
+        raw: trio.abc.Stream,
+        *,
+        initiator: bool,
+        direction: Direction,
+        expected_peer: PeerID | None = None,
+        local_addr: Multiaddr | None = None,
+        remote_addr: Multiaddr | None = None,
+    ) -> Connection: ...
+
+
+class _AddressBook(Protocol):
+    def addrs(self, peer: PeerID) -> list[Multiaddr]: ...
+    def supports(self, peer: PeerID, protocol: str) -> bool: ...
+
+
+class _IdentifyHooks(Protocol):
+    @property
+    def on_identified(self) -> list[Callable[[PeerIdentified], None]]: ...
+
+
+class HolePunchHost(Protocol):
+    """What DCUtR needs of its host: connections with their notifications, dialing and
+    upgrading punched sockets in a given role, the peers' addresses and protocols, our own
+    addresses, identify's notifications, and a bus to publish outcomes on."""
+
+    @property
+    def swarm(self) -> _PunchSwarm: ...
+    @property
+    def peerstore(self) -> _AddressBook: ...
+    @property
+    def identify(self) -> _IdentifyHooks: ...
+    @property
+    def events(self) -> EventBus: ...
+    @property
+    def addrs(self) -> list[Multiaddr]: ...
+
+    def address_candidates(self, min_observers: int | None = None) -> list[Multiaddr]: ...
+    def connections_to(self, peer: PeerID) -> list[Connection]: ...
+    async def wait_for_connection(self, peer: PeerID, *, direct: bool = False) -> Connection: ...
+
+
 class DcutrService:
     """Runs DCUtR for a host: starts it as B, answers it as A, publishes the outcome.
 
@@ -412,7 +473,7 @@ class DcutrService:
     :class:`HolePunchSucceeded` / :class:`HolePunchFailed` on ``host.events``.
     """
 
-    def __init__(self, host: Host, config: HolePunchConfig | None = None) -> None:
+    def __init__(self, host: HolePunchHost, config: HolePunchConfig | None = None) -> None:
         self.host = host
         self.config = config or HolePunchConfig()
         self._states: dict[Connection, _PunchState] = {}
@@ -616,7 +677,7 @@ class DcutrService:
         multistream header first gets a responder. A B that follows the spec never speaks
         first, so this costs it only the wait.
         """
-        transport: TcpTransport = self.host.swarm.transport
+        transport = self.host.swarm.transport
         raw: TcpStream | None = None
         with trio.move_on_after(connect_within):
             if reuse_only:
