@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""Regenerate (or check) the protobuf modules committed beside every ``.proto`` in ``libp2p/``.
+"""Regenerate (or check) the protobuf modules committed beside every ``.proto`` in ``libp2p/``
+(and in ``tests/interop/go/``, the go-libp2p daemon's control protocol our interop tests speak).
 
 Why a script: generated code depends on the generator version (``protoc`` embeds a minimum
 protobuf runtime in every ``_pb2.py``), so everyone must use the same pinned generator, and CI
 must be able to tell when a committed ``_pb2.py``/``.pyi`` no longer matches its ``.proto``.
 
-How: every ``*.proto`` under ``libp2p/`` is compiled in one ``python -m grpc_tools.protoc`` run
+How: every ``*.proto`` under those folders is compiled in one ``python -m grpc_tools.protoc`` run
 (grpcio-tools, pinned below) with ``-I <repo root>``, so generated imports are absolute
 (``from libp2p.crypto.pb import crypto_pb2``). mypy-protobuf (also pinned) writes the ``.pyi``
 stubs. Output goes to a temporary directory first; normal mode then copies files that differ
@@ -33,6 +34,8 @@ PINNED = {"grpcio-tools": "1.85.1", "mypy-protobuf": "5.1.0"}
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_DIR = REPO_ROOT / "libp2p"
+#: Folders whose ``.proto`` files are compiled (and checked) in place.
+PROTO_DIRS = (PACKAGE_DIR, REPO_ROOT / "tests" / "interop" / "go")
 GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi")
 
 
@@ -59,8 +62,8 @@ def _mypy_plugin() -> str:
 
 
 def find_protos() -> list[Path]:
-    """Every ``.proto`` under ``libp2p/``, as paths relative to the repo root, sorted."""
-    return sorted(p.relative_to(REPO_ROOT) for p in PACKAGE_DIR.rglob("*.proto"))
+    """Every ``.proto`` under :data:`PROTO_DIRS`, as paths relative to the repo root, sorted."""
+    return sorted(p.relative_to(REPO_ROOT) for d in PROTO_DIRS for p in d.rglob("*.proto"))
 
 
 def expected_outputs(protos: list[Path]) -> list[Path]:
@@ -77,7 +80,7 @@ def orphaned_outputs(protos: list[Path]) -> list[Path]:
     wanted = set(expected_outputs(protos))
     orphans: list[Path] = []
     for suffix in GENERATED_SUFFIXES:
-        for path in PACKAGE_DIR.rglob("*" + suffix):
+        for path in (p for d in PROTO_DIRS for p in d.rglob("*" + suffix)):
             rel = path.relative_to(REPO_ROOT)
             if rel not in wanted:
                 orphans.append(rel)
@@ -122,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
 
     protos = find_protos()
     if not protos:
-        print("no .proto files found under libp2p/")
+        print("no .proto files found")
         return 0
 
     stale: list[Path] = []
