@@ -420,6 +420,7 @@ async def go_peer(
     *args: str,
     host_addrs: Sequence[str] = ("/ip4/127.0.0.1/tcp/0",),
     key_file: str | None = None,
+    relay: bool = True,
     startup_timeout: float = 20.0,
     stop_timeout: float = 5.0,
 ) -> AsyncIterator[GoPeer]:
@@ -427,7 +428,10 @@ async def go_peer(
 
     ``host_addrs`` are its libp2p listen addresses (``-hostAddrs``), ``key_file`` its identity
     (``-id``, a marshalled private key; a fresh one when None), ``args`` extra flags (e.g.
-    ``"-relay=false"``: no Circuit Relay at all; p2pd otherwise runs a relay service).
+    ``"-autonat"``). ``relay=False`` turns Circuit Relay off entirely (no hop service): p2pd's
+    defaults turn it on and its ``-relay`` flag can only turn it on, so this passes a JSON
+    config (``-f``) with ``Relay.Enabled`` false as well as ``-relay=false``; otherwise
+    p2pd serves hop (``-relayService=false`` alone does not remove it).
     Ready once it printed its peer ID (its control socket is listening by then) and
     answered IDENTIFY.
     """
@@ -436,6 +440,10 @@ async def go_peer(
         cmd = [str(P2PD), "-listen", f"/unix{control}", "-hostAddrs", ",".join(host_addrs)]
         if key_file is not None:
             cmd += ["-id", key_file]
+        if not relay:
+            config = Path(tmpdir) / "config.json"
+            config.write_text('{"Relay": {"Enabled": false}}')
+            cmd += ["-f", str(config), "-relay=false"]
         cmd += list(args)
         stderr = bytearray()
         async with trio.open_nursery() as nursery:
