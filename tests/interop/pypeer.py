@@ -133,7 +133,8 @@ class PyPeer:
         return float((await self.command("ping", peer=str(peer)))["rttSeconds"])
 
     async def peer_info(self, peer: PeerID) -> dict[str, Any]:
-        """py-libp2p's peerstore about ``peer``: ``{"protocols": [...], "agent": ...}``."""
+        """py-libp2p's peerstore about ``peer``: ``{"protocols": [...]}`` (py-libp2p 0.8.1
+        does not keep the agentVersion identify tells it)."""
         return await self.command("peer", peer=str(peer))
 
     async def wait_protocol(self, peer: PeerID, protocol: str, timeout: float) -> bool:

@@ -21,8 +21,8 @@ stdout, ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``; EOF on stdin
 - ``{"op": "echo", "peer": ID, "data": HEX, "protocol"?: P}``: open a stream, write
   ``data``, read as many bytes back, close; answers ``{"data": HEX}``;
 - ``{"op": "ping", "peer": ID}``: one ``/ipfs/ping/1.0.0`` round trip (32 random bytes);
-- ``{"op": "peer", "peer": ID}``: what py-libp2p's peerstore holds for ``ID``:
-  ``{"protocols": [...], "agent": str|null}``;
+- ``{"op": "peer", "peer": ID}``: the protocols py-libp2p's peerstore holds for ``ID``:
+  ``{"protocols": [...]}`` (0.8.1 keeps no agentVersion from identify);
 - ``{"op": "wait_protocol", "peer": ID, "protocol": P, "timeout": S}``: wait until the
   peerstore lists ``P`` for ``ID`` (woken by each change of that peer's protocols; the
   peerstore is py-libp2p's own, only observed), at most ``S`` seconds; answers
@@ -128,11 +128,7 @@ async def _handle(host: Any, store: WatchedPeerStore, cmd: dict[str, Any]) -> di
             raise RuntimeError(f"ping answer differs: {got.hex()} != {payload.hex()}")
         return {"rttSeconds": rtt}
     if op == "peer":
-        try:
-            agent = store.get(peer, "AgentVersion")
-        except PeerStoreError:
-            agent = None
-        return {"protocols": _protocols(store, peer), "agent": agent}
+        return {"protocols": _protocols(store, peer)}
     if op == "wait_protocol":
         wanted = cmd["protocol"]
         with trio.move_on_after(float(cmd.get("timeout", 10))):
