@@ -25,7 +25,6 @@ fi
     || fail "p2pd from hivemind's wheel runs on Linux x86-64 only, this is $(uname -s)-$(uname -m)"
 python="${PYTHON:-$root/.venv/bin/python}"
 [ -x "$python" ] || python="$(command -v python3)" || fail "python3 is not on PATH"
-command -v unzip >/dev/null || fail "unzip is not on PATH (apt-get install unzip)"
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -36,10 +35,16 @@ if ! "$python" -m pip download --quiet --disable-pip-version-check --no-deps \
     fail "pip download hivemind==1.1.12 failed"
 fi
 [ -f "$work/$wheel_name" ] || fail "pip did not download $wheel_name: $(ls "$work")"
-if ! unzip -q -o "$work/$wheel_name" hivemind/hivemind_cli/p2pd hivemind/proto/p2pd.proto \
-    -d "$work/x" >"$work/log" 2>&1; then
+# Only the two members we need, with Python's zipfile (no unzip needed on a fresh machine).
+if ! "$python" - "$work/$wheel_name" "$work/x" >"$work/log" 2>&1 <<'PY'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as wheel:
+    for member in ("hivemind/hivemind_cli/p2pd", "hivemind/proto/p2pd.proto"):
+        wheel.extract(member, sys.argv[2])
+PY
+then
     cat "$work/log" >&2
-    fail "could not unzip p2pd from $wheel_name"
+    fail "could not extract p2pd from $wheel_name"
 fi
 got="$(sha256sum "$work/x/hivemind/hivemind_cli/p2pd" | cut -d' ' -f1)"
 [ "$got" = "$pinned" ] || fail "p2pd's sha256 is $got, expected $pinned"

@@ -2,6 +2,8 @@
 # Run the whole test suite on a fresh machine, doing all set-up itself:
 #   - a virtual environment in .venv with the project and its test/dev extras,
 #   - the pinned js-libp2p interop peer (npm ci from tests/interop/js/package-lock.json),
+#   - the go-libp2p interop peer (p2pd v0.32.1 out of hivemind 1.1.12's wheel, sha256-checked)
+#     and the py-libp2p 0.8.1 interop peer (in its own .venv-pylibp2p),
 #   - nftables for the NAT lab, when running as root on a machine with apt-get,
 #   - Debian's chromium for the documentation's browser test (tests/docs), likewise.
 # The documentation (docs/) is built by the tests themselves, with Sphinx and warnings as
@@ -14,6 +16,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh test,dev
 
 bash scripts/install_js_peer.sh
+bash scripts/install_go_peer.sh
+bash scripts/install_py_peer.sh
 
 # The NAT lab (tests/natlab) needs nftables. Install it when we can (root, apt-get); if that
 # fails, carry on: the lab tests then fail with the reason (or skip when not root).

@@ -235,13 +235,14 @@ class GoPeer:
         return str(peer), [str(Multiaddr(a)) for a in response.identify.addrs]
 
     async def connect(
-        self, peer: PeerID, addrs: Sequence[Multiaddr | str], timeout: int = 10
+        self, peer: PeerID, addrs: Sequence[Multiaddr | str], daemon_timeout: int = 10
     ) -> None:
-        """Make go dial ``peer`` at ``addrs`` (CONNECT); raises GoPeerError if it fails."""
+        """Make go dial ``peer`` at ``addrs`` (CONNECT; p2pd gives up after ``daemon_timeout``
+        seconds); raises GoPeerError if it fails."""
         request = pb.Request(type=pb.Request.CONNECT)
         request.connect.peer = peer.to_bytes()
         request.connect.addrs.extend(Multiaddr(str(a)).to_bytes() for a in addrs)
-        request.connect.timeout = timeout
+        request.connect.timeout = daemon_timeout
         await self._request(request)
 
     async def disconnect(self, peer: PeerID) -> None:
@@ -259,14 +260,15 @@ class GoPeer:
         }
 
     async def stream_open(
-        self, peer: PeerID, protocols: Sequence[str], timeout: int = 10
+        self, peer: PeerID, protocols: Sequence[str], daemon_timeout: int = 10
     ) -> tuple[pb.StreamInfo, trio.abc.HalfCloseableStream]:
-        """Make go open a stream to ``peer`` (STREAM_OPEN); returns the negotiated stream's
-        info and a unix stream piped to it (close it to close the libp2p stream)."""
+        """Make go open a stream to ``peer`` (STREAM_OPEN; p2pd gives up after
+        ``daemon_timeout`` seconds); returns the negotiated stream's info and a unix stream
+        piped to it (close it to close the libp2p stream)."""
         request = pb.Request(type=pb.Request.STREAM_OPEN)
         request.streamOpen.peer = peer.to_bytes()
         request.streamOpen.proto.extend(protocols)
-        request.streamOpen.timeout = timeout
+        request.streamOpen.timeout = daemon_timeout
         stream = await self._open_control()
         try:
             await stream.send_all(_frame(request.SerializeToString()))
@@ -477,7 +479,9 @@ async def go_peer(
                 peer.peer_id = peer_id
                 peer.addrs = [f"{a}/p2p/{peer_id}" for a in addrs if "/tcp/" in a]
                 if not peer.addrs:
-                    raise GoPeerError(f"p2pd listens on no TCP address: {addrs}", stderr=peer.stderr)
+                    raise GoPeerError(
+                        f"p2pd listens on no TCP address: {addrs}", stderr=peer.stderr
+                    )
                 yield peer
             finally:
                 with trio.CancelScope(shield=True):

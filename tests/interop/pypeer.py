@@ -137,10 +137,12 @@ class PyPeer:
         does not keep the agentVersion identify tells it)."""
         return await self.command("peer", peer=str(peer))
 
-    async def wait_protocol(self, peer: PeerID, protocol: str, timeout: float) -> bool:
-        """Wait (at most ``timeout`` s, inside py-libp2p) until its peerstore lists
+    async def wait_protocol(self, peer: PeerID, protocol: str, within: float) -> bool:
+        """Wait (at most ``within`` seconds, inside the py-libp2p peer) until its peerstore lists
         ``protocol`` for ``peer``; returns whether it did."""
-        reply = await self.command("wait_protocol", peer=str(peer), protocol=protocol, timeout=timeout)
+        reply = await self.command(
+            "wait_protocol", peer=str(peer), protocol=protocol, timeout=within
+        )
         return bool(reply["found"])
 
     def _add_reply(self, reply: dict[str, Any] | None) -> None:
@@ -242,13 +244,15 @@ async def py_peer(
             if waited.cancelled_caught or line is None:
                 raise PyPeerError(
                     f"py-libp2p peer not listening after {startup_timeout} s"
-                    if line is None and waited.cancelled_caught
+                    if waited.cancelled_caught
                     else "py-libp2p peer exited before it was listening",
                     stderr=stderr.decode(errors="replace"),
                 )
             try:
                 ready = json.loads(line)
-                peer = PyPeer(str(ready["peerId"]), [str(a) for a in ready["addrs"]], process, stderr)
+                peer = PyPeer(
+                    str(ready["peerId"]), [str(a) for a in ready["addrs"]], process, stderr
+                )
             except (ValueError, KeyError, TypeError) as exc:
                 raise PyPeerError(
                     f"unexpected first line from the py-libp2p peer: {line!r}",

@@ -12,7 +12,8 @@ import trio
 
 from libp2p import Host, HostConfig, ping
 from libp2p.exceptions import Libp2pError, ProtocolNotSupported
-from libp2p.identify import PROTOCOL_ID as IDENTIFY, PUSH_PROTOCOL_ID as IDENTIFY_PUSH
+from libp2p.identify import PROTOCOL_ID as IDENTIFY
+from libp2p.identify import PUSH_PROTOCOL_ID as IDENTIFY_PUSH
 from libp2p.network.connection import NetStream
 from tests.integration.test_perf_cli import run_perf_client
 from tests.interop.go.p2pd_control_pb2 import StreamInfo
@@ -101,9 +102,9 @@ async def test_go_dials_us_and_we_ping_it() -> None:
             stream = await host.new_stream(go.id, ping.PROTOCOL_ID)
             assert len(await ping.ping(stream, count=2)) == 2
             await stream.aclose()
-            # Identify-push reaches go: a protocol added after the connection shows there.
+            # go opens a stream to a protocol we added after the connection was identified.
             host.set_stream_handler(ECHO, _echo)
-            info, piped = await go.stream_open(host.peer_id, [ECHO])
+            _info, piped = await go.stream_open(host.peer_id, [ECHO])
             async with piped:
                 await piped.send_all(b"go to us")
                 assert await _read_exactly(piped, 8) == b"go to us"

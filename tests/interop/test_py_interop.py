@@ -12,9 +12,11 @@ import trio
 
 from libp2p import Host, HostConfig, ping
 from libp2p.exceptions import Libp2pError
-from libp2p.identify import PROTOCOL_ID as IDENTIFY, PUSH_PROTOCOL_ID as IDENTIFY_PUSH
+from libp2p.identify import PROTOCOL_ID as IDENTIFY
+from libp2p.identify import PUSH_PROTOCOL_ID as IDENTIFY_PUSH
 from libp2p.network.connection import NetStream
-from tests.interop.pypeer import ECHO_PROTOCOL as ECHO, py_peer, require_py_peer
+from tests.interop.pypeer import ECHO_PROTOCOL as ECHO
+from tests.interop.pypeer import py_peer, require_py_peer
 
 pytestmark = pytest.mark.interop
 
@@ -61,7 +63,7 @@ async def test_we_dial_py_identify_ping_and_echo_both_ways() -> None:
                 py.id
             )
             # py identified us (it runs identify on every new connection).
-            assert await py.wait_protocol(host.peer_id, ECHO, timeout=10)
+            assert await py.wait_protocol(host.peer_id, ECHO, within=10)
             seen = await py.peer_info(host.peer_id)
             assert {IDENTIFY, IDENTIFY_PUSH, ping.PROTOCOL_ID} <= set(seen["protocols"])
             # Ping both ways.
@@ -97,12 +99,12 @@ async def test_identify_push_to_py_is_never_lost() -> None:
         async with py_peer() as py, _host() as host:
             conn = await host.connect(py.addr)
             await host.identify.wait_identified(conn)
-            assert await py.wait_protocol(host.peer_id, IDENTIFY_PUSH, timeout=10)
+            assert await py.wait_protocol(host.peer_id, IDENTIFY_PUSH, within=10)
             lost = []
             for i in range(20):
                 protocol = f"/interop/push-test/{i}/1.0.0"
                 host.set_stream_handler(protocol, _echo)
-                if not await py.wait_protocol(host.peer_id, protocol, timeout=2):
+                if not await py.wait_protocol(host.peer_id, protocol, within=2):
                     lost.append(i)
             assert lost == [], f"py-libp2p never learned protocols {lost} of 20 pushes"
 

@@ -41,11 +41,12 @@ from typing import Any
 
 import multiaddr
 import trio
-from libp2p import MPLEX_PROTOCOL_ID, YAMUX_PROTOCOL_ID, Mplex, Yamux, new_host
 from libp2p.custom_types import TProtocol
 from libp2p.network.stream.exceptions import StreamEOF
-from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
+
+from libp2p import MPLEX_PROTOCOL_ID, YAMUX_PROTOCOL_ID, Mplex, Yamux, new_host
+from libp2p.peer.id import ID
 from libp2p.peer.peerstore import PeerStore, PeerStoreError
 
 ECHO = TProtocol("/echo/1.0.0")
