@@ -17,7 +17,7 @@ from libp2p.identify import PUSH_PROTOCOL_ID as IDENTIFY_PUSH
 from libp2p.network.connection import NetStream
 from tests.integration.test_perf_cli import run_perf_client
 from tests.interop.go.p2pd_control_pb2 import StreamInfo
-from tests.interop.gopeer import AGENT, go_peer, require_go_peer
+from tests.interop.gopeer import AGENT, GoPeerError, go_peer, require_go_peer
 
 pytestmark = pytest.mark.interop
 
@@ -136,6 +136,38 @@ async def test_go_lacks_protocol_is_protocol_not_supported_every_time() -> None:
             # The connection survived the refusals.
             stream = await host.new_stream(go.id, ping.PROTOCOL_ID)
             assert len(await ping.ping(stream)) == 1
+            await stream.aclose()
+
+
+async def test_go_asking_us_for_a_protocol_we_lack_gets_a_refusal() -> None:
+    with trio.fail_after(30):
+        async with go_peer() as go, _host() as host:
+            conn = await host.connect(go.addr)
+            # go opens streams only over a connection it has finished upgrading: identify
+            # having run both ways says it has.
+            await host.identify.wait_identified(conn)
+            for _ in range(3):
+                with pytest.raises(GoPeerError, match="protocols not supported"):
+                    await go.stream_open(host.peer_id, ["/nope/1.0.0"])
+            assert host.connections_to(go.id) == [conn]
+
+
+async def test_circuit_relay_through_a_go_relay() -> None:
+    """p2pd serves Circuit Relay v2 (hop) by default: we reserve on it and another host of
+    ours reaches us through it, over a connection go limits."""
+    with trio.fail_after(30):
+        async with go_peer() as go, _host() as host, _host() as other:
+            host.set_stream_handler(ECHO, _echo, allow_limited=True)
+            relayed = await host.listen(f"{go.addr}/p2p-circuit")
+            assert relayed
+            assert all("/p2p-circuit" in str(a) for a in relayed)
+            conn = await other.connect(f"{relayed[0]}/p2p/{host.peer_id}")
+            assert conn.remote_peer == host.peer_id
+            assert conn.relayed
+            assert conn.limited
+            stream = await other.new_stream(host.peer_id, ECHO, allow_limited=True)
+            await stream.send_all(b"through go")
+            assert await _read_exactly(stream, 10) == b"through go"
             await stream.aclose()
 
 

@@ -118,3 +118,17 @@ async def test_py_with_mplex_only_connect_fails_with_no_common_muxer() -> None:
                 await host.connect(py.addr)
             assert "muxer" in str(raised.value).lower(), repr(raised.value)
             assert host.connections_to(py.id) == []
+
+
+async def test_py_with_mplex_only_dialing_us_fails_and_we_stay_up() -> None:
+    """Item 5, the other way: py (mplex only) dials us; the dial fails on both sides without
+    a connection left behind, and our host keeps serving others."""
+    with trio.fail_after(40):
+        async with py_peer(muxer="mplex") as mplex_only, py_peer() as good, _host() as host:
+            host.set_stream_handler(ECHO, _echo)
+            addr = f"{host.listen_addrs[0]}/p2p/{host.peer_id}"
+            reply = await mplex_only.try_command("dial", addr=addr)
+            assert not reply["ok"], reply
+            assert host.connections_to(mplex_only.id) == []
+            await good.dial(addr)
+            assert await good.echo(host.peer_id, b"still up") == b"still up"
