@@ -81,6 +81,9 @@ TIMEOUT = 0.5
 #: Bound on anything a case waits for that should happen "at once" (a CPU-starved CI box
 #: may be slow, so this is generous; passing cases never wait for it).
 PATIENCE = 10.0
+#: How long the host may take to release everything after the hostile peer left (its own
+#: timeouts are all shorter).
+SETTLE = 3.0
 #: A protocol of the well-behaved peer: echoes every byte back.
 ECHO = "/hostile-test/echo/1.0.0"
 #: The probe protocol a raw hostile peer waits for the host to propose.
@@ -190,7 +193,7 @@ async def hostile_listener(
             nursery.start_soon(run, Wire(sock))
 
     try:
-        async with trio.open_nursery() as nursery:
+        async with _unwrapped(), trio.open_nursery() as nursery:
             nursery.start_soon(serve, nursery)
             yield addr
             nursery.cancel_scope.cancel()
@@ -617,7 +620,7 @@ async def _settle(host: Host, baseline: Snapshot) -> Snapshot:
     passes at the first comparison that follows the host's own cleanup.
     """
     now = Snapshot.of(host)
-    with trio.move_on_after(PATIENCE):
+    with trio.move_on_after(SETTLE):
         while now != baseline:
             await trio.testing.wait_all_tasks_blocked(cushion=0.02)
             now = Snapshot.of(host)
@@ -662,24 +665,37 @@ async def hostile_case(config: HostConfig | None = None) -> AsyncIterator[Case]:
     errors = _ErrorLog()
     logging.getLogger("libp2p").addHandler(errors)
     try:
-        async with trio.open_nursery() as outer:
+        async with _unwrapped(), trio.open_nursery() as outer:
             good_peer = _GoodPeer()
             good = await good_peer.start(outer)
+            body_error: BaseException | None = None
             try:
                 async with Host(
                     listen=["/ip4/127.0.0.1/tcp/0"], config=config or FAST
                 ) as host:
                     case, baseline, echo = await _prepare(host, good, outer)
-                    yield case
+                    try:
+                        yield case
+                    except BaseException as exc:
+                        body_error = exc
+                        raise
                     await _finish(host, baseline, echo)
-            except (AssertionError, trio.Cancelled, KeyboardInterrupt):
-                raise
             except BaseException as exc:
-                if isinstance(exc, BaseExceptionGroup) or not isinstance(exc, Libp2pError):
-                    raise HostCrashed(
-                        f"the host under test died: {type(exc).__name__}: {exc!r}"
-                    ) from exc
-                raise
+                # The host hands the body's own exception back as itself; anything else
+                # (a group, a Cancelled from its dying nursery) means the host died.
+                own = {id(leaf) for leaf in _leaves(body_error)} if body_error else set()
+                foreign = [
+                    leaf
+                    for leaf in _leaves(exc)
+                    if id(leaf) not in own and not isinstance(leaf, trio.Cancelled)
+                ]
+                if not foreign and body_error is not None:
+                    raise body_error from None
+                if isinstance(exc, AssertionError | KeyboardInterrupt):
+                    raise
+                raise HostCrashed(
+                    f"the host under test died: {type(exc).__name__}: {exc!r}"
+                ) from exc
             finally:
                 with trio.CancelScope(shield=True):
                     await good_peer.stop()
@@ -688,6 +704,24 @@ async def hostile_case(config: HostConfig | None = None) -> AsyncIterator[Case]:
     if errors.records:
         lines = [f"{r.name}: {r.getMessage()}" for r in errors.records]
         raise AssertionError("the library logged errors:\n" + "\n".join(lines))
+
+
+@asynccontextmanager
+async def _unwrapped() -> AsyncIterator[None]:
+    """Let one exception out of a nursery's group as itself (readable failures)."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        leaves = [e for e in _leaves(group) if not isinstance(e, trio.Cancelled)]
+        if len(leaves) == 1:
+            raise leaves[0] from None
+        raise
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
+    return [exc]
 
 
 async def _prepare(host: Host, good: Host, outer: trio.Nursery) -> tuple[Case, Snapshot, _Echo]:
