@@ -350,6 +350,7 @@ class RawYamux:
         self.next_id = 1 if initiator else 2
         #: Data received per stream ID.
         self.received: dict[int, bytearray] = {}
+        self._claimed: set[int] = set()
 
     def new_id(self) -> int:
         sid = self.next_id
@@ -386,14 +387,16 @@ class RawYamux:
         return frame
 
     async def wait_for_proposal(self, protocol: str = PROBE) -> int:
-        """Read frames until the host proposes ``protocol`` on a stream; that stream's ID."""
+        """Read frames until the host proposes ``protocol`` on a new stream; its ID."""
         needle = protocol.encode()
         while True:
             frame = await self.read_frame()
             if frame is None:
                 raise AssertionError(f"the host closed before proposing {protocol}")
-            if frame.type == 0 and needle in self.received.get(frame.stream_id, b""):
-                return frame.stream_id
+            sid = frame.stream_id
+            if frame.type == 0 and sid not in self._claimed and needle in self.received.get(sid, b""):
+                self._claimed.add(sid)
+                return sid
 
     async def accept_proposal(self, stream_id: int, protocol: str = PROBE) -> None:
         """ACK the host's stream and answer its multistream proposal with acceptance."""
@@ -775,3 +778,48 @@ class _GoodPeer:
 def skip_unless_linux() -> None:
     if not os.path.isdir("/proc/self/fd"):
         pytest.skip("needs /proc/self/fd")
+
+
+async def raw_peer(
+    case: Case,
+    *,
+    host_dials: bool,
+    behaviour: Callable[[RawYamux], Awaitable[None]],
+    body: Callable[[PeerID, RawYamux], Awaitable[None]],
+    muxers: Sequence[str] = (YAMUX,),
+) -> None:
+    """Connect the host and a raw-yamux hostile peer (either side dialing), then run the
+    peer's ``behaviour`` and the test's ``body`` (the host's side) side by side.
+
+    The peer keeps the connection (draining what the host sends) until ``body`` is done.
+    """
+    ready = trio.Event()
+    box: list[RawYamux] = []
+
+    async def script(wire: Wire) -> None:
+        raw = await yamux_over(wire, host_dials=host_dials, muxers=muxers)
+        box.append(raw)
+        ready.set()
+        await behaviour(raw)
+        await raw.drain()
+
+    async def drive() -> None:
+        with trio.fail_after(PATIENCE):
+            await ready.wait()
+            peer = box[0].session.local_peer
+            await case.host.wait_for_connection(peer)
+        await body(peer, box[0])
+
+    async def connect(addr: Multiaddr) -> None:
+        await case.host.connect(addr)
+
+    if host_dials:
+        async with hostile_listener(script) as addr, trio.open_nursery() as nursery:
+            nursery.start_soon(connect, addr)
+            await drive()
+            nursery.cancel_scope.cancel()
+    else:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(case.dials, script)
+            await drive()
+            nursery.cancel_scope.cancel()
