@@ -46,7 +46,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for area in sorted(_counts):
         c = _counts[area]
         total.update(c)
-        write(f"  {area:<22} {c['cases']:4d} cases  {c['failed']:3d} failing  {c['crashed']:3d} crashed")
+        write(
+            f"  {area:<22} {c['cases']:4d} cases  {c['failed']:3d} failing  "
+            f"{c['crashed']:3d} crashed"
+        )
     write(
         f"  {'total':<22} {total['cases']:4d} cases  {total['failed']:3d} failing  "
         f"{total['crashed']:3d} crashed"

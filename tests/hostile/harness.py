@@ -22,7 +22,7 @@ A failure of step (a) -- the host's nursery died, or its ``async with`` raised -
 The hostile peer is built from real loopback sockets (:class:`Wire`) and the library's own
 I/O-free pieces, so that it speaks correctly up to the step where it misbehaves:
 multistream-select messages (:func:`libp2p.multistream.encode_message`), the Noise
-handshake core (:class:`EvilNoise`, over :class:`~libp2p.security.noise.handshake.Libp2pNoiseHandshake`),
+handshake core (:class:`EvilNoise`, over the library's ``Libp2pNoiseHandshake``),
 Noise transport frames (:class:`~libp2p.security.noise.session.NoiseSession`), raw yamux frames
 (:class:`RawYamux`, over :mod:`libp2p.stream_muxer.yamux.frame`), and for application
 protocols a whole :class:`~libp2p.Host` whose handler for one protocol is replaced by a
@@ -358,9 +358,7 @@ class RawYamux:
         return sid
 
     @staticmethod
-    def frame(
-        type_: int, flags: int, stream_id: int, length: int, *, version: int = 0
-    ) -> bytes:
+    def frame(type_: int, flags: int, stream_id: int, length: int, *, version: int = 0) -> bytes:
         return HEADER.pack(version, type_, flags, stream_id, length)
 
     async def send(self, data: bytes) -> None:
@@ -394,7 +392,11 @@ class RawYamux:
             if frame is None:
                 raise AssertionError(f"the host closed before proposing {protocol}")
             sid = frame.stream_id
-            if frame.type == 0 and sid not in self._claimed and needle in self.received.get(sid, b""):
+            if (
+                frame.type == 0
+                and sid not in self._claimed
+                and needle in self.received.get(sid, b"")
+            ):
                 self._claimed.add(sid)
                 return sid
 
@@ -409,9 +411,7 @@ class RawYamux:
             pass
 
 
-async def yamux_over(
-    wire: Wire, *, host_dials: bool, muxers: Sequence[str] = (YAMUX,)
-) -> RawYamux:
+async def yamux_over(wire: Wire, *, host_dials: bool, muxers: Sequence[str] = (YAMUX,)) -> RawYamux:
     """Secure ``wire`` correctly in the right role and hand back raw yamux framing."""
     if host_dials:
         session, _ = await secure_as_responder(wire, muxers=muxers)
@@ -673,9 +673,7 @@ async def hostile_case(config: HostConfig | None = None) -> AsyncIterator[Case]:
             good = await good_peer.start(outer)
             body_error: BaseException | None = None
             try:
-                async with Host(
-                    listen=["/ip4/127.0.0.1/tcp/0"], config=config or FAST
-                ) as host:
+                async with Host(listen=["/ip4/127.0.0.1/tcp/0"], config=config or FAST) as host:
                     case, baseline, echo = await _prepare(host, good, outer)
                     try:
                         yield case

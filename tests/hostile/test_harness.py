@@ -14,22 +14,31 @@ async def test_a_dying_host_is_reported_as_a_crash() -> None:
     async def boom() -> None:
         raise RuntimeError("a task of the host failed")
 
-    with pytest.raises(HostCrashed):
+    async def crash() -> None:
         async with hostile_case() as case:
             case.host.nursery.start_soon(boom)
             await trio.sleep_forever()
 
+    with pytest.raises(HostCrashed):
+        await crash()
+
 
 async def test_a_leaked_task_is_reported() -> None:
-    with pytest.raises(AssertionError, match="leak: tasks"):
+    async def leak() -> None:
         async with hostile_case() as case:
             case.host.nursery.start_soon(trio.sleep_forever)
+
+    with pytest.raises(AssertionError, match="leak: tasks"):
+        await leak()
 
 
 async def test_an_untyped_error_is_reported() -> None:
     async def untyped() -> None:
         raise AssertionError("bare")
 
-    with pytest.raises(AssertionError, match="untyped AssertionError"):
+    async def wrong() -> None:
         async with hostile_case() as case:
             await case.fails(RemoteProtocolError, untyped)
+
+    with pytest.raises(AssertionError, match="untyped AssertionError"):
+        await wrong()

@@ -30,8 +30,6 @@ from .harness import (
     Wire,
     hostile_case,
     lp,
-    ms_propose,
-    ms_respond,
     secure_as_initiator,
     secure_as_responder,
     yamux_over,
@@ -182,11 +180,10 @@ async def test_host_opens_a_stream_and_the_peer_answers(kind: str, host_dials: b
 
     async with hostile_case() as case:
         if host_dials:
-            async with case.listener(script) as addr:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(case.host.connect, addr)
-                    await open_probe(case.host)
-                    nursery.cancel_scope.cancel()
+            async with case.listener(script) as addr, trio.open_nursery() as nursery:
+                nursery.start_soon(case.host.connect, addr)
+                await open_probe(case.host)
+                nursery.cancel_scope.cancel()
         else:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(case.dials, script)

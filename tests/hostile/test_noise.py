@@ -85,7 +85,9 @@ async def _spoil(noise: EvilNoise, spoil: str) -> None:
 
 
 def _noise_for(wire: Wire, *, initiator: bool, lie: str = "own") -> EvilNoise:
-    noise = EvilNoise(wire, initiator=initiator, identity=lie if lie != "garbage_payload" else "own")
+    noise = EvilNoise(
+        wire, initiator=initiator, identity=lie if lie != "garbage_payload" else "own"
+    )
     if lie == "garbage_payload":
         noise.hs.payload = lambda static: b"\xff\xff\xff\xff"
     return noise
@@ -130,8 +132,11 @@ async def test_host_dials_and_the_peer_proves_another_identity() -> None:
 
     expected = PeerID.from_public_key(generate_ed25519().public_key)
     async with hostile_case() as case, case.listener(script) as addr:
-        error = await case.fails(PeerIDMismatch, lambda: case.host.connect(f"{addr}/p2p/{expected}"))
-        assert isinstance(error, PeerIDMismatch) and error.expected == expected
+        error = await case.fails(
+            PeerIDMismatch, lambda: case.host.connect(f"{addr}/p2p/{expected}")
+        )
+        assert isinstance(error, PeerIDMismatch)
+        assert error.expected == expected
 
 
 # -- the peer dials: it writes messages 1 and 3 ----------------------------------------------------
@@ -171,7 +176,9 @@ async def test_peer_dials_and_message_3_lies(lie: str) -> None:
 
 @pytest.mark.parametrize("host_dials", [True, False], ids=["host_dials", "peer_dials"])
 @pytest.mark.parametrize("frame", ["corrupt", "truncated_fin", "short"])
-async def test_a_bad_transport_frame_ends_only_that_connection(frame: str, host_dials: bool) -> None:
+async def test_a_bad_transport_frame_ends_only_that_connection(
+    frame: str, host_dials: bool
+) -> None:
     ready = trio.Event()
     box: list[RawYamux] = []
 

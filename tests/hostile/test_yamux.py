@@ -127,7 +127,8 @@ async def test_reset_mid_transfer_fails_only_that_stream(when: str, host_dials: 
                     await stream.send_all(b"w" * 65536)
 
             error = await case.fails(StreamReset, write_all)
-        assert isinstance(error, StreamReset) and error.by_remote
+        assert isinstance(error, StreamReset)
+        assert error.by_remote
         second = await case.host.new_stream(peer, PROBE)
         got2 = b""
         while chunk := await second.receive_some():
@@ -171,7 +172,9 @@ async def test_stream_level_abuse_costs_at_most_that_stream(abuse: str, host_dia
                 + b"end"
             )
         elif abuse == "window_update_overflow":
-            await raw.send(f(WINDOW_UPDATE, 0, sid, 0xFFFF_FFFF) * 4 + f(DATA, FIN, sid, 3) + b"end")
+            await raw.send(
+                f(WINDOW_UPDATE, 0, sid, 0xFFFF_FFFF) * 4 + f(DATA, FIN, sid, 3) + b"end"
+            )
         elif abuse == "ack_for_unknown_stream":
             await raw.send(f(WINDOW_UPDATE, ACK, 1005, 0) + f(DATA, FIN, sid, 3) + b"end")
         # The connection still carries a new stream.
