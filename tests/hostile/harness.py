@@ -821,3 +821,67 @@ async def raw_peer(
             nursery.start_soon(case.dials, script)
             await drive()
             nursery.cancel_scope.cancel()
+
+
+# -- spoiled length-prefixed messages (identify, relay, DCUtR, AutoNAT) ---------------------------
+
+#: Ways to spoil one uvarint-length-prefixed protobuf message. ``out_of_order`` sends a
+#: well-formed message of a type that is not allowed at that step (the test supplies it).
+SPOILS = [
+    "malformed",
+    "oversized",
+    "truncated",
+    "reset_mid",
+    "stall_mid",
+    "silent_eof",
+    "out_of_order",
+]
+
+
+async def until_host_ends(stream: NetStream | trio.abc.Stream, within: float = PATIENCE) -> None:
+    """Read until the host closes or resets ``stream``; fail if it does not within ``within``."""
+    with trio.fail_after(within):
+        try:
+            while await stream.receive_some(65536):
+                pass
+        except (Libp2pError, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+
+async def spoil(stream: NetStream, how: str, out_of_order: bytes = b"") -> None:
+    """Write one spoiled message on ``stream`` (see :data:`SPOILS`), then wait for the host.
+
+    The host may reset the stream before everything is written: that ends the script too.
+    """
+    try:
+        await _spoil(stream, how, out_of_order)
+    except (Libp2pError, trio.BrokenResourceError, trio.ClosedResourceError):
+        return
+    await until_host_ends(stream)
+
+
+async def _spoil(stream: NetStream, how: str, out_of_order: bytes) -> None:
+    from libp2p.varint import encode_uvarint
+
+    partial = encode_uvarint(100) + b"\x08" * 10
+    if how == "malformed":
+        await stream.send_all(lp(b"\xff\xff\xff\xff\x0f"))
+        await stream.send_eof()
+    elif how == "oversized":
+        await stream.send_all(encode_uvarint(1 << 20) + b"\x08" * 64)
+    elif how == "truncated":
+        await stream.send_all(partial)
+        await stream.send_eof()
+    elif how == "reset_mid":
+        await stream.send_all(partial)
+        await stream.reset()
+        raise trio.ClosedResourceError  # nothing to wait for
+    elif how == "stall_mid":
+        await stream.send_all(partial)
+    elif how == "silent_eof":
+        await stream.send_eof()
+    elif how == "out_of_order":
+        await stream.send_all(out_of_order)
+        await stream.send_eof()
+    else:  # pragma: no cover - a typo in a test
+        raise ValueError(how)
