@@ -427,9 +427,12 @@ async def yamux_over(wire: Wire, *, host_dials: bool, muxers: Sequence[str] = (Y
 async def evil_host(
     handlers: dict[str, Callable[[NetStream], Awaitable[None]]] | None = None,
     config: HostConfig | None = None,
+    *,
+    listen: bool = True,
 ) -> AsyncIterator[Host]:
     """A real host of ours whose handlers for some protocols are hostile scripts."""
-    async with Host(listen=["/ip4/127.0.0.1/tcp/0"], config=config or fast_config()) as peer:
+    addrs = ["/ip4/127.0.0.1/tcp/0"] if listen else []
+    async with Host(listen=addrs, config=config or fast_config()) as peer:
         for protocol, handler in (handlers or {}).items():
             peer.set_stream_handler(protocol, handler, allow_limited=True)
         yield peer
