@@ -7,6 +7,7 @@ import trio
 
 from libp2p.exceptions import RemoteProtocolError
 
+from . import harness
 from .harness import HostCrashed, hostile_case
 
 
@@ -23,7 +24,9 @@ async def test_a_dying_host_is_reported_as_a_crash() -> None:
         await crash()
 
 
-async def test_a_leaked_task_is_reported() -> None:
+async def test_a_leaked_task_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(harness, "SETTLE", 0.3)
+
     async def leak() -> None:
         async with hostile_case() as case:
             case.host.nursery.start_soon(trio.sleep_forever)

@@ -26,7 +26,13 @@ from .harness import (
     until_host_ends,
 )
 
-OTHER = ["other_key", "too_many_messages", "bad_signed_record"]
+OTHER = [
+    "other_key",
+    "too_many_messages",
+    "bad_signed_record",
+    "garbage_public_key",
+    "invalid_utf8_and_bad_addrs",
+]
 
 
 def _message(protocols: tuple[str, ...], key_of_another: bool = False) -> bytes:
@@ -68,11 +74,22 @@ async def _other(stream: NetStream, how: str, own_key: object) -> None:
         )
         await stream.send_all(encode_lp(encode_identify(info)))
         await stream.send_eof()
+    elif how == "garbage_public_key":
+        # Field 1 (publicKey): bytes that are no serialized key.
+        await stream.send_all(encode_lp(b"\x0a\x05\x08\x63\x12\x01\x00" + b"\x1a\x04/x/1"))
+        await stream.send_eof()
+    elif how == "invalid_utf8_and_bad_addrs":
+        body = encode_identify(IdentifyInfo(public_key=own_key, protocols=protocols))  # type: ignore[arg-type]
+        # + protocols: invalid UTF-8; listenAddrs and observedAddr: no multiaddrs.
+        body += b"\x1a\x03\xff\xfe\xfd" + b"\x12\x03\x99\x99\x99" + b"\x22\x02\x04\x01"
+        await stream.send_all(encode_lp(body))
+        await stream.send_eof()
 
 
 def _accepted(how: str) -> bool:
-    """Whether the host should believe the message (a bad record alone is dropped)."""
-    return how == "bad_signed_record"
+    """Whether the host should believe the message: a bad record, bad addresses and bad
+    UTF-8 are dropped field by field (as go and rust do), the rest of the message is used."""
+    return how in ("bad_signed_record", "invalid_utf8_and_bad_addrs")
 
 
 @pytest.mark.parametrize("how", SPOILS + OTHER)
@@ -91,7 +108,7 @@ async def test_the_peer_answers_identify_with(how: str, monkeypatch: pytest.Monk
         believed = "/evil/1.0.0" in case.host.peerstore.protocols(evil.peer_id)
         assert believed == _accepted(how)
         # The error identify got, as a caller of read_identify sees it.
-        if how not in ("stall_mid", "other_key", "bad_signed_record"):
+        if how not in ("stall_mid", "other_key") and not _accepted(how):
 
             async def query() -> IdentifyInfo:
                 stream = await case.host.new_stream(evil.peer_id, PROTOCOL_ID)
