@@ -37,6 +37,7 @@ from .harness import (
     fast_config,
     hostile_case,
     hostile_listener,
+    lp,
     spoil,
     until_host_ends,
 )
@@ -176,3 +177,63 @@ async def test_the_peer_punches_the_host_badly(how: str) -> None:
         await _ping_over(host, evil.peer_id)
         await conn.aclose()
         await evil.relay.stop_listening(relay.peer_id)
+
+
+async def test_a_connect_with_hundreds_of_addresses_does_not_make_the_host_dial_them_all() -> None:
+    # One CONNECT of 4 KiB holds ~300 addresses; dialing every one of them at once would make
+    # the host a port scanner for whoever hole punches it. It dials at most what the spec's
+    # peers send (rust: 20 candidates).
+    accepted = 0
+
+    async def count(wire: Wire) -> None:
+        nonlocal accepted
+        accepted += 1
+        wire.rst()
+
+    trap = trio.socket.socket()
+    await trap.bind(("0.0.0.0", 0))
+    trap.listen(512)
+    port = trap.getsockname()[1]
+    many = [Multiaddr(f"/ip4/127.0.{i // 250}.{i % 250 + 2}/tcp/{port}") for i in range(300)]
+
+    async def serve(nursery: trio.Nursery) -> None:
+        while True:
+            sock, _ = await trap.accept()
+            nursery.start_soon(count, Wire(sock))
+
+    try:
+        async with (
+            hostile_case(CONFIG) as case,
+            _relay() as relay,
+            evil_host(None, EVIL) as evil,
+            trio.open_nursery() as nursery,
+        ):
+            nursery.start_soon(serve, nursery)
+            host = case.host
+            await evil.listen(f"{addr_of(relay)}/p2p-circuit")
+            with host.events.subscribe(HolePunchFailed) as failures:
+                conn = await host.connect(f"{addr_of(relay)}/p2p-circuit/p2p/{evil.peer_id}")
+                with trio.fail_after(PATIENCE):
+                    await evil.wait_for_connection(host.peer_id)
+                stream = await evil.new_stream(host.peer_id, PROTOCOL_ID, allow_limited=True)
+                await stream.send_all(lp(b"\x08\x64" + body_raw(many)))
+                await BufferedStream(stream).read_lp(MAX_MESSAGE_SIZE)
+                await stream.send_all(encode_hole_punch(SYNC))
+                await until_host_ends(stream)
+                with trio.fail_after(PATIENCE):
+                    await failures.receive()
+            await conn.aclose()
+            await evil.relay.stop_listening(relay.peer_id)
+            nursery.cancel_scope.cancel()
+    finally:
+        trap.close()
+    assert 0 < accepted <= 20, f"the host dialed {accepted} addresses from one CONNECT"
+
+
+def body_raw(addrs: list[Multiaddr]) -> bytes:
+    """``ObsAddrs`` (field 2, repeated bytes) entries for a ``HolePunch`` body."""
+    out = b""
+    for addr in addrs:
+        raw = addr.to_bytes()
+        out += b"\x12" + bytes([len(raw)]) + raw
+    return out
