@@ -45,3 +45,29 @@ async def test_an_untyped_error_is_reported() -> None:
 
     with pytest.raises(AssertionError, match="untyped AssertionError"):
         await wrong()
+
+
+async def test_a_leaked_socket_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(harness, "SETTLE", 0.3)
+    leaked: list[trio.socket.SocketType] = []
+
+    async def leak() -> None:
+        async with hostile_case():
+            leaked.append(trio.socket.socket())
+
+    try:
+        with pytest.raises(AssertionError, match=r"leak: .*fds"):
+            await leak()
+    finally:
+        for sock in leaked:
+            sock.close()
+
+
+async def test_lost_echo_data_is_reported() -> None:
+    async def lose() -> None:
+        async with hostile_case() as case:
+            # What a host that dropped a frame would do to the other connection's stream.
+            case.good_conn._up.muxer.close_nowait()
+
+    with pytest.raises(AssertionError, match="echo stream"):
+        await lose()

@@ -302,3 +302,57 @@ async def test_a_peer_that_never_answers_keepalive_is_dropped(host_dials: bool) 
 
     async with hostile_case(config) as case:
         await raw_peer(case, host_dials=host_dials, behaviour=behaviour, body=body)
+
+
+INBOUND_ABUSE = [
+    "syn_rst",
+    "syn_fin_with_proposal",
+    "rst_before_the_answer",
+    "data_syn_oversized_id",
+]
+
+
+@ROLES
+@pytest.mark.parametrize("abuse", INBOUND_ABUSE)
+async def test_inbound_stream_abuse_costs_at_most_that_stream(abuse: str, host_dials: bool) -> None:
+    from libp2p.multistream import encode_message
+
+    from .harness import MS_HEADER
+
+    ping_proposal = MS_HEADER + encode_message("/ipfs/ping/1.0.0")
+    echoed = trio.Event()
+
+    async def behaviour(raw: RawYamux) -> None:
+        f = raw.frame
+        sid = raw.new_id()
+        if abuse == "syn_rst":
+            await raw.send(f(WINDOW_UPDATE, SYN | RST, sid, 0))
+        elif abuse == "syn_fin_with_proposal":
+            await raw.send(f(DATA, SYN | FIN, sid, len(ping_proposal)) + ping_proposal)
+        elif abuse == "rst_before_the_answer":
+            await raw.send(
+                f(DATA, SYN, sid, len(ping_proposal))
+                + ping_proposal
+                + f(WINDOW_UPDATE, RST, sid, 0)
+            )
+        else:
+            # The largest ID of the peer's own parity: IDs need not be opened in order.
+            big = 0xFFFF_FFFF if raw.next_id % 2 else 0xFFFF_FFFE
+            await raw.send(f(DATA, SYN, big, len(ping_proposal)) + ping_proposal)
+        # A well-formed stream still gets its ping echoed.
+        sid = raw.new_id()
+        await raw.send(f(DATA, SYN, sid, len(ping_proposal) + 32) + ping_proposal + b"p" * 32)
+        with trio.fail_after(PATIENCE):
+            while b"p" * 32 not in raw.received.get(sid, b""):
+                assert await raw.read_frame() is not None, "the host closed the connection"
+        echoed.set()
+
+    async def body(peer: PeerID, raw: RawYamux) -> None:
+        (conn,) = case.host.connections_to(peer)
+        # The peer's script checks the echo; here the connection must simply survive it.
+        with trio.fail_after(PATIENCE):
+            await echoed.wait()
+        assert not conn.is_closed
+
+    async with hostile_case() as case:
+        await raw_peer(case, host_dials=host_dials, behaviour=behaviour, body=body)
