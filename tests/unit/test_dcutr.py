@@ -11,6 +11,7 @@ from libp2p.exceptions import DecodeError
 from libp2p.network.address_policy import AddressPolicy
 from libp2p.relay.circuit_v2.dcutr import (
     CONNECT,
+    MAX_PEER_ADDRS,
     SYNC,
     HolePunchError,
     HolePunchFailure,
@@ -74,6 +75,18 @@ def test_decode_skips_circuit_and_bad_addresses_and_strips_peer_ids() -> None:
     type_, addrs = decode_hole_punch(msg.SerializeToString())
     assert type_ == CONNECT
     assert addrs == [Multiaddr("/ip4/198.51.100.2/tcp/4002")]
+
+
+def test_decode_keeps_only_the_first_addresses_of_a_long_connect() -> None:
+    # Every address a CONNECT names is dialed at once: a peer must not be able to make us
+    # open ~300 connections (a 4 KiB message's worth) to wherever it likes.
+    from libp2p.relay.circuit_v2.pb import dcutr_pb2
+
+    many = [Multiaddr(f"/ip4/198.51.100.{i % 250 + 1}/tcp/{4000 + i}") for i in range(300)]
+    msg = dcutr_pb2.HolePunch(type=CONNECT)  # type: ignore[arg-type]
+    msg.ObsAddrs.extend(a.to_bytes() for a in many)
+    _type, addrs = decode_hole_punch(msg.SerializeToString())
+    assert addrs == many[:MAX_PEER_ADDRS]
 
 
 @pytest.mark.parametrize("data", [b"", b"\x08\x01", b"\x12\x00", b"\xff"])

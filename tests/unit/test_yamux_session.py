@@ -588,3 +588,31 @@ async def test_receive_some_joins_queued_frames_up_to_max_bytes() -> None:
         assert await inp.receive_some() == data[3000:]  # everything else, joined
         assert await inp.receive_some() == b""
         assert inp.buffered_bytes == 0
+
+
+@pytest.mark.parametrize("garbage", [b"\x01" + bytes(11), bytes([0, 9]) + bytes(10)])
+async def test_goaway_is_flushed_even_when_the_owner_cancels_at_once(garbage: bytes) -> None:
+    # The connection that owns the session cancels its nursery as soon as accept_stream()
+    # says the session is over. The GoAway telling the peer why must still go out (the
+    # hostile-peer tier found it lost whenever the owner's cancel came first).
+    # A real socket pair: a small write completes at once, as on a connection.
+    a, b = trio.socket.socketpair()
+    ours, theirs = trio.SocketStream(a), trio.SocketStream(b)
+    session = YamuxSession(ours, is_initiator=False, config=QUIET)
+    peer = RawPeer(theirs)
+
+    async def owner(nursery: trio.Nursery) -> None:
+        with pytest.raises(ConnectionClosedError):
+            await session.accept_stream()
+        nursery.cancel_scope.cancel()
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(session.run)
+            nursery.start_soon(owner, nursery)
+            await trio.testing.wait_all_tasks_blocked()
+            await peer.send(garbage)
+        # Read what the session wrote before it closed (the owner cancelled everything).
+        frames = await peer.read_until_eof()
+    assert session.closed_reason is CloseReason.PROTOCOL_ERROR
+    assert frames[-1] == (FrameType.GO_AWAY, 0, 0, GoAwayCode.PROTOCOL_ERROR, b"")

@@ -71,6 +71,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_ATTEMPTS",
     "MAX_MESSAGE_SIZE",
+    "MAX_PEER_ADDRS",
     "PROTOCOL_ID",
     "DcutrService",
     "HolePunchHost",
@@ -101,6 +102,10 @@ MAX_ATTEMPTS: Final = 3
 STREAM_TIMEOUT: Final = 10.0
 #: Addresses sent in one CONNECT (rust sends at most 20 candidates).
 MAX_ADDRS: Final = 20
+#: Addresses taken from a peer's CONNECT, the first ones in its order of preference. Each
+#: is dialed at once, so a 4 KiB message of ~300 addresses would otherwise make us a port
+#: scanner for whoever hole punches us (rust's peers send at most 20 either).
+MAX_PEER_ADDRS: Final = MAX_ADDRS
 #: ``HolePunch.Type`` values, fixed by the spec.
 CONNECT: Final = 100
 SYNC: Final = 300
@@ -257,8 +262,8 @@ def decode_hole_punch(data: bytes) -> tuple[int, list[Multiaddr]]:
     """Decode a ``HolePunch`` body into its type and its dialable addresses.
 
     Addresses that do not decode, ``/p2p-circuit`` addresses and bare ``/p2p/<id>`` entries
-    are skipped; a ``/p2p/<id>`` suffix is removed. A missing or unknown type is a
-    :class:`MalformedHolePunch`.
+    are skipped; a ``/p2p/<id>`` suffix is removed; at most :data:`MAX_PEER_ADDRS` are kept.
+    A missing or unknown type is a :class:`MalformedHolePunch`.
     """
     from google.protobuf import message as pb_message
 
@@ -281,6 +286,8 @@ def decode_hole_punch(data: bytes) -> tuple[int, list[Multiaddr]]:
         if not str(bare) or bare in addrs:
             continue
         addrs.append(bare)
+        if len(addrs) == MAX_PEER_ADDRS:
+            break
     return msg.type, addrs
 
 

@@ -207,8 +207,23 @@ class YamuxSession:
             if self._closed_reason is None:
                 self._terminate(CloseReason.CANCELLED)
             with trio.CancelScope(shield=True):
+                if self._closed_reason in _FLUSH_REASONS:
+                    # Whoever runs us may cancel run() the moment the session is over (a
+                    # connection ends its tasks then), before the writer task flushed: the
+                    # GoAway that tells the peer why is still worth one bounded write.
+                    with trio.move_on_after(self._config.close_timeout):
+                        await self._final_flush()
                 await trio.aclose_forcefully(self._transport)
             self._finished.set()
+
+    async def _final_flush(self) -> None:
+        if self._write_failed or not self._conn.output_size:
+            return
+        try:
+            await self._transport.send_all(self._conn.data_to_send())
+        except _TRANSPORT_ERRORS as exc:
+            # The peer is gone already; it will not learn why, and there is no one to tell.
+            logger.debug("yamux: the final flush failed: %r", exc)
 
     async def _read_loop(self) -> None:
         conn = self._conn
@@ -244,6 +259,9 @@ class YamuxSession:
                 self._drain_lot.unpark_all()
                 await self._writer_lot.park()
                 continue
+            # A cancellation that is already pending must not cost the queued frames: they
+            # stay in the core for run()'s final flush instead of dying with this task.
+            await checkpoint_if_cancelled()
             data = conn.data_to_send()
             self._space_lot.unpark_all()
             self._writing = True
@@ -254,6 +272,10 @@ class YamuxSession:
                 self._terminate(CloseReason.TRANSPORT_ERROR, exc)
                 self._drain_lot.unpark_all()
                 return
+            except BaseException:
+                # Cancelled part-way: the peer may hold half a frame, so nothing may follow.
+                self._write_failed = True
+                raise
             finally:
                 self._writing = False
 
