@@ -892,10 +892,16 @@ class DcutrService:
         connect = core.start_attempt(self._our_addrs(), trio.current_time())
         try:
             with trio.fail_after(self.config.stream_timeout):
-                # Not lazy: the peer's protocols are not known yet (B starts before identify),
-                # and a refusal must be told from a broken stream.
+                # Lazy, although identify has not told us yet that A speaks DCUtR (B starts
+                # before identify): the one place we propose a protocol not known to be
+                # supported. Waiting for the echo costs the whole punch a relayed round trip
+                # and more (measured in the NAT lab with 100 ms direct / 150 ms relayed RTT:
+                # 793 ms instead of 520 ms, 1.59x instead of 1.04x the protocol's floor). A
+                # peer without DCUtR may answer na and reset when it reads CONNECT as a second
+                # proposal (go does); _why_broken then asks identify, so the outcome is still
+                # the right reason, no_stream.
                 try:
-                    stream = await relayed.new_stream(PROTOCOL_ID, allow_limited=True)
+                    stream = await relayed.new_stream(PROTOCOL_ID, lazy=True, allow_limited=True)
                 except ProtocolNotSupported as exc:
                     raise HolePunchError(
                         HolePunchFailure.NO_STREAM,
