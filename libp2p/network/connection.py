@@ -109,6 +109,16 @@ class NetStream(trio.abc.HalfCloseableStream):
         """Abort the stream in both directions."""
         await self._muxed.reset()
 
+    @property
+    def bytes_sent(self) -> int:
+        """Payload bytes sent on this stream so far (protocol negotiation included)."""
+        return self._muxed.bytes_sent
+
+    @property
+    def bytes_received(self) -> int:
+        """Payload bytes the peer sent on this stream so far, read or not."""
+        return self._muxed.bytes_received
+
 
 #: ``async def handler(stream: NetStream) -> None``: serves one inbound stream of a protocol
 #: (see :meth:`Host.set_stream_handler`).
@@ -189,6 +199,13 @@ class Connection:
     def is_closed(self) -> bool:
         """True once the connection has ended."""
         return self._closed.is_set()
+
+    @property
+    def error(self) -> BaseException | None:
+        """What ended the connection when it failed (``None`` while open, or after a clean
+        close): for a relayed connection that the relay cut at its data or time limit, a
+        :class:`~libp2p.relay.circuit_v2.RelayLimitReached` saying which."""
+        return self._up.muxer.error
 
     async def wait_closed(self) -> None:
         """Wait until the connection has ended."""

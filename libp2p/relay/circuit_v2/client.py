@@ -14,7 +14,15 @@ Every :class:`~libp2p.host.Host` has one (``host.relay``). It does three things:
   reserves a slot, verifies the relay's voucher, advertises our relayed addresses (pushing
   them to connected peers with identify-push), refreshes the reservation at three quarters of
   its lifetime, and when the connection to the relay drops, reconnects with exponential backoff
-  and reserves again. Each step is published as an event (:mod:`.events`).
+  and reserves again. Each step is published as an event (:mod:`.events`); the timetable is
+  the I/O-free :class:`~.schedule.RefreshSchedule`.
+
+A peer that does not serve the hop protocol is reported as :class:`~.protocol.NotARelay`:
+identify's protocol list is checked first (waiting a bounded time for identify on that
+connection), and an ``na`` to the hop proposal means the same. A relayed connection whose
+relay announced limits runs over a :class:`~.pipe.RelayedPipe`, so that when the relay resets
+the circuit at its limit, the connection's streams raise :class:`~.protocol.RelayLimitReached`
+rather than a bare reset.
 """
 
 from __future__ import annotations
@@ -27,11 +35,12 @@ from typing import TYPE_CHECKING
 import trio
 from multiaddr import Multiaddr
 
-from ...exceptions import Libp2pError, LocalUsageError, RemoteProtocolError
+from ...exceptions import Libp2pError, LocalUsageError, ProtocolNotSupported, RemoteProtocolError
 from ...io import BufferedStream
 from ...network.addrs import is_circuit_addr, is_loopback_addr
-from ...network.connection import Connection, Direction, NetStream
+from ...network.connection import Connection, ConnectionLimit, Direction, NetStream
 from ...peer.id import PeerID
+from .pipe import CircuitMeter, RelayedPipe
 from .protocol import (
     HOP_CONNECT,
     HOP_PROTOCOL_ID,
@@ -41,6 +50,7 @@ from .protocol import (
     STOP_PROTOCOL_ID,
     STOP_STATUS,
     MalformedRelayMessage,
+    NotARelay,
     RelayRefused,
     Status,
     decode_addrs,
@@ -54,9 +64,10 @@ from .protocol import (
     stop_message,
 )
 from .reservation import Reservation
+from .schedule import RefreshSchedule
 
 if TYPE_CHECKING:
-    from ...host.host import Host
+    from .interfaces import RelayClientHost
 
 __all__ = ["RelayClient", "split_circuit_addr"]
 
@@ -66,11 +77,9 @@ logger = logging.getLogger(__name__)
 HOP_TIMEOUT = 60.0
 #: Time the relay has to send the stop CONNECT once the stream is open.
 STOP_TIMEOUT = 60.0
-#: Reconnection backoff after a failed reservation attempt: first delay and cap (seconds).
-BACKOFF_INITIAL = 1.0
-BACKOFF_MAX = 60.0
-#: Never refresh sooner than this after a reservation was made (seconds).
-MIN_REFRESH = 5.0
+#: Longest wait for identify on a new connection to a relay before proposing the hop protocol
+#: anyway (identify's answer tells whether the peer is a relay at all).
+IDENTIFY_WAIT = 10.0
 
 _STREAM_ERRORS = (Libp2pError, trio.BrokenResourceError, trio.ClosedResourceError)
 
@@ -98,9 +107,15 @@ def split_circuit_addr(addr: Multiaddr) -> tuple[Multiaddr, PeerID]:
 
 
 class RelayClient:
-    """Dial through relays, accept relayed connections, and hold reservations."""
+    """Dial through relays, accept relayed connections, and hold reservations.
 
-    def __init__(self, host: Host, *, wall_clock: Callable[[], float] = time.time) -> None:
+    ``host`` is anything with the members :class:`~.interfaces.RelayClientHost` lists (the
+    :class:`~libp2p.host.Host` builds one as ``host.relay``).
+    """
+
+    def __init__(
+        self, host: RelayClientHost, *, wall_clock: Callable[[], float] = time.time
+    ) -> None:
         self.host = host
         self._wall_clock = wall_clock
         self._reservations: dict[PeerID, Reservation] = {}
@@ -141,9 +156,11 @@ class RelayClient:
         if relay == target:
             raise LocalUsageError(f"{addr}/p2p/{target} asks a relay to connect us to itself")
         relay_conn = await self._relay_connection(relay, relay_addr)
-        stream = await relay_conn.new_stream(HOP_PROTOCOL_ID)
+        stream = await self._open_hop(relay_conn, relay)
         reader = BufferedStream.wrap(stream)
         try:
+            # The relay starts a circuit's timer after our CONNECT reached it.
+            started_at = trio.current_time()
             with trio.fail_after(HOP_TIMEOUT):
                 await reader.send_all(frame(hop_message(HOP_CONNECT, peer=target)))
                 msg = await read_hop(reader)
@@ -152,15 +169,16 @@ class RelayClient:
             if msg.status != Status.OK.value:
                 raise RelayRefused(f"relay {relay} could not connect us to {target}", msg.status)
             full = relay_conn.remote_addr or Multiaddr("")
+            limit = decode_limit(msg)
             with trio.fail_after(self.host.config.dial_timeout):
                 return await self.host.swarm.upgrade_stream(
-                    reader,
+                    _pipe(reader, stream, limit, started_at, relay),
                     initiator=True,
                     direction=Direction.OUTBOUND,
                     expected_peer=target,
                     remote_addr=_circuit_addr(full, relay),
                     relayed=True,
-                    limit=decode_limit(msg),
+                    limit=limit,
                 )
         except BaseException:
             with trio.CancelScope(shield=True):
@@ -205,17 +223,20 @@ class RelayClient:
             logger.debug("malformed stop message from relay %s: %s", relay, exc)
             await _answer_stop(reader, Status.MALFORMED_MESSAGE)
             return
+        # The relay starts the circuit's timer once our OK reached it.
+        started_at = trio.current_time()
         await reader.send_all(frame(stop_message(STOP_STATUS, status=Status.OK)))
+        limit = decode_limit(msg)
         try:
             with trio.fail_after(self.host.config.accept_timeout):
                 conn = await self.host.swarm.upgrade_stream(
-                    reader,
+                    _pipe(reader, stream, limit, started_at, relay),
                     initiator=False,
                     direction=Direction.INBOUND,
                     expected_peer=source,
                     remote_addr=_circuit_addr(relay_conn.remote_addr or Multiaddr(""), relay),
                     relayed=True,
-                    limit=decode_limit(msg),
+                    limit=limit,
                 )
         except (*_STREAM_ERRORS, trio.TooSlowError) as exc:
             logger.info(
@@ -255,8 +276,26 @@ class RelayClient:
         conn = await self._relay_connection(relay, relay_addr)
         return await self._reserve_on(conn, relay)
 
+    async def _open_hop(self, conn: Connection, relay: PeerID) -> NetStream:
+        """Open a hop stream to ``relay``, or raise :class:`NotARelay` if it serves none.
+
+        Identify says which protocols the peer serves: wait (a bounded time) for it on this
+        connection, and do not propose the hop protocol to a peer that listed others but not
+        it. Without identify's answer, the proposal is made and waited for (never lazily), so
+        that an ``na`` comes back as such instead of a reset.
+        """
+        with trio.move_on_after(IDENTIFY_WAIT):
+            await self.host.identify.wait_identified(conn)
+        protocols = self.host.peerstore.protocols(relay)
+        if protocols and HOP_PROTOCOL_ID not in protocols:
+            raise NotARelay(relay, "the protocols it announced in identify do not include it")
+        try:
+            return await conn.new_stream(HOP_PROTOCOL_ID)
+        except ProtocolNotSupported as exc:
+            raise NotARelay(relay, "it refused the hop protocol") from exc
+
     async def _reserve_on(self, conn: Connection, relay: PeerID) -> Reservation:
-        stream = await conn.new_stream(HOP_PROTOCOL_ID)
+        stream = await self._open_hop(conn, relay)
         reader = BufferedStream.wrap(stream)
         try:
             with trio.fail_after(HOP_TIMEOUT):
@@ -306,7 +345,6 @@ class RelayClient:
     ) -> None:
         from .events import (
             ReservationAttemptFailed,
-            ReservationLost,
             ReservationMade,
             ReservationRefreshed,
             ReservationRefused,
@@ -314,27 +352,33 @@ class RelayClient:
 
         events = self.host.events
         started = False
-        backoff = BACKOFF_INITIAL
+        schedule = RefreshSchedule(trio.current_time())
         with trio.CancelScope() as scope:
             self._maintained[relay] = scope
             try:
                 while True:
+                    wake = schedule.next_attempt
+                    if schedule.expires_at is not None:
+                        wake = min(wake, schedule.expires_at)
+                    await trio.sleep_until(wake)
+                    if schedule.expired(trio.current_time()):
+                        self._drop(relay, "the reservation expired")
+                    if trio.current_time() < schedule.next_attempt:
+                        continue
                     try:
                         conn = await self._relay_connection(relay, relay_addr)
                         reservation = await self._reserve_on(conn, relay)
                     except (*_STREAM_ERRORS, trio.TooSlowError) as exc:
                         if not started:
                             raise
+                        delay = schedule.failed(trio.current_time())
                         logger.info("reservation on %s failed: %s", relay, exc)
                         if isinstance(exc, RelayRefused):
-                            events.publish(ReservationRefused(relay, exc.status, str(exc), backoff))
+                            events.publish(ReservationRefused(relay, exc.status, str(exc), delay))
                         else:
-                            events.publish(ReservationAttemptFailed(relay, str(exc), backoff))
-                        self._expire(relay)
-                        await trio.sleep(backoff)
-                        backoff = min(backoff * 2, BACKOFF_MAX)
+                            events.publish(ReservationAttemptFailed(relay, str(exc), delay))
                         continue
-                    backoff = BACKOFF_INITIAL
+                    schedule.reserved(trio.current_time(), reservation.expire - self._wall_clock())
                     refreshed = relay in self._reservations
                     self._reservations[relay] = reservation
                     self.host.identify.notify_changed()
@@ -348,26 +392,24 @@ class RelayClient:
                     if not started:
                         started = True
                         task_status.started(reservation)
-                    remaining = reservation.expire - self._wall_clock()
-                    with trio.move_on_after(max(remaining * 0.75, MIN_REFRESH)):
+                    with trio.move_on_at(schedule.next_attempt):
                         await conn.wait_closed()
                     if conn.is_closed:
-                        del self._reservations[relay]
-                        self.host.identify.notify_changed()
-                        logger.info("reservation on %s lost: connection closed", relay)
-                        events.publish(ReservationLost(relay, "the connection to the relay closed"))
+                        schedule.connection_lost(trio.current_time())
+                        self._drop(relay, "the connection to the relay closed")
             finally:
                 if self._maintained.get(relay) is scope:
                     del self._maintained[relay]
 
-    def _expire(self, relay: PeerID) -> None:
+    def _drop(self, relay: PeerID, reason: str) -> None:
+        """Forget the reservation on ``relay`` and withdraw its addresses."""
         from .events import ReservationLost
 
-        reservation = self._reservations.get(relay)
-        if reservation is not None and reservation.expire <= self._wall_clock():
-            del self._reservations[relay]
-            self.host.identify.notify_changed()
-            self.host.events.publish(ReservationLost(relay, "the reservation expired"))
+        if self._reservations.pop(relay, None) is None:
+            return
+        self.host.identify.notify_changed()
+        logger.info("reservation on %s lost: %s", relay, reason)
+        self.host.events.publish(ReservationLost(relay, reason))
 
 
 async def _answer_stop(reader: BufferedStream, status: Status) -> None:
@@ -375,6 +417,20 @@ async def _answer_stop(reader: BufferedStream, status: Status) -> None:
         await send_stop_status(reader, status)
     finally:
         await reader.aclose()
+
+
+def _pipe(
+    reader: BufferedStream,
+    stream: NetStream,
+    limit: ConnectionLimit | None,
+    started_at: float,
+    relay: PeerID,
+) -> trio.abc.Stream:
+    """The transport of a relayed connection: the hop or stop stream itself, or, when the
+    relay announced limits, a :class:`RelayedPipe` that recognises the relay's limit resets."""
+    if limit is None:
+        return reader
+    return RelayedPipe(reader, stream, CircuitMeter(limit, started_at), relay)
 
 
 def _circuit_addr(relay_addr: Multiaddr, relay: PeerID) -> Multiaddr:

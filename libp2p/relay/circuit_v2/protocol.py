@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Final
 import trio
 from multiaddr import Multiaddr
 
-from ...exceptions import DecodeError, Libp2pError
+from ...exceptions import ConnectionClosedError, DecodeError, Libp2pError, StreamReset
 from ...io import BufferedStream
 from ...network.connection import ConnectionLimit
 from ...peer.id import InvalidPeerIDError, PeerID
@@ -29,7 +29,10 @@ __all__ = [
     "MAX_MESSAGE_SIZE",
     "STOP_PROTOCOL_ID",
     "CircuitRelayError",
+    "LimitKind",
     "MalformedRelayMessage",
+    "NotARelay",
+    "RelayLimitReached",
     "RelayRefused",
     "Status",
 ]
@@ -102,6 +105,66 @@ class RelayRefused(CircuitRelayError):
         super().__init__(f"{what}: {Status.describe(status)}")
         #: The status code received (a :class:`Status` member when it is a known code).
         self.status = status
+
+
+class NotARelay(RelayRefused):
+    """The peer asked to relay does not serve the hop protocol: it is up, but not a relay.
+
+    Found from the protocols it announced in identify, or from its ``na`` to our hop
+    proposal. :attr:`status` is :attr:`Status.PERMISSION_DENIED` (no status message was
+    exchanged: the peer never spoke the relay protocol).
+    """
+
+    def __init__(self, peer: PeerID, how: str) -> None:
+        CircuitRelayError.__init__(
+            self,
+            f"{peer} is not a relay: {how} (it does not serve {HOP_PROTOCOL_ID}; is this "
+            "the right address, and does that peer run a relay service?)",
+        )
+        self.status = Status.PERMISSION_DENIED
+        #: The peer that is not a relay.
+        self.peer = peer
+
+
+class LimitKind(enum.Enum):
+    """Which of a relay's circuit limits was reached."""
+
+    #: The bytes forwarded in one direction (``Limit.data``).
+    DATA = "data"
+    #: The time the circuit was open (``Limit.duration``).
+    DURATION = "duration"
+
+
+class RelayLimitReached(CircuitRelayError, StreamReset, ConnectionClosedError):
+    """The relay reset the circuit under a relayed connection because its data or time limit
+    was reached (the limit it announced when the circuit opened).
+
+    Raised by reads and writes on every stream of that connection, and by opening a stream
+    on it; it is also :attr:`Connection.error <libp2p.network.connection.Connection.error>`.
+    It is a :class:`~libp2p.exceptions.StreamReset` (code that treats any reset alike keeps
+    working) and a :class:`~libp2p.exceptions.ConnectionClosedError` (the whole connection
+    ended). Move traffic to a direct connection (hole punching) or a relay without limits.
+    """
+
+    def __init__(
+        self, kind: LimitKind, limit: ConnectionLimit, relay: PeerID | None = None
+    ) -> None:
+        if kind is LimitKind.DATA:
+            what = f"its data limit ({limit.data} bytes per direction)"
+        else:
+            what = f"its time limit ({limit.duration} s)"
+        name = f"relay {relay}" if relay is not None else "the relay"
+        StreamReset.__init__(self, f"{name} reset the circuit: {what} was reached")
+        #: Which limit: :attr:`LimitKind.DATA` or :attr:`LimitKind.DURATION`.
+        self.kind = kind
+        #: The limits the relay announced for the circuit.
+        self.limit = limit
+        #: The relay (``None`` when unknown).
+        self.relay = relay
+
+    def __reduce__(self) -> tuple[type[RelayLimitReached], tuple[object, ...]]:
+        # Each stream of the connection raises its own copy (copy.copy goes through here).
+        return type(self), (self.kind, self.limit, self.relay)
 
 
 # -- codec ----------------------------------------------------------------------------------

@@ -12,29 +12,32 @@ circuit ends on time) and a byte count per direction. A circuit that reaches a l
 at both ends; nothing is ever written into the relayed bytes.
 
 A reservation lasts until its TTL passes or the reserving peer's last direct connection to the
-relay closes, whichever comes first. Hop requests over relayed connections are refused with
-``PERMISSION_DENIED``: a circuit never runs over another circuit.
+relay closes, whichever comes first. The bookkeeping (reservations, caps, TTL, circuits per
+peer) is the I/O-free :class:`~.book.ReservationBook`; this module is its trio driver. The
+service learns of closed connections from the swarm's reliable observer callbacks
+(:meth:`Swarm.observe <libp2p.network.swarm.Swarm.observe>`), never from the public event bus,
+which may drop events for a slow subscriber (a lost "closed" would keep a slot taken forever).
+Hop requests over relayed connections are refused with ``PERMISSION_DENIED``: a circuit never
+runs over another circuit.
 """
 
 from __future__ import annotations
 
-import collections
 import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import trio
 from multiaddr import Multiaddr
 
-from ...events import ConnectionClosed
 from ...exceptions import Libp2pError
 from ...io import BufferedStream
 from ...network.addrs import first_ip
 from ...network.connection import Connection, ConnectionLimit, NetStream
 from ...peer.id import PeerID
+from .book import BookRefusal, ReservationBook
 from .config import RelayConfig, RelayStats
 from .events import RelayCircuitClosed, RelayCircuitOpened, RelayReservationAccepted
 from .protocol import (
@@ -57,7 +60,7 @@ from .protocol import (
 )
 
 if TYPE_CHECKING:
-    from ...host.host import Host
+    from .interfaces import RelayServiceHost
     from .pb import circuit_pb2
 
 __all__ = ["RelayService", "splice"]
@@ -66,14 +69,6 @@ logger = logging.getLogger(__name__)
 
 _CHUNK = 256 * 1024
 _STREAM_ERRORS = (Libp2pError, trio.BrokenResourceError, trio.ClosedResourceError)
-
-
-@dataclass(slots=True)
-class _Reservation:
-    peer: PeerID
-    ip: str | None
-    #: ``trio.current_time()`` at which it ends.
-    deadline: float
 
 
 class _LimitReached(Exception):
@@ -85,12 +80,13 @@ class RelayService:
 
     Usually created by the host (``HostConfig(relay_service=RelayConfig())``) and reached as
     ``host.relay_service``; :attr:`stats` holds the counters an operator watches.
-    ``wall_clock`` gives the unix time written into reservations (``time.time``).
+    ``wall_clock`` gives the unix time written into reservations (``time.time``). ``host`` is
+    anything with the few members :class:`~.interfaces.RelayServiceHost` lists.
     """
 
     def __init__(
         self,
-        host: Host,
+        host: RelayServiceHost,
         config: RelayConfig | None = None,
         *,
         wall_clock: Callable[[], float] = time.time,
@@ -99,46 +95,54 @@ class RelayService:
         self.config = config or RelayConfig()
         self._wall_clock = wall_clock
         self._stats = RelayStats()
-        self._reservations: dict[PeerID, _Reservation] = {}
-        self._circuits: collections.Counter[PeerID] = collections.Counter()
+        self._book = ReservationBook(self.config)
 
     def install(self) -> None:
         """Register the hop handler (also on limited connections, to refuse them properly)."""
         self.host.set_stream_handler(HOP_PROTOCOL_ID, self._handle_hop, allow_limited=True)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Release reservations of peers that disconnect (runs in the host's nursery)."""
-        with self.host.events.subscribe(ConnectionClosed, buffer=4096) as events:
+        """Release reservations of peers that disconnect (runs in the host's nursery).
+
+        The swarm tells the service of every closed connection synchronously
+        (:meth:`connection_closed`); this task only keeps that registration for its lifetime.
+        """
+        swarm = self.host.swarm
+        swarm.observe(self)
+        try:
             task_status.started()
-            async for event in events:
-                if event.peer in self._reservations and not self._direct_connection(event.peer):
-                    logger.debug("reservation of %s released: disconnected", event.peer)
-                    del self._reservations[event.peer]
+            await trio.sleep_forever()
+        finally:
+            swarm.unobserve(self)
+
+    # -- connection observer (called by the swarm; must not block) --------------------------
+
+    def connection_opened(self, conn: Connection) -> None:
+        """Nothing to do: a reservation starts with ``RESERVE``."""
+
+    def connection_closed(self, conn: Connection) -> None:
+        """Release the peer's reservation when its last direct connection closed."""
+        if conn.relayed or self._direct_connection(conn.remote_peer) is not None:
+            return
+        if self._book.release(conn.remote_peer):
+            logger.debug("reservation of %s released: disconnected", conn.remote_peer)
 
     # -- state ------------------------------------------------------------------------------
 
     @property
     def stats(self) -> RelayStats:
         """The relay's counters (current values for the ``*_active`` ones)."""
-        self._prune()
-        self._stats.reservations_active = len(self._reservations)
+        self._stats.reservations_active = self._book.active(trio.current_time())
         return self._stats
+
+    @property
+    def book(self) -> ReservationBook:
+        """The reservation book (read it; the service alone changes it)."""
+        return self._book
 
     def reservations(self) -> dict[PeerID, float]:
         """Peers holding a reservation, with the ``trio.current_time()`` it ends at."""
-        self._prune()
-        return {peer: r.deadline for peer, r in self._reservations.items()}
-
-    def _prune(self) -> None:
-        now = trio.current_time()
-        for peer, reservation in list(self._reservations.items()):
-            if reservation.deadline <= now:
-                logger.debug("reservation of %s expired", peer)
-            elif self._direct_connection(peer) is None:
-                logger.debug("reservation of %s released: disconnected", peer)
-            else:
-                continue
-            del self._reservations[peer]
+        return self._book.reservations(trio.current_time())
 
     def _direct_connection(self, peer: PeerID) -> Connection | None:
         for conn in self.host.connections_to(peer):
@@ -178,19 +182,20 @@ class RelayService:
 
     async def _reserve(self, reader: BufferedStream, conn: Connection) -> None:
         peer = conn.remote_peer
-        refusal = self._reservation_refusal(conn)
-        if refusal is not None:
-            status, reason = refusal
-            logger.info("refused a reservation for %s: %s", peer, reason)
-            self._stats.reservations_refused[reason] += 1
-            await self._answer(reader, status)
+        if conn.relayed:
+            outcome: BookRefusal | bool = BookRefusal(
+                Status.PERMISSION_DENIED, "relayed connection"
+            )
+        else:
+            outcome = self._book.reserve(peer, _ip_text(conn.remote_addr), trio.current_time())
+        if isinstance(outcome, BookRefusal):
+            logger.info("refused a reservation for %s: %s", peer, outcome.reason)
+            self._stats.reservations_refused[outcome.reason] += 1
+            await self._answer(reader, outcome.status)
             return
+        refresh = outcome
         ttl = self.config.reservation_ttl
         expire = int(self._wall_clock() + ttl)
-        refresh = peer in self._reservations
-        self._reservations[peer] = _Reservation(
-            peer, _ip_text(conn.remote_addr), trio.current_time() + ttl
-        )
         from ...peer.voucher import seal_reservation_voucher
 
         reply = hop_message(HOP_STATUS, status=Status.OK, limit=self.config.circuit_limit)
@@ -204,20 +209,6 @@ class RelayService:
             await reader.send_all(frame(reply))
         finally:
             await reader.aclose()
-
-    def _reservation_refusal(self, conn: Connection) -> tuple[Status, str] | None:
-        if conn.relayed:
-            return Status.PERMISSION_DENIED, "relayed connection"
-        self._prune()
-        if conn.remote_peer in self._reservations:
-            return None  # a refresh
-        if len(self._reservations) >= self.config.max_reservations:
-            return Status.RESERVATION_REFUSED, "max_reservations"
-        ip = _ip_text(conn.remote_addr)
-        same_ip = sum(1 for r in self._reservations.values() if r.ip == ip)
-        if same_ip >= self.config.max_reservations_per_ip:
-            return Status.RESERVATION_REFUSED, "max_reservations_per_ip"
-        return None
 
     # -- CONNECT ----------------------------------------------------------------------------
 
@@ -234,14 +225,16 @@ class RelayService:
                 target = decode_peer_id(msg.peer.id, "CONNECT target")
             except MalformedRelayMessage:
                 raise _Refusal(Status.MALFORMED_MESSAGE, "malformed") from None
-            self._prune()
-            if target not in self._reservations:
-                raise _Refusal(Status.NO_RESERVATION, "no_reservation")
-            most = self.config.max_circuits_per_peer
-            if self._circuits[source] >= most or self._circuits[target] >= most:
-                raise _Refusal(Status.RESOURCE_LIMIT_EXCEEDED, "max_circuits_per_peer")
             target_conn = self._direct_connection(target)
+            if target_conn is None and self._book.release(target):
+                # Not expected (the swarm reports every close), but never connect to a
+                # reservation whose holder is gone.
+                logger.debug("reservation of %s released: disconnected", target)
+            refused = self._book.open_circuit(source, target, trio.current_time())
+            if refused is not None:
+                raise _Refusal(refused.status, refused.reason)
             if target_conn is None:
+                self._book.close_circuit(source, target)
                 raise _Refusal(Status.CONNECTION_FAILED, "connection_failed")
         except _Refusal as refusal:
             logger.info("refused a circuit from %s: %s", source, refusal.reason)
@@ -249,17 +242,12 @@ class RelayService:
             await self._answer(reader, refusal.status)
             return
 
-        self._circuits[source] += 1
-        self._circuits[target] += 1
         self._stats.circuits_active += 1
         try:
             await self._open_circuit(reader, stream, source, target, target_conn)
         finally:
             self._stats.circuits_active -= 1
-            for peer in (source, target):
-                self._circuits[peer] -= 1
-                if self._circuits[peer] <= 0:
-                    del self._circuits[peer]
+            self._book.close_circuit(source, target)
 
     async def _open_circuit(
         self,

@@ -42,6 +42,7 @@ gets RST, so its writes fail instead of blocking forever. ``reset()`` aborts bot
 
 from __future__ import annotations
 
+import copy
 import enum
 import logging
 import operator
@@ -76,6 +77,11 @@ logger = logging.getLogger("libp2p.stream_muxer.yamux")
 #: What the underlying stream may raise when it fails (OS errors are normally already mapped
 #: to BrokenResourceError by trio; lower layers of this library raise Libp2pError).
 _TRANSPORT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, Libp2pError, OSError)
+
+
+#: Why a stream direction broke: the message, whether the peer caused it, and the error that
+#: ended the session, if that is what broke it.
+_Failure = tuple[str, bool, BaseException | None]
 
 
 class CloseReason(enum.Enum):
@@ -370,7 +376,7 @@ class YamuxSession:
         self._close_message = message
         by_remote = reason not in _LOCAL_REASONS
         for stream in self._streams.values():
-            stream._on_session_closed(message, by_remote=by_remote)
+            stream._on_session_closed(message, by_remote=by_remote, cause=error)
         self._streams.clear()
         self._accept_queue.clear()
         for waiter in self._ping_waiters.values():
@@ -503,9 +509,11 @@ class YamuxStream(trio.abc.HalfCloseableStream):
         self._closed = False
         self._eof_sent = False
         self._remote_fin = False
-        self._read_error: tuple[str, bool] | None = None
-        self._write_error: tuple[str, bool] | None = None
+        self._read_error: _Failure | None = None
+        self._write_error: _Failure | None = None
         self._accepted = accepted
+        self._bytes_sent = 0
+        self._bytes_received = 0
 
     def __repr__(self) -> str:
         return f"<YamuxStream {self.stream_id} buffered={self._buffered}>"
@@ -513,6 +521,17 @@ class YamuxStream(trio.abc.HalfCloseableStream):
     @property
     def session(self) -> YamuxSession:
         return self._session
+
+    @property
+    def bytes_sent(self) -> int:
+        """Payload bytes queued in data frames on this stream so far."""
+        return self._bytes_sent
+
+    @property
+    def bytes_received(self) -> int:
+        """Payload bytes the peer sent on this stream so far, read or not (bytes a reset
+        discarded unread still count): what a relay counts against a circuit's data limit."""
+        return self._bytes_received
 
     @property
     def buffered_bytes(self) -> int:
@@ -527,6 +546,7 @@ class YamuxStream(trio.abc.HalfCloseableStream):
     # -- events from the session -------------------------------------------------------
 
     def _on_data(self, data: bytes) -> None:
+        self._bytes_received += len(data)
         self._chunks.append(data)
         self._buffered += len(data)
         self._recv_lot.unpark_all()
@@ -535,19 +555,24 @@ class YamuxStream(trio.abc.HalfCloseableStream):
         self._remote_fin = True
         self._recv_lot.unpark_all()
 
-    def _on_abort(self, message: str, *, by_remote: bool) -> None:
+    def _on_abort(
+        self, message: str, *, by_remote: bool, cause: BaseException | None = None
+    ) -> None:
         # Like go-yamux: a reset only breaks the directions that were still open, so bytes
         # that arrived before the peer's FIN stay readable.
+        failure = (message, by_remote, cause)
         if not self._remote_fin and self._read_error is None:
-            self._read_error = (message, by_remote)
+            self._read_error = failure
             self._discard_buffer()
         if not self._eof_sent and self._write_error is None:
-            self._write_error = (message, by_remote)
+            self._write_error = failure
         self._recv_lot.unpark_all()
         self._send_lot.unpark_all()
 
-    def _on_session_closed(self, message: str, *, by_remote: bool) -> None:
-        self._on_abort(message, by_remote=by_remote)
+    def _on_session_closed(
+        self, message: str, *, by_remote: bool, cause: BaseException | None = None
+    ) -> None:
+        self._on_abort(message, by_remote=by_remote, cause=cause)
 
     def _discard_buffer(self) -> int:
         n = self._buffered
@@ -557,8 +582,14 @@ class YamuxStream(trio.abc.HalfCloseableStream):
         return n
 
     @staticmethod
-    def _error(info: tuple[str, bool]) -> StreamReset:
-        return StreamReset(info[0], by_remote=info[1])
+    def _error(info: _Failure) -> StreamReset:
+        message, by_remote, cause = info
+        if isinstance(cause, StreamReset) and type(cause) is not StreamReset:
+            # The session ran over a stream that was reset for a stated reason (a relay's
+            # data or time limit on the circuit under a relayed connection): every stream
+            # of the session reports that reason, with its type, not a bare reset.
+            return copy.copy(cause)
+        return StreamReset(message, by_remote=by_remote)
 
     # -- receiving -----------------------------------------------------------------------
 
@@ -666,7 +697,9 @@ class YamuxStream(trio.abc.HalfCloseableStream):
                     self._check_writable()
                     continue
                 end = sent + min(window, chunk)
-                sent += conn.send_data(stream_id, view[sent:end])
+                queued = conn.send_data(stream_id, view[sent:end])
+                sent += queued
+                self._bytes_sent += queued
                 session._writer_lot.unpark()
             if not parked:
                 await cancel_shielded_checkpoint()
@@ -741,7 +774,7 @@ class YamuxStream(trio.abc.HalfCloseableStream):
         if conn.has_stream(self.stream_id):
             conn.reset_stream(self.stream_id, error_code)
             self._session._after_local_change(self)
-        info = (f"yamux stream {self.stream_id} was reset locally", False)
+        info: _Failure = (f"yamux stream {self.stream_id} was reset locally", False, None)
         if self._read_error is None:
             self._read_error = info
         if self._write_error is None:

@@ -1,0 +1,164 @@
+"""What the relay service, the relay client and auto-relay need from their host.
+
+Each service names just the members it uses, as a :class:`typing.Protocol`, instead of
+depending on the whole :class:`~libp2p.host.Host` and its swarm: the host satisfies them
+structurally (mypy checks it where the host builds the services), and a test or another host
+can provide them alone. Connection notifications come from
+:meth:`Swarm.observe <libp2p.network.swarm.Swarm.observe>` (reliable, synchronous), never from
+the public event bus, which may drop events for a slow subscriber; the bus is only where the
+services *publish* their events for applications.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import trio
+from multiaddr import Multiaddr
+
+from ...crypto.keys import PrivateKey
+from ...network.connection import Connection, ConnectionLimit, Direction, StreamHandler
+from ...network.swarm import CircuitDialer, ConnectionObserver
+from ...peer.id import PeerID
+
+__all__ = [
+    "AutoRelayHost",
+    "EventPublisher",
+    "RelayClientHost",
+    "RelayServiceHost",
+]
+
+
+class EventPublisher(Protocol):
+    """Publishes events for applications (:class:`~libp2p.events.EventBus`)."""
+
+    def publish(self, event: object) -> None: ...
+
+
+class _Observable(Protocol):
+    """Reliable connection notifications (the swarm)."""
+
+    def observe(self, observer: ConnectionObserver) -> None: ...
+
+    def unobserve(self, observer: ConnectionObserver) -> None: ...
+
+
+class RelayServiceHost(Protocol):
+    """What :class:`~.relay.RelayService` uses."""
+
+    @property
+    def key(self) -> PrivateKey: ...
+
+    @property
+    def peer_id(self) -> PeerID: ...
+
+    @property
+    def addrs(self) -> list[Multiaddr]: ...
+
+    @property
+    def events(self) -> EventPublisher: ...
+
+    @property
+    def swarm(self) -> _Observable: ...
+
+    def set_stream_handler(
+        self, protocol: str, handler: StreamHandler, *, allow_limited: bool = False
+    ) -> None: ...
+
+    def connections_to(self, peer: PeerID) -> list[Connection]: ...
+
+
+class _ClientSwarm(_Observable, Protocol):
+    """The swarm members the relay client uses: dialing, and upgrading a relayed pipe."""
+
+    circuit_dialer: CircuitDialer | None
+
+    async def dial_peer(self, peer: PeerID, addrs: list[Multiaddr]) -> Connection: ...
+
+    async def upgrade_stream(
+        self,
+        raw: trio.abc.Stream,
+        *,
+        initiator: bool,
+        direction: Direction,
+        expected_peer: PeerID | None = None,
+        local_addr: Multiaddr | None = None,
+        remote_addr: Multiaddr | None = None,
+        relayed: bool = False,
+        limit: ConnectionLimit | None = None,
+    ) -> Connection: ...
+
+
+class _Timeouts(Protocol):
+    @property
+    def dial_timeout(self) -> float: ...
+
+    @property
+    def accept_timeout(self) -> float: ...
+
+
+class _AddressBook(Protocol):
+    def addrs(self, peer: PeerID) -> list[Multiaddr]: ...
+
+    def protocols(self, peer: PeerID) -> set[str]: ...
+
+
+class _Identify(Protocol):
+    def notify_changed(self) -> None: ...
+
+    async def wait_identified(self, conn: Connection) -> None: ...
+
+
+class RelayClientHost(Protocol):
+    """What :class:`~.client.RelayClient` uses."""
+
+    @property
+    def peer_id(self) -> PeerID: ...
+
+    @property
+    def nursery(self) -> trio.Nursery: ...
+
+    @property
+    def events(self) -> EventPublisher: ...
+
+    @property
+    def swarm(self) -> _ClientSwarm: ...
+
+    @property
+    def peerstore(self) -> _AddressBook: ...
+
+    @property
+    def identify(self) -> _Identify: ...
+
+    @property
+    def config(self) -> _Timeouts: ...
+
+    def set_stream_handler(
+        self, protocol: str, handler: StreamHandler, *, allow_limited: bool = False
+    ) -> None: ...
+
+    def connections_to(self, peer: PeerID) -> list[Connection]: ...
+
+
+class _Reserver(Protocol):
+    """The relay client, as auto-relay uses it."""
+
+    @property
+    def reservations(self) -> dict[PeerID, object]: ...
+
+    async def listen(self, addr: Multiaddr | str) -> Sequence[Multiaddr]: ...
+
+    async def stop_listening(self, relay: PeerID) -> None: ...
+
+
+class AutoRelayHost(Protocol):
+    """What :class:`~libp2p.host.autorelay.AutoRelay` uses."""
+
+    @property
+    def events(self) -> EventPublisher: ...
+
+    @property
+    def relay(self) -> _Reserver: ...
+
+    async def connect(self, target: Multiaddr | str) -> Connection: ...
