@@ -16,6 +16,11 @@ follows :class:`~libp2p.host.autonat.ReachabilityChanged` events:
   application made itself) and reports each as
   :class:`~libp2p.relay.circuit_v2.ReservationLost`: peers can dial us directly.
 
+Reachability changes come from the AutoNAT client's reliable callbacks
+(``AutoNATClient.on_reachability_changed``), not from the public event bus, which may drop
+events for a slow subscriber; retries wait on the :class:`~libp2p.relay.circuit_v2.schedule.Backoff`
+the relay client uses too.
+
 go-libp2p's autorelay also finds relays on its own (from peers that announce the hop
 protocol); this one uses the relays it is given.
 """
@@ -23,8 +28,9 @@ protocol); this one uses the relays it is given.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+import math
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 from multiaddr import Multiaddr
@@ -38,25 +44,42 @@ from ..relay.circuit_v2.events import (
     ReservationRefused,
 )
 from ..relay.circuit_v2.protocol import RelayRefused
+from ..relay.circuit_v2.schedule import Backoff
 from .autonat.events import Reachability, ReachabilityChanged
 
 if TYPE_CHECKING:
-    from .host import Host
+    from ..relay.circuit_v2.interfaces import AutoRelayHost
 
-__all__ = ["AutoRelay"]
+__all__ = ["AutoRelay", "ReachabilitySource"]
 
 logger = logging.getLogger(__name__)
 
-#: Retry delays after a failed reservation: first and largest (seconds).
-BACKOFF_INITIAL = 1.0
-BACKOFF_MAX = 60.0
+
+class ReachabilitySource(Protocol):
+    """Reliable reachability notifications (the AutoNAT client)."""
+
+    @property
+    def on_reachability_changed(self) -> list[Callable[[ReachabilityChanged], None]]: ...
 
 
 class AutoRelay:
-    """Reserves on static relays while the host is private (``host.auto_relay``)."""
+    """Reserves on static relays while the host is private (``host.auto_relay``).
 
-    def __init__(self, host: Host, relays: Sequence[Multiaddr | str]) -> None:
+    ``host`` is anything with the members :class:`~libp2p.relay.circuit_v2.interfaces.AutoRelayHost`
+    lists; ``reachability`` the AutoNAT client whose changes it follows (by default
+    ``host.autonat``; without one, auto-relay never finds the host private and only connects
+    to the relays).
+    """
+
+    def __init__(
+        self,
+        host: AutoRelayHost,
+        relays: Sequence[Multiaddr | str],
+        *,
+        reachability: ReachabilitySource | None = None,
+    ) -> None:
         self.host = host
+        self._reachability = reachability if reachability is not None else host.autonat
         self._relays: dict[PeerID, Multiaddr] = {}
         for relay in relays:
             addr, peer = split_peer_id(Multiaddr(str(relay)))
@@ -79,17 +102,30 @@ class AutoRelay:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Follow reachability changes until cancelled (the host runs this)."""
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            with self.host.events.subscribe(ReachabilityChanged) as events:
+        # Changes are queued without bound: every one is handled, in order (a status flips
+        # rarely, so the queue stays short).
+        send, changes = trio.open_memory_channel[Reachability](math.inf)
+
+        def changed(event: ReachabilityChanged) -> None:
+            send.send_nowait(event.status)
+
+        source = self._reachability
+        if source is not None:
+            source.on_reachability_changed.append(changed)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 for relay, addr in self._relays.items():
                     nursery.start_soon(self._connect, relay, addr)
                 task_status.started()
-                async for event in events:
-                    if event.status is Reachability.PRIVATE:
+                async for status in changes:
+                    if status is Reachability.PRIVATE:
                         self._start()
-                    elif event.status is Reachability.PUBLIC:
+                    elif status is Reachability.PUBLIC:
                         await self._stop()
+        finally:
+            if source is not None:
+                source.on_reachability_changed.remove(changed)
 
     async def _connect(self, relay: PeerID, addr: Multiaddr) -> None:
         try:
@@ -109,7 +145,7 @@ class AutoRelay:
 
     async def _reserve(self, relay: PeerID, addr: Multiaddr, scope: trio.CancelScope) -> None:
         circuit = Multiaddr(f"{with_peer_id(addr, relay)}/p2p-circuit")
-        backoff = BACKOFF_INITIAL
+        backoff = Backoff()
         try:
             with scope:
                 while True:
@@ -117,15 +153,15 @@ class AutoRelay:
                         await self.host.relay.listen(circuit)
                     except (Libp2pError, trio.TooSlowError, trio.BrokenResourceError) as exc:
                         logger.info("auto-relay: reserving on %s failed: %s", relay, exc)
+                        delay = backoff.failed()
                         if isinstance(exc, RelayRefused):
                             event: ReservationRefused | ReservationAttemptFailed = (
-                                ReservationRefused(relay, exc.status, str(exc), backoff)
+                                ReservationRefused(relay, exc.status, str(exc), delay)
                             )
                         else:
-                            event = ReservationAttemptFailed(relay, str(exc), backoff)
+                            event = ReservationAttemptFailed(relay, str(exc), delay)
                         self.host.events.publish(event)
-                        await trio.sleep(backoff)
-                        backoff = min(backoff * 2, BACKOFF_MAX)
+                        await trio.sleep(delay)
                         continue
                     self._ours.add(relay)
                     return

@@ -275,3 +275,43 @@ def test_dialer_listener_with_a_wrong_peer_id(script: ScriptFactory) -> None:
     _relay, relay_addr = start_relay(script)
     line = run_to_error("dialer", "--target", f"{relay_addr}/p2p-circuit/p2p/{OTHER_PEER}")
     assert "NO_RESERVATION" in line
+
+
+@pytest.fixture
+def plain_host() -> Iterator[str]:
+    """A stock host of ours that is up but runs no relay service (in a thread, on loopback);
+    yields its address with /p2p/<id>."""
+    import threading
+
+    import trio
+
+    from libp2p import Host
+
+    ready: list[str] = []
+    started = threading.Event()
+    stop = trio.Event()
+    token: list[trio.lowlevel.TrioToken] = []
+
+    async def serve() -> None:
+        async with Host(listen=[ANY_LOOPBACK]) as host:
+            token.append(trio.lowlevel.current_trio_token())
+            ready.append(f"{host.listen_addrs[0]}/p2p/{host.peer_id}")
+            started.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=trio.run, args=(serve,), daemon=True)
+    thread.start()
+    assert started.wait(STEP), "the plain host did not start"
+    try:
+        yield ready[0]
+    finally:
+        trio.from_thread.run_sync(stop.set, trio_token=token[0])
+        thread.join(STEP)
+
+
+def test_listener_relay_that_is_not_a_relay(plain_host: str) -> None:
+    # The peer is up and answers, but serves no hop protocol: say so, not "is it running?".
+    line = run_to_error("listener", "--relay", plain_host, "--listen", ANY_LOOPBACK)
+    assert "cannot reserve on relay" in line
+    assert "is not a relay" in line
+    assert "is the relay running" not in line

@@ -33,7 +33,7 @@ from ...io import BufferedStream
 from ...network.addrs import first_ip
 from ...peer.id import PeerID
 from .config import AutoNATClientConfig
-from .events import Reachability, ReachabilityProbed
+from .events import Reachability, ReachabilityChanged, ReachabilityProbed
 from .protocol import (
     PROTOCOL_ID,
     DialRequest,
@@ -100,6 +100,10 @@ class AutoNATClient:
         self._lock = trio.Lock()
         self._wakeup = trio.Event()
         self._known_addrs: frozenset[Multiaddr] = frozenset()
+        #: Called synchronously with every :class:`~.events.ReachabilityChanged`, before it is
+        #: published (reliable, unlike the public bus; auto-relay follows it). A callback must
+        #: not block.
+        self.on_reachability_changed: list[Callable[[ReachabilityChanged], None]] = []
 
     # -- state ------------------------------------------------------------------------------
 
@@ -221,6 +225,9 @@ class AutoNATClient:
                 detail = f"{type(exc).__name__}: {exc}"
             events = tracker.record(server, response, trio.current_time(), detail=detail)
             for event in events:
+                if isinstance(event, ReachabilityChanged):
+                    for callback in list(self.on_reachability_changed):
+                        callback(event)
                 self.host.events.publish(event)
             probed = events[0]
             assert isinstance(probed, ReachabilityProbed)

@@ -11,13 +11,14 @@ services *publish* their events for applications.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 import trio
 from multiaddr import Multiaddr
 
 from ...crypto.keys import PrivateKey
+from ...host.autonat.events import ReachabilityChanged
 from ...network.connection import Connection, ConnectionLimit, Direction, StreamHandler
 from ...network.swarm import CircuitDialer, ConnectionObserver
 from ...peer.id import PeerID
@@ -145,11 +146,18 @@ class _Reserver(Protocol):
     """The relay client, as auto-relay uses it."""
 
     @property
-    def reservations(self) -> dict[PeerID, object]: ...
+    def reservations(self) -> Mapping[PeerID, object]: ...
 
     async def listen(self, addr: Multiaddr | str) -> Sequence[Multiaddr]: ...
 
     async def stop_listening(self, relay: PeerID) -> None: ...
+
+
+class _ReachabilitySource(Protocol):
+    """Reliable reachability notifications (the AutoNAT client)."""
+
+    @property
+    def on_reachability_changed(self) -> list[Callable[[ReachabilityChanged], None]]: ...
 
 
 class AutoRelayHost(Protocol):
@@ -157,6 +165,9 @@ class AutoRelayHost(Protocol):
 
     @property
     def events(self) -> EventPublisher: ...
+
+    @property
+    def autonat(self) -> _ReachabilitySource | None: ...
 
     @property
     def relay(self) -> _Reserver: ...
