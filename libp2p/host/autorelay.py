@@ -29,8 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Sequence
 
 import trio
 from multiaddr import Multiaddr
@@ -43,23 +42,14 @@ from ..relay.circuit_v2.events import (
     ReservationLost,
     ReservationRefused,
 )
+from ..relay.circuit_v2.interfaces import AutoRelayHost, ReachabilitySource
 from ..relay.circuit_v2.protocol import RelayRefused
 from ..relay.circuit_v2.schedule import Backoff
 from .autonat.events import Reachability, ReachabilityChanged
 
-if TYPE_CHECKING:
-    from ..relay.circuit_v2.interfaces import AutoRelayHost
-
-__all__ = ["AutoRelay", "ReachabilitySource"]
+__all__ = ["AutoRelay"]
 
 logger = logging.getLogger(__name__)
-
-
-class ReachabilitySource(Protocol):
-    """Reliable reachability notifications (the AutoNAT client)."""
-
-    @property
-    def on_reachability_changed(self) -> list[Callable[[ReachabilityChanged], None]]: ...
 
 
 class AutoRelay:

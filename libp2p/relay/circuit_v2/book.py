@@ -10,8 +10,8 @@ live reservation.
 
 Nothing here reads a clock or touches the network: the relay service passes
 ``trio.current_time()`` in and turns the answers into hop messages. Refusal reasons are the
-keys of :attr:`RelayStats.reservations_refused <.config.RelayStats>` and
-``circuits_refused``.
+keys of ``reservations_refused`` and ``circuits_refused`` in
+:class:`~libp2p.relay.circuit_v2.config.RelayStats`.
 """
 
 from __future__ import annotations

@@ -30,7 +30,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import trio
 from multiaddr import Multiaddr
@@ -40,6 +39,7 @@ from ...io import BufferedStream
 from ...network.addrs import is_circuit_addr, is_loopback_addr
 from ...network.connection import Connection, ConnectionLimit, Direction, NetStream
 from ...peer.id import PeerID
+from .interfaces import RelayClientHost
 from .pipe import CircuitMeter, RelayedPipe
 from .protocol import (
     HOP_CONNECT,
@@ -65,9 +65,6 @@ from .protocol import (
 )
 from .reservation import Reservation
 from .schedule import RefreshSchedule
-
-if TYPE_CHECKING:
-    from .interfaces import RelayClientHost
 
 __all__ = ["RelayClient", "split_circuit_addr"]
 
@@ -109,7 +106,8 @@ def split_circuit_addr(addr: Multiaddr) -> tuple[Multiaddr, PeerID]:
 class RelayClient:
     """Dial through relays, accept relayed connections, and hold reservations.
 
-    ``host`` is anything with the members :class:`~.interfaces.RelayClientHost` lists (the
+    ``host`` is anything with the members
+    :class:`~libp2p.relay.circuit_v2.interfaces.RelayClientHost` lists (the
     :class:`~libp2p.host.Host` builds one as ``host.relay``).
     """
 

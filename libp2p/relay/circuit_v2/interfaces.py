@@ -12,22 +12,31 @@ services *publish* their events for applications.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 from multiaddr import Multiaddr
 
 from ...crypto.keys import PrivateKey
-from ...host.autonat.events import ReachabilityChanged
 from ...network.connection import Connection, ConnectionLimit, Direction, StreamHandler
 from ...network.swarm import CircuitDialer, ConnectionObserver
 from ...peer.id import PeerID
 
+if TYPE_CHECKING:
+    from ...host.autonat.events import ReachabilityChanged
+
 __all__ = [
+    "AddressBook",
     "AutoRelayHost",
+    "ClientSwarm",
     "EventPublisher",
+    "IdentifyHandle",
+    "ObservesConnections",
+    "ReachabilitySource",
     "RelayClientHost",
     "RelayServiceHost",
+    "Reserver",
+    "Timeouts",
 ]
 
 
@@ -37,7 +46,7 @@ class EventPublisher(Protocol):
     def publish(self, event: object) -> None: ...
 
 
-class _Observable(Protocol):
+class ObservesConnections(Protocol):
     """Reliable connection notifications (the swarm)."""
 
     def observe(self, observer: ConnectionObserver) -> None: ...
@@ -61,7 +70,7 @@ class RelayServiceHost(Protocol):
     def events(self) -> EventPublisher: ...
 
     @property
-    def swarm(self) -> _Observable: ...
+    def swarm(self) -> ObservesConnections: ...
 
     def set_stream_handler(
         self, protocol: str, handler: StreamHandler, *, allow_limited: bool = False
@@ -70,7 +79,7 @@ class RelayServiceHost(Protocol):
     def connections_to(self, peer: PeerID) -> list[Connection]: ...
 
 
-class _ClientSwarm(_Observable, Protocol):
+class ClientSwarm(ObservesConnections, Protocol):
     """The swarm members the relay client uses: dialing, and upgrading a relayed pipe."""
 
     circuit_dialer: CircuitDialer | None
@@ -91,7 +100,9 @@ class _ClientSwarm(_Observable, Protocol):
     ) -> Connection: ...
 
 
-class _Timeouts(Protocol):
+class Timeouts(Protocol):
+    """The host's handshake time limits."""
+
     @property
     def dial_timeout(self) -> float: ...
 
@@ -99,13 +110,17 @@ class _Timeouts(Protocol):
     def accept_timeout(self) -> float: ...
 
 
-class _AddressBook(Protocol):
+class AddressBook(Protocol):
+    """What the peerstore knows of a peer: its addresses and announced protocols."""
+
     def addrs(self, peer: PeerID) -> list[Multiaddr]: ...
 
     def protocols(self, peer: PeerID) -> set[str]: ...
 
 
-class _Identify(Protocol):
+class IdentifyHandle(Protocol):
+    """Identify, as the relay client uses it."""
+
     def notify_changed(self) -> None: ...
 
     async def wait_identified(self, conn: Connection) -> None: ...
@@ -124,16 +139,16 @@ class RelayClientHost(Protocol):
     def events(self) -> EventPublisher: ...
 
     @property
-    def swarm(self) -> _ClientSwarm: ...
+    def swarm(self) -> ClientSwarm: ...
 
     @property
-    def peerstore(self) -> _AddressBook: ...
+    def peerstore(self) -> AddressBook: ...
 
     @property
-    def identify(self) -> _Identify: ...
+    def identify(self) -> IdentifyHandle: ...
 
     @property
-    def config(self) -> _Timeouts: ...
+    def config(self) -> Timeouts: ...
 
     def set_stream_handler(
         self, protocol: str, handler: StreamHandler, *, allow_limited: bool = False
@@ -142,7 +157,7 @@ class RelayClientHost(Protocol):
     def connections_to(self, peer: PeerID) -> list[Connection]: ...
 
 
-class _Reserver(Protocol):
+class Reserver(Protocol):
     """The relay client, as auto-relay uses it."""
 
     @property
@@ -153,7 +168,7 @@ class _Reserver(Protocol):
     async def stop_listening(self, relay: PeerID) -> None: ...
 
 
-class _ReachabilitySource(Protocol):
+class ReachabilitySource(Protocol):
     """Reliable reachability notifications (the AutoNAT client)."""
 
     @property
@@ -167,9 +182,9 @@ class AutoRelayHost(Protocol):
     def events(self) -> EventPublisher: ...
 
     @property
-    def autonat(self) -> _ReachabilitySource | None: ...
+    def autonat(self) -> ReachabilitySource | None: ...
 
     @property
-    def relay(self) -> _Reserver: ...
+    def relay(self) -> Reserver: ...
 
     async def connect(self, target: Multiaddr | str) -> Connection: ...

@@ -111,7 +111,7 @@ class NotARelay(RelayRefused):
     """The peer asked to relay does not serve the hop protocol: it is up, but not a relay.
 
     Found from the protocols it announced in identify, or from its ``na`` to our hop
-    proposal. :attr:`status` is :attr:`Status.PERMISSION_DENIED` (no status message was
+    proposal. ``status`` is :attr:`Status.PERMISSION_DENIED` (no status message was
     exchanged: the peer never spoke the relay protocol).
     """
 

@@ -40,6 +40,7 @@ from ...peer.id import PeerID
 from .book import BookRefusal, ReservationBook
 from .config import RelayConfig, RelayStats
 from .events import RelayCircuitClosed, RelayCircuitOpened, RelayReservationAccepted
+from .interfaces import RelayServiceHost
 from .protocol import (
     HOP_CONNECT,
     HOP_PROTOCOL_ID,
@@ -60,7 +61,6 @@ from .protocol import (
 )
 
 if TYPE_CHECKING:
-    from .interfaces import RelayServiceHost
     from .pb import circuit_pb2
 
 __all__ = ["RelayService", "splice"]
@@ -81,7 +81,8 @@ class RelayService:
     Usually created by the host (``HostConfig(relay_service=RelayConfig())``) and reached as
     ``host.relay_service``; :attr:`stats` holds the counters an operator watches.
     ``wall_clock`` gives the unix time written into reservations (``time.time``). ``host`` is
-    anything with the few members :class:`~.interfaces.RelayServiceHost` lists.
+    anything with the few members
+    :class:`~libp2p.relay.circuit_v2.interfaces.RelayServiceHost` lists.
     """
 
     def __init__(

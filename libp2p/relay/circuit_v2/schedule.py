@@ -66,8 +66,8 @@ class Backoff:
 class RefreshSchedule:
     """The timetable of one maintained reservation (see the module docstring).
 
-    :attr:`next_attempt` is when to send the next ``RESERVE`` (``now`` at first);
-    :attr:`expires_at` when the current reservation ends (``None`` while none is held).
+    ``next_attempt`` is when to send the next ``RESERVE`` (``now`` at first);
+    ``expires_at`` when the current reservation ends (``None`` while none is held).
     """
 
     def __init__(self, now: float, backoff: Backoff | None = None) -> None:
