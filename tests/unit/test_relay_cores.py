@@ -160,3 +160,15 @@ def test_meter_both_limits() -> None:
     assert meter.reached(sent=10, received=10, now=30.0) is None
     assert meter.reached(sent=100, received=10, now=90.0) is LimitKind.DATA
     assert meter.reached(sent=10, received=10, now=60.0) is LimitKind.DURATION
+
+
+def test_meter_eof_after_the_data_limit_is_the_relay_cutting() -> None:
+    # go's relay half-closes the receiving side after exactly Limit.data bytes.
+    meter = CircuitMeter(ConnectionLimit(duration=120, data=1000), started_at=0.0)
+    assert meter.cut_at_eof(sent=10, received=1000) is LimitKind.DATA
+    assert meter.cut_at_eof(sent=1000, received=10) is LimitKind.DATA
+    assert meter.cut_at_eof(sent=999, received=999) is None
+    # An EOF is never the duration limit (relays reset at the deadline).
+    assert meter.cut_at_eof(sent=0, received=0) is None
+    unlimited_data = CircuitMeter(ConnectionLimit(duration=1, data=None), started_at=0.0)
+    assert unlimited_data.cut_at_eof(sent=10**9, received=10**9) is None

@@ -21,6 +21,13 @@ recognised:
   (target) reached it, so counting from the moment we sent that message, at least
   ``Limit.duration`` seconds have passed when its reset arrives.
 
+Relays do not all cut the same way. Ours resets both streams. go-libp2p's (v0.32) resets
+both at the duration limit, but at the data limit it half-closes the receiving side after
+exactly ``Limit.data`` bytes (an EOF, often in the middle of a Noise frame) and stops reading
+from the sender. So an EOF of the pipe once ``Limit.data`` bytes crossed it in either
+direction is the data limit too: the other peer did not close the connection, the relay cut
+it (a peer that really closed at that very byte would have been cut at the next one).
+
 A reset for another reason (the other peer's connection to the relay failed) just after a
 limit was reached would be reported as the limit; that is the only confusion possible.
 """
@@ -57,6 +64,13 @@ class CircuitMeter:
         duration = self.limit.duration
         if duration is not None and now - self.started_at >= duration:
             return LimitKind.DURATION
+        return None
+
+    def cut_at_eof(self, sent: int, received: int) -> LimitKind | None:
+        """The limit an EOF of the pipe must be due to, or ``None`` (an ordinary close)."""
+        data = self.limit.data
+        if data is not None and (sent >= data or received >= data):
+            return LimitKind.DATA
         return None
 
 
@@ -119,6 +133,10 @@ class RelayedPipe(trio.abc.HalfCloseableStream):
                 raise
             raise translated from exc
         self._received += len(data)
+        if not data:
+            kind = self.meter.cut_at_eof(self.bytes_sent, self.bytes_received)
+            if kind is not None:
+                raise RelayLimitReached(kind, self.meter.limit, self.relay)
         return data
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
