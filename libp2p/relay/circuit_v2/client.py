@@ -20,7 +20,7 @@ Every :class:`~libp2p.host.Host` has one (``host.relay``). It does three things:
 A peer that does not serve the hop protocol is reported as :class:`~.protocol.NotARelay`:
 identify's protocol list is checked first (waiting a bounded time for identify on that
 connection), and an ``na`` to the hop proposal means the same. A relayed connection whose
-relay announced limits runs over a :class:`~.pipe.RelayedPipe`, so that when the relay resets
+relay announced limits runs over a ``RelayedPipe`` (:mod:`.pipe`), so that when the relay resets
 the circuit at its limit, the connection's streams raise :class:`~.protocol.RelayLimitReached`
 rather than a bare reset.
 """

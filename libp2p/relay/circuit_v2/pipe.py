@@ -5,7 +5,7 @@ A relayed connection runs Noise and Yamux over a hop stream (the dialer's) or a 
 spec gives it no other way to say why -- so without help the connection would only report
 "the underlying connection failed". Both ends know the limit the relay announced, and can
 count: :class:`CircuitMeter` (I/O-free, takes ``now``) decides whether a reset of the pipe
-is the relay enforcing its limit, and :class:`RelayedPipe` turns that reset into a
+is the relay enforcing its limit, and ``RelayedPipe`` turns that reset into a
 :class:`~.protocol.RelayLimitReached`, which every stream of the connection then raises.
 
 The rules only ever under-estimate what the relay counted, so a limit reset is always
