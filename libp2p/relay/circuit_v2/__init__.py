@@ -45,6 +45,7 @@ from .protocol import (
     NotARelay,
     RelayLimitReached,
     RelayRefused,
+    RelayTimeout,
     Status,
 )
 from .relay import RelayService
@@ -72,6 +73,7 @@ __all__ = [
     "RelayLimitReached",
     "RelayReservationAccepted",
     "RelayRefused",
+    "RelayTimeout",
     "RelayService",
     "RelayStats",
     "Reservation",

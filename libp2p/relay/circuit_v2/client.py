@@ -27,9 +27,10 @@ rather than a bare reset.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import trio
 from multiaddr import Multiaddr
@@ -52,6 +53,7 @@ from .protocol import (
     MalformedRelayMessage,
     NotARelay,
     RelayRefused,
+    RelayTimeout,
     Status,
     decode_addrs,
     decode_limit,
@@ -159,7 +161,7 @@ class RelayClient:
         try:
             # The relay starts a circuit's timer after our CONNECT reached it.
             started_at = trio.current_time()
-            with trio.fail_after(HOP_TIMEOUT):
+            with _answer_within(HOP_TIMEOUT, f"relay {relay} did not answer CONNECT"):
                 await reader.send_all(frame(hop_message(HOP_CONNECT, peer=target)))
                 msg = await read_hop(reader)
             if msg.type != HOP_STATUS:
@@ -168,7 +170,9 @@ class RelayClient:
                 raise RelayRefused(f"relay {relay} could not connect us to {target}", msg.status)
             full = relay_conn.remote_addr or Multiaddr("")
             limit = decode_limit(msg)
-            with trio.fail_after(self.host.config.dial_timeout):
+            timeout = self.host.config.dial_timeout
+            what = f"the handshakes with {target} through relay {relay} did not finish"
+            with _answer_within(timeout, what):
                 return await self.host.swarm.upgrade_stream(
                     _pipe(reader, stream, limit, started_at, relay),
                     initiator=True,
@@ -296,7 +300,7 @@ class RelayClient:
         stream = await self._open_hop(conn, relay)
         reader = BufferedStream.wrap(stream)
         try:
-            with trio.fail_after(HOP_TIMEOUT):
+            with _answer_within(HOP_TIMEOUT, f"relay {relay} did not answer RESERVE"):
                 await reader.send_all(frame(hop_message(HOP_RESERVE)))
                 msg = await read_hop(reader)
         except BaseException:
@@ -408,6 +412,17 @@ class RelayClient:
         self.host.identify.notify_changed()
         logger.info("reservation on %s lost: %s", relay, reason)
         self.host.events.publish(ReservationLost(relay, reason))
+
+
+@contextlib.contextmanager
+def _answer_within(seconds: float, what: str) -> Iterator[None]:
+    """``trio.fail_after(seconds)``, raising :class:`RelayTimeout` (``what``) when it fires: a
+    relay that stalls is the relay's failure, reported with a typed error."""
+    try:
+        with trio.fail_after(seconds):
+            yield
+    except trio.TooSlowError:
+        raise RelayTimeout(f"{what} within {seconds:g} s") from None
 
 
 async def _answer_stop(reader: BufferedStream, status: Status) -> None:

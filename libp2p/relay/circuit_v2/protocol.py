@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Final
 import trio
 from multiaddr import Multiaddr
 
-from ...exceptions import ConnectionClosedError, DecodeError, Libp2pError, StreamReset
+from ...exceptions import (
+    ConnectionClosedError,
+    DecodeError,
+    Libp2pError,
+    StreamReset,
+    TransportError,
+)
 from ...io import BufferedStream
 from ...network.connection import ConnectionLimit
 from ...peer.id import InvalidPeerIDError, PeerID
@@ -34,6 +40,7 @@ __all__ = [
     "NotARelay",
     "RelayLimitReached",
     "RelayRefused",
+    "RelayTimeout",
     "Status",
 ]
 
@@ -105,6 +112,14 @@ class RelayRefused(CircuitRelayError):
         super().__init__(f"{what}: {Status.describe(status)}")
         #: The status code received (a :class:`Status` member when it is a known code).
         self.status = status
+
+
+class RelayTimeout(CircuitRelayError, TransportError, trio.TooSlowError):
+    """A relay did not answer a hop request in time, or the handshakes of a relayed connection
+    through it did not finish in time (a relay, or a peer behind it, that stalls).
+
+    Also a :class:`trio.TooSlowError`, which code written before it existed caught.
+    """
 
 
 class NotARelay(RelayRefused):
