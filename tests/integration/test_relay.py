@@ -42,8 +42,10 @@ from libp2p.peer.voucher import (
 from libp2p.relay.circuit_v2 import (
     HOP_PROTOCOL_ID,
     STOP_PROTOCOL_ID,
+    LimitKind,
     MalformedRelayMessage,
     RelayConfig,
+    RelayLimitReached,
     RelayRefused,
     RelayService,
     ReservationLost,
@@ -304,6 +306,9 @@ async def test_idle_circuit_is_reset_at_its_duration_limit(
                 event = await next_event(closed, ConnectionClosed, connection=conn)
                 assert event.relayed
                 assert conn.is_closed
+                # The dialer knows why: the relay's time limit, reached exactly at 120 s.
+                assert isinstance(conn.error, RelayLimitReached), repr(conn.error)
+                assert conn.error.kind is LimitKind.DURATION
                 assert service(relay).stats.circuits_limited == 1
                 assert service(relay).stats.circuits_active == 0
 
