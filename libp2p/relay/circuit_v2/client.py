@@ -37,7 +37,7 @@ from multiaddr import Multiaddr
 
 from ...exceptions import Libp2pError, LocalUsageError, ProtocolNotSupported, RemoteProtocolError
 from ...io import BufferedStream
-from ...network.addrs import is_circuit_addr, is_loopback_addr
+from ...network.addrs import is_circuit_addr, is_loopback_addr, split_peer_id, with_peer_id
 from ...network.connection import Connection, ConnectionLimit, Direction, NetStream
 from ...peer.id import PeerID
 from .interfaces import RelayClientHost
@@ -95,14 +95,12 @@ def split_circuit_addr(addr: Multiaddr) -> tuple[Multiaddr, PeerID]:
         raise LocalUsageError(
             f"{addr} is not a relay address of the form <relay addr>/p2p/<relay id>/p2p-circuit"
         )
-    relay = Multiaddr(parts[0]) if parts[0] else None
-    items = list(relay.items()) if relay is not None else []
-    if relay is None or not items or items[-1][0].name != "p2p":
+    relay_addr, relay_id = split_peer_id(Multiaddr(parts[0]))
+    if relay_id is None:
         raise LocalUsageError(
             f"{addr} does not name the relay: put /p2p/<relay id> before /p2p-circuit"
         )
-    relay_id = PeerID.from_string(str(items[-1][1]))
-    return relay.decapsulate(Multiaddr(f"/p2p/{items[-1][1]}")), relay_id
+    return relay_addr, relay_id
 
 
 class RelayClient:
@@ -447,7 +445,7 @@ def _pipe(
 
 
 def _circuit_addr(relay_addr: Multiaddr, relay: PeerID) -> Multiaddr:
-    return Multiaddr(f"{relay_addr}/p2p/{relay}/p2p-circuit")
+    return Multiaddr(f"{with_peer_id(relay_addr, relay)}/p2p-circuit")
 
 
 def _relayed_addrs(

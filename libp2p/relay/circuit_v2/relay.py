@@ -34,7 +34,7 @@ from multiaddr import Multiaddr
 
 from ...exceptions import Libp2pError
 from ...io import BufferedStream
-from ...network.addrs import first_ip
+from ...network.addrs import first_ip, is_circuit_addr, with_peer_id
 from ...network.connection import Connection, ConnectionLimit, NetStream
 from ...peer.id import PeerID
 from .book import BookRefusal, ReservationBook
@@ -152,8 +152,8 @@ class RelayService:
         return None
 
     def _relay_addrs(self) -> list[Multiaddr]:
-        suffix = Multiaddr(f"/p2p/{self.host.peer_id}")
-        return [a.encapsulate(suffix) for a in self.host.addrs if "p2p-circuit" not in str(a)]
+        me = self.host.peer_id
+        return [with_peer_id(a, me) for a in self.host.addrs if not is_circuit_addr(a)]
 
     # -- hop stream -------------------------------------------------------------------------
 
