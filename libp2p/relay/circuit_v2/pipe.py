@@ -28,6 +28,13 @@ from the sender. So an EOF of the pipe once ``Limit.data`` bytes crossed it in e
 direction is the data limit too: the other peer did not close the connection, the relay cut
 it (a peer that really closed at that very byte would have been cut at the next one).
 
+js-libp2p's relay (@libp2p/circuit-relay-v2) counts one budget for both directions, on the
+bytes it receives, and resets both streams before forwarding the message that overdrew it:
+the end that sent the bytes is recognised (it sent at least ``Limit.data``), the receiving end
+is not (it got fewer, and a rule on the sum of both directions would misname ordinary resets
+on the per-direction relays). js also writes ``Limit.duration`` in milliseconds, so its time
+limit, 1000 times shorter than announced, is not recognised either.
+
 A reset for another reason (the other peer's connection to the relay failed) just after a
 limit was reached would be reported as the limit; that is the only confusion possible.
 """
