@@ -305,7 +305,11 @@ class Connection:
         if not protocols:
             raise LocalUsageError("new_stream() needs at least one protocol")
         if self.is_closed:
-            raise ConnectionClosedError(f"connection to {self.remote_peer} is closed")
+            cause = self.error
+            reason = f": {cause}" if cause is not None else ""
+            raise ConnectionClosedError(
+                f"connection to {self.remote_peer} is closed{reason}"
+            ) from cause
         if self.limit is not None and not allow_limited:
             raise LimitedConnectionError(
                 f"the connection to {self.remote_peer} is relayed with limits ({self.limit}); "
