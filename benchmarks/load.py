@@ -86,11 +86,12 @@ def raise_fd_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-def rss_bytes(pid: int | None = None) -> int:
+def rss_bytes(pid: int | None = None, field: str = "VmRSS") -> int:
+    """Resident set size (or ``VmHWM``, its peak) of ``pid``, from /proc."""
     for line in Path(f"/proc/{pid or os.getpid()}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
+    raise RuntimeError(f"no {field}")
 
 
 def cpu_seconds(pid: int | None = None) -> float:
@@ -277,8 +278,10 @@ async def serve(args: argparse.Namespace) -> None:
             emit({"event": "ready", "addr": addr, "fd_limit": raise_fd_limit()})
             buf = bytearray()
             while (line := await read_line(stdin, buf)) is not None:
-                if line.strip() == b"stats":
-                    emit(_server_stats(host, counter, args.tracemalloc))
+                if line.strip() in (b"stats", b"peek"):
+                    # peek: without the full collection (cheap enough to poll under load).
+                    full = line.strip() == b"stats"
+                    emit(_server_stats(host, counter, args.tracemalloc, full))
             host.nursery.cancel_scope.cancel()
 
 
@@ -288,11 +291,13 @@ async def _stop_on_signal(signals: Any, scope: trio.CancelScope) -> None:
         return
 
 
-def _server_stats(host: Host, counter: _Counter, traced: bool) -> dict[str, Any]:
-    gc.collect()
+def _server_stats(host: Host, counter: _Counter, traced: bool, full: bool) -> dict[str, Any]:
+    if full:
+        gc.collect()
     stats: dict[str, Any] = {
-        "event": "stats",
+        "event": "stats" if full else "peek",
         "rss": rss_bytes(),
+        "hwm": rss_bytes(field="VmHWM"),
         "cpu": cpu_seconds(),
         "connections": len(host.connections),
         "opened": counter.opened,
@@ -524,9 +529,9 @@ class Proc:
                     if obj.get("event") == event:
                         return obj
 
-    async def stats(self) -> dict[str, Any]:
-        await self.send("stats")
-        return await self.expect("stats", 120)
+    async def stats(self, kind: str = "stats") -> dict[str, Any]:
+        await self.send(kind)
+        return await self.expect(kind, 120)
 
 
 async def _collect(stream: trio.abc.ReceiveStream, into: bytearray) -> None:
@@ -626,9 +631,14 @@ async def relay_part(args: argparse.Namespace) -> None:
             )))  # fmt: skip
         crashes = Crashes()
         t0 = time.perf_counter()
-        reserved = [await c.expect("reserved") for c in clients]
+        samples: list[tuple[float, int]] = [(0.0, 0)]
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_poll_reservations, relay, t0, samples, args.poll)
+            reserved = [await c.expect("reserved") for c in clients]
+            nursery.cancel_scope.cancel()
         reserve_secs = time.perf_counter() - t0
         held = await relay.stats()
+        samples.append((reserve_secs, held["reservations"]))
         # (process, local index, peer id) of every host that holds a reservation.
         hosts = [(p, i, peer) for p, r in enumerate(reserved) for i, peer in enumerate(r["peers"])
                  if peer is not None]  # fmt: skip
@@ -682,8 +692,14 @@ async def relay_part(args: argparse.Namespace) -> None:
         t_circ = with_circuits["traced"] - held["traced"]
         print(f"  tracemalloc (Python heap): {kib(t_res / max(n_res, 1))} per reservation,"
               f" {kib(t_circ / n_c)} per circuit")  # fmt: skip
+    print(f"  after the data: {after_data['circuits']} circuits still open (idle), peak relay"
+          f" RSS {mib(after_data['hwm'])}, i.e. {kib((after_data['hwm'] - held['rss']) / n_c)}"
+          " per circuit at the peak")  # fmt: skip
+    per_host = sum(r["rss_reserved"] for r in reserved) / max(len(hosts), 1)
+    print(f"  client processes: {kib(per_host)} RSS per client host holding a reservation")
     print(f"  reserving took {reserve_secs:.1f} s ({n_res / reserve_secs:.0f}/s); opening the"
           f" circuits {open_secs:.1f} s")  # fmt: skip
+    print(f"  reservations/s as they pile up: {_rates(samples, n_res, max(n_res // 5, 1))}")
     gib = relayed / GIB
     print(f"  data: {mib(delivered)} delivered end to end in {data_secs:.1f} s"
           f" ({delivered / MIB / data_secs:.1f} MiB/s); relay forwarded {mib(relayed)}"
@@ -695,6 +711,27 @@ async def relay_part(args: argparse.Namespace) -> None:
         print(f"  relay refusals: {refused}")
     crashes.report("relay")
     print()
+
+
+async def _poll_reservations(
+    relay: Proc, t0: float, samples: list[tuple[float, int]], every: float
+) -> None:
+    """Reservations held over time, to show whether the rate holds up as they pile up."""
+    while True:
+        await trio.sleep(every)
+        peek = await relay.stats("peek")
+        samples.append((time.perf_counter() - t0, peek["reservations"]))
+
+
+def _rates(samples: list[tuple[float, int]], total: int, step: int) -> str:
+    """Reservations per second over each successive ``step`` reservations."""
+    out = []
+    t_prev, n_prev = samples[0]
+    for i, (t, n) in enumerate(samples[1:], 1):
+        if n > n_prev and (n - n_prev >= step or n >= total or i == len(samples) - 1):
+            out.append(f"{n_prev}-{n}: {(n - n_prev) / max(t - t_prev, 1e-9):.0f}/s")
+            t_prev, n_prev = t, n
+    return ", ".join(out)
 
 
 async def listener_part(args: argparse.Namespace) -> None:
@@ -807,6 +844,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="reservations or circuits being set up at once per process",
     )
     parser.add_argument("--tracemalloc", action="store_true", help="Python heap figures too")
+    parser.add_argument("--poll", type=float, default=2.0, help="seconds between relay polls")
     parser.add_argument("--only", nargs="+", choices=("relay", "listener"),
                         default=["relay", "listener"])  # fmt: skip
     args = parser.parse_args(argv)
