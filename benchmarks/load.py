@@ -669,6 +669,7 @@ async def relay_part(args: argparse.Namespace) -> None:
             await c.send("close")
         for c in clients:
             crashes.add(await c.expect("done", 300))
+        left = await _settled(relay, 120)
     delivered = sum(s["bytes"] for s in sent)
     relayed = after_data["bytes_relayed"] - with_circuits["bytes_relayed"]
     cpu = after_data["cpu"] - with_circuits["cpu"]
@@ -695,6 +696,9 @@ async def relay_part(args: argparse.Namespace) -> None:
     print(f"  after the data: {after_data['circuits']} circuits still open (idle), peak relay"
           f" RSS {mib(after_data['hwm'])}, i.e. {kib((after_data['hwm'] - held['rss']) / n_c)}"
           " per circuit at the peak")  # fmt: skip
+    print(f"  after every client left: RSS {mib(left['rss'])}, {left['reservations']}"
+          f" reservations, {left['circuits']} circuits,"
+          f" {left['connections']} connections")  # fmt: skip
     per_host = sum(r["rss_reserved"] for r in reserved) / max(len(hosts), 1)
     print(f"  client processes: {kib(per_host)} RSS per client host holding a reservation")
     print(f"  reserving took {reserve_secs:.1f} s ({n_res / reserve_secs:.0f}/s); opening the"
@@ -755,7 +759,10 @@ async def listener_part(args: argparse.Namespace) -> None:
         t0 = time.perf_counter()
         for c in clients:
             await c.send("go")
-        cycled = [await c.expect("cycled") for c in clients]
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_progress, listener, before["opened"], args.cycles, args.poll * 15)
+            cycled = [await c.expect("cycled") for c in clients]
+            nursery.cancel_scope.cancel()
         wall = time.perf_counter() - t0
         at_end = await listener.stats()
         after = await _settled(listener)
@@ -784,11 +791,19 @@ async def listener_part(args: argparse.Namespace) -> None:
     print()
 
 
-async def _settled(listener: Proc, within: float = 60.0) -> dict[str, Any]:
-    """The listener's stats once every connection is gone (polled: it is another process)."""
+async def _progress(listener: Proc, base: int, total: int, every: float) -> None:
+    t0 = time.perf_counter()
+    while True:
+        await trio.sleep(every)
+        done = (await listener.stats("peek"))["opened"] - base
+        log(f"{done}/{total} cycles after {time.perf_counter() - t0:.0f} s")
+
+
+async def _settled(server: Proc, within: float = 60.0) -> dict[str, Any]:
+    """A server's stats once every connection is gone (polled: it is another process)."""
     deadline = time.monotonic() + within
     while True:
-        stats = await listener.stats()
+        stats = await server.stats()
         if stats["connections"] == 0 or time.monotonic() > deadline:
             return stats
         await trio.sleep(0.2)
