@@ -316,6 +316,8 @@ def _server_stats(host: Host, counter: _Counter, traced: bool, full: bool) -> di
         import tracemalloc
 
         stats["traced"] = tracemalloc.get_traced_memory()[0]
+        top = tracemalloc.take_snapshot().statistics("lineno")[:4]
+        stats["top"] = [f"{kib(t.size)} in {t.count} blocks at {t.traceback}" for t in top]
     return stats
 
 
@@ -415,9 +417,16 @@ async def relay_clients(args: argparse.Namespace) -> None:
                 peers[i] = str(host.peer_id)
 
         t0 = time.perf_counter()
-        await throttled(list(range(args.hosts)), args.concurrency, reserve)
+        attempts = [0] * (args.retries + 1)
+        for attempt in range(args.retries + 1):
+            # A client whose reservation failed tries again after the others (as auto-relay
+            # would, later); every failed attempt stays counted as a typed failure.
+            todo = [i for i in range(args.hosts) if peers[i] is None and pool.hosts[i]]
+            attempts[attempt] = len(todo)
+            await throttled(todo, args.concurrency, reserve)
         emit({
             "event": "reserved", "peers": peers, "seconds": time.perf_counter() - t0,
+            "attempts": attempts,
             "rss_empty_hosts": rss_hosts - rss0, "rss_reserved": rss_bytes() - rss0,
             **tally.summary(),
         })  # fmt: skip
@@ -627,7 +636,7 @@ async def relay_part(args: argparse.Namespace) -> None:
         for p, n in enumerate(counts):
             clients.append(await stack.enter_async_context(spawn(
                 f"relay clients {p}", "relay-clients", "--relay", ready["addr"], "--hosts",
-                str(n), "--concurrency", str(args.concurrency),
+                str(n), "--concurrency", str(args.concurrency), "--retries", str(args.retries),
             )))  # fmt: skip
         crashes = Crashes()
         t0 = time.perf_counter()
@@ -699,10 +708,20 @@ async def relay_part(args: argparse.Namespace) -> None:
     print(f"  after every client left: RSS {mib(left['rss'])}, {left['reservations']}"
           f" reservations, {left['circuits']} circuits,"
           f" {left['connections']} connections")  # fmt: skip
+    if args.tracemalloc:
+        print(f"  tracemalloc (Python heap): idle {mib(base['traced'])}, with the circuits"
+              f" {mib(with_circuits['traced'])}, after the data {mib(after_data['traced'])},"
+              f" after every client left {mib(left['traced'])}")  # fmt: skip
+        for when, stats in (("after the data", after_data), ("after every client left", left)):
+            print(f"  largest Python allocation sites {when}:")
+            for line in stats["top"]:
+                print(f"    {line}")
     per_host = sum(r["rss_reserved"] for r in reserved) / max(len(hosts), 1)
     print(f"  client processes: {kib(per_host)} RSS per client host holding a reservation")
-    print(f"  reserving took {reserve_secs:.1f} s ({n_res / reserve_secs:.0f}/s); opening the"
-          f" circuits {open_secs:.1f} s")  # fmt: skip
+    tries = [sum(col) for col in zip(*(r["attempts"] for r in reserved), strict=True)]
+    print(f"  reserving took {reserve_secs:.1f} s ({n_res / reserve_secs:.0f}/s; hosts trying"
+          f" in each round: {', '.join(map(str, tries))}); opening the circuits"
+          f" {open_secs:.1f} s")  # fmt: skip
     print(f"  reservations/s as they pile up: {_rates(samples, n_res, max(n_res // 5, 1))}")
     gib = relayed / GIB
     print(f"  data: {mib(delivered)} delivered end to end in {data_secs:.1f} s"
@@ -839,6 +858,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     c.add_argument("--relay", required=True)
     c.add_argument("--hosts", type=int, required=True)
     c.add_argument("--concurrency", type=int, default=200)
+    c.add_argument("--retries", type=int, default=2)
     d = sub.add_parser("dialers", help="(internal) a process of connect/disconnect hosts")
     d.add_argument("--target", required=True)
     d.add_argument("--hosts", type=int, required=True)
@@ -859,6 +879,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="reservations or circuits being set up at once per process",
     )
     parser.add_argument("--tracemalloc", action="store_true", help="Python heap figures too")
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=2,
+        help="rounds in which failed reservations are tried again (2)",
+    )
     parser.add_argument("--poll", type=float, default=2.0, help="seconds between relay polls")
     parser.add_argument("--only", nargs="+", choices=("relay", "listener"),
                         default=["relay", "listener"])  # fmt: skip
