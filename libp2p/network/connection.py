@@ -156,6 +156,7 @@ class Connection:
         #: ``trio.current_time()`` when the connection finished upgrading.
         self.opened_at = trio.current_time()
         self._closed = trio.Event()
+        self._closing = False
         self._nursery: trio.Nursery | None = None
 
     # -- identity --------------------------------------------------------------------
@@ -197,8 +198,9 @@ class Connection:
 
     @property
     def is_closed(self) -> bool:
-        """True once the connection has ended."""
-        return self._closed.is_set()
+        """True once the connection has ended, or is ending (:meth:`aclose` was called):
+        no new stream may use it."""
+        return self._closing or self._closed.is_set()
 
     @property
     def error(self) -> BaseException | None:
@@ -331,7 +333,11 @@ class Connection:
         return NetStream(buffered if buffered.buffered else muxed, muxed, chosen, self)
 
     async def aclose(self) -> None:
-        """Close the connection (GoAway, then close the transport)."""
+        """Close the connection (GoAway, then close the transport) and wait until it has
+        ended, so that a ``connect()`` right after ``disconnect()`` dials anew instead of
+        being handed the connection being closed."""
+        self._closing = True
         await self._up.muxer.aclose()
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
+            await self._closed.wait()

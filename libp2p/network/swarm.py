@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Protocol
 
@@ -125,6 +125,7 @@ class Swarm:
         self.circuit_dialer: CircuitDialer | None = None
         self._connections: dict[PeerID, list[Connection]] = {}
         self._observers: list[ConnectionObserver] = []
+        self._claims: dict[Multiaddr, Callable[[TcpStream], Awaitable[None]]] = {}
         self._listeners: list[TcpListener] = []
         self._nursery: trio.Nursery | None = None
         self._stack = contextlib.AsyncExitStack()
@@ -264,7 +265,30 @@ class Swarm:
         finally:
             self._inbound -= 1
 
+    @contextlib.contextmanager
+    def claim_inbound(
+        self, sources: Sequence[Multiaddr], handler: Callable[[TcpStream], Awaitable[None]]
+    ) -> Iterator[None]:
+        """For the duration of the block, inbound connections from ``sources`` (``/ip4|ip6/
+        <ip>/tcp/<port>``) are handed to ``handler`` instead of being upgraded as responder.
+
+        For hole punching: a punch from the peer that reaches our listener is the punched
+        connection, whose roles DCUtR decides (we may have to initiate on it).
+        """
+        claimed = [a for a in sources if a not in self._claims]
+        for addr in claimed:
+            self._claims[addr] = handler
+        try:
+            yield
+        finally:
+            for addr in claimed:
+                self._claims.pop(addr, None)
+
     async def _upgrade_inbound(self, raw: TcpStream) -> None:
+        claim = self._claims.get(raw.remote_addr)
+        if claim is not None:
+            await claim(raw)
+            return
         try:
             with trio.fail_after(self.accept_timeout):
                 conn = await self.upgrade_stream(

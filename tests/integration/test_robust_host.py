@@ -282,3 +282,20 @@ async def test_a_port_freed_by_a_closed_host_can_be_listened_on_again() -> None:
     # Connections of the first run linger in TIME_WAIT; that must not block a restart.
     async with Host(listen=[addr]) as again:
         assert again.listen_addrs == [addr]
+
+
+async def test_connect_after_disconnect_dials_anew() -> None:
+    # Found by benchmarks/load.py: disconnect() returned while the connection still looked
+    # open, and the next connect() was handed the dying connection.
+    async with Host(listen=["/ip4/127.0.0.1/tcp/0"]) as b, Host() as a:
+        addr = f"{b.listen_addrs[0]}/p2p/{b.peer_id}"
+        seen = []
+        for _ in range(5):
+            conn = await a.connect(addr)
+            assert conn not in seen
+            seen.append(conn)
+            stream = await conn.new_stream([ping.PROTOCOL_ID])
+            assert len(await ping.ping(stream)) == 1
+            await a.disconnect(b.peer_id)
+            assert conn.is_closed
+            assert a.connections_to(b.peer_id) == []

@@ -39,9 +39,11 @@ addresses to dial. :class:`DcutrService` is the trio driver the host runs.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Protocol
 
@@ -423,6 +425,10 @@ class _PunchSwarm(Protocol):
     @property
     def transport(self) -> _PunchTransport: ...
 
+    def claim_inbound(
+        self, sources: Sequence[Multiaddr], handler: Callable[[TcpStream], Awaitable[None]]
+    ) -> AbstractContextManager[None]: ...
+
     def observe(self, observer: ConnectionObserver) -> None: ...
 
     def set_stream_handler(
@@ -693,6 +699,26 @@ class DcutrService:
                 raw = await transport.dial_ephemeral(addr)
         if raw is None:
             raise TransportError(f"dial {addr}: no connection within {connect_within:.1f} s")
+        return await self._upgrade_punched(
+            raw,
+            peer,
+            initiator=initiator,
+            direction=Direction.OUTBOUND,
+            remote_addr=addr,
+            yield_role_within=yield_role_within,
+        )
+
+    async def _upgrade_punched(
+        self,
+        raw: TcpStream,
+        peer: PeerID,
+        *,
+        initiator: bool,
+        direction: Direction,
+        remote_addr: Multiaddr,
+        yield_role_within: float | None = None,
+    ) -> Connection:
+        """Upgrade a punched socket in its DCUtR role (see :meth:`_punch_dial`)."""
         stream: trio.abc.Stream = raw
         try:
             if initiator and yield_role_within is not None:
@@ -701,7 +727,7 @@ class DcutrService:
                 with trio.move_on_after(yield_role_within):
                     first = bytes(await buffered.receive_some())
                     if not first:
-                        raise TransportError(f"{addr} closed the punched connection")
+                        raise TransportError(f"{remote_addr} closed the punched connection")
                     logger.info("%s spoke first on the punched connection: responding", peer)
                     buffered.unread(first)
                     initiator = False
@@ -715,15 +741,15 @@ class DcutrService:
                     stream,
                     initiator=initiator,
                     expected_peer=peer,
-                    direction=Direction.OUTBOUND,
+                    direction=direction,
                     local_addr=raw.local_addr,
-                    remote_addr=addr,
+                    remote_addr=remote_addr,
                 )
             return conn
         except trio.TooSlowError as exc:
             with trio.CancelScope(shield=True):
                 await raw.aclose()
-            raise TransportError(f"handshakes with {addr} did not finish in time") from exc
+            raise TransportError(f"handshakes with {remote_addr} did not finish in time") from exc
         except BaseException:
             with trio.CancelScope(shield=True):
                 await raw.aclose()
@@ -1002,14 +1028,32 @@ class DcutrService:
         timeout = self.config.dial_timeout or punch_dial_timeout(rtt)
         # On the last attempt a go B may act as the initiator: let it speak first.
         last = attempt >= self.config.max_attempts
-        direct = await self._connect_directly(
-            peer,
-            addrs,
-            initiator=True,
-            within=timeout,
-            linger=max(0.5, 2 * rtt),
-            yield_role_within=min(max(2 * rtt, 0.05), 0.5) if last else None,
-        )
+        yield_within = min(max(2 * rtt, 0.05), 0.5) if last else None
+
+        async def claimed(raw: TcpStream) -> None:
+            # B's punch reached our listener before our own SYN left (no NAT or filter in
+            # front of us, or loopback): the listener would upgrade it as responder, and B
+            # is the responder too. It is the punched connection: we initiate on it.
+            with contextlib.suppress(Libp2pError):
+                await self._upgrade_punched(
+                    raw,
+                    peer,
+                    initiator=True,
+                    direction=Direction.INBOUND,
+                    remote_addr=raw.remote_addr,
+                    yield_role_within=yield_within,
+                )
+
+        sources = [split_peer_id(a)[0] for a in addrs]
+        with self.host.swarm.claim_inbound(sources, claimed):
+            direct = await self._connect_directly(
+                peer,
+                addrs,
+                initiator=True,
+                within=timeout,
+                linger=max(0.5, 2 * rtt),
+                yield_role_within=yield_within,
+            )
         if direct is not None:
             # A connection B initiated is its connection reversal, not our punch.
             self._succeed(relayed, role, direct, attempt if direct.is_initiator else 0, core.rtt)
