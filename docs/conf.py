@@ -54,9 +54,10 @@ nitpick_ignore_regex = [
     (
         r"py:.*",
         r"(Multiaddr|HalfCloseableStream|AsyncResource|SendStream|ReceiveStream|Stream|Path"
-        r"|YamuxStream|YamuxConfig|TcpTransport)(\..+)?",
+        r"|YamuxStream|YamuxConfig|TcpTransport|TcpStream)(\..+)?",
     ),
     (r"py:.*", r"libp2p\.(stream_muxer|security|io|multistream)\..+"),
+    (r"py:.*", r"libp2p\.transport\.tcp\.TcpStream"),
     # Type variables of EventBus.subscribe's overloads.
     (r"py:.*", r"libp2p\.events\._T\d"),
     # Internals that public modules' docstrings name. Documenting them next to the public

@@ -45,8 +45,8 @@ from .protocol import (
 from .reachability import ReachabilityTracker
 
 if TYPE_CHECKING:
-    from ...events import EventBus
     from ...network.connection import Connection, NetStream
+    from ...network.interfaces import EventPublisher
 
 __all__ = ["AutoNATClient", "AutoNATClientHost"]
 
@@ -78,7 +78,7 @@ class AutoNATClientHost(Protocol):
     @property
     def identify(self) -> _IdentifyHooks: ...
     @property
-    def events(self) -> EventBus: ...
+    def events(self) -> EventPublisher: ...
 
     def address_candidates(self, min_observers: int | None = None) -> list[Multiaddr]: ...
 

@@ -61,14 +61,13 @@ from ...io import BufferedStream
 from ...network.address_policy import AddressPolicy
 from ...network.addrs import is_circuit_addr, split_peer_id
 from ...network.connection import Connection, Direction, NetStream
+from ...network.interfaces import EventPublisher, ObservesConnections, UpgradesStreams
 from ...peer.id import PeerID
 from ...transport.tcp import TcpStream
 from ...varint import encode_uvarint
 
 if TYPE_CHECKING:
-    from ...events import EventBus
     from ...network.connection import StreamHandler
-    from ...network.swarm import ConnectionObserver
 
 __all__ = [
     "MAX_ATTEMPTS",
@@ -421,7 +420,7 @@ class _PunchTransport(Protocol):
     async def dial_ephemeral(self, maddr: Multiaddr) -> TcpStream: ...
 
 
-class _PunchSwarm(Protocol):
+class _PunchSwarm(ObservesConnections, UpgradesStreams, Protocol):
     @property
     def transport(self) -> _PunchTransport: ...
 
@@ -429,22 +428,9 @@ class _PunchSwarm(Protocol):
         self, sources: Sequence[Multiaddr], handler: Callable[[TcpStream], Awaitable[None]]
     ) -> AbstractContextManager[None]: ...
 
-    def observe(self, observer: ConnectionObserver) -> None: ...
-
     def set_stream_handler(
         self, protocol: str, handler: StreamHandler, *, allow_limited: bool = False
     ) -> None: ...
-
-    async def upgrade_stream(
-        self,
-        raw: trio.abc.Stream,
-        *,
-        initiator: bool,
-        direction: Direction,
-        expected_peer: PeerID | None = None,
-        local_addr: Multiaddr | None = None,
-        remote_addr: Multiaddr | None = None,
-    ) -> Connection: ...
 
 
 class _AddressBook(Protocol):
@@ -469,7 +455,7 @@ class HolePunchHost(Protocol):
     @property
     def identify(self) -> _IdentifyHooks: ...
     @property
-    def events(self) -> EventBus: ...
+    def events(self) -> EventPublisher: ...
     @property
     def addrs(self) -> list[Multiaddr]: ...
 

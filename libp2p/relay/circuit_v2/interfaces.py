@@ -18,8 +18,9 @@ import trio
 from multiaddr import Multiaddr
 
 from ...crypto.keys import PrivateKey
-from ...network.connection import Connection, ConnectionLimit, Direction, StreamHandler
-from ...network.swarm import CircuitDialer, ConnectionObserver
+from ...network.connection import Connection, StreamHandler
+from ...network.interfaces import EventPublisher, ObservesConnections, UpgradesStreams
+from ...network.swarm import CircuitDialer
 from ...peer.id import PeerID
 
 if TYPE_CHECKING:
@@ -29,29 +30,13 @@ __all__ = [
     "AddressBook",
     "AutoRelayHost",
     "ClientSwarm",
-    "EventPublisher",
     "IdentifyHandle",
-    "ObservesConnections",
     "ReachabilitySource",
     "RelayClientHost",
     "RelayServiceHost",
     "Reserver",
     "Timeouts",
 ]
-
-
-class EventPublisher(Protocol):
-    """Publishes events for applications (:class:`~libp2p.events.EventBus`)."""
-
-    def publish(self, event: object) -> None: ...
-
-
-class ObservesConnections(Protocol):
-    """Reliable connection notifications (the swarm)."""
-
-    def observe(self, observer: ConnectionObserver) -> None: ...
-
-    def unobserve(self, observer: ConnectionObserver) -> None: ...
 
 
 class RelayServiceHost(Protocol):
@@ -79,25 +64,12 @@ class RelayServiceHost(Protocol):
     def connections_to(self, peer: PeerID) -> list[Connection]: ...
 
 
-class ClientSwarm(ObservesConnections, Protocol):
+class ClientSwarm(ObservesConnections, UpgradesStreams, Protocol):
     """The swarm members the relay client uses: dialing, and upgrading a relayed pipe."""
 
     circuit_dialer: CircuitDialer | None
 
     async def dial_peer(self, peer: PeerID, addrs: list[Multiaddr]) -> Connection: ...
-
-    async def upgrade_stream(
-        self,
-        raw: trio.abc.Stream,
-        *,
-        initiator: bool,
-        direction: Direction,
-        expected_peer: PeerID | None = None,
-        local_addr: Multiaddr | None = None,
-        remote_addr: Multiaddr | None = None,
-        relayed: bool = False,
-        limit: ConnectionLimit | None = None,
-    ) -> Connection: ...
 
 
 class Timeouts(Protocol):
