@@ -384,10 +384,10 @@ async def _cycle(tally: Tally, host: Host, target: str) -> None:
     await stream.aclose()
     await host.disconnect(conn.remote_peer)
     if not conn.is_closed:
-        # Host.disconnect returns before the connection has left the swarm, and a connect()
-        # then returns the closing connection (its first stream fails with "yamux session
-        # closed: closed locally"). Counted, then waited out, so the next cycle is a new
-        # connection.
+        # Host.disconnect used to return before the connection had left the swarm, and a
+        # connect() then returned the closing connection (its first stream failed with
+        # "yamux session closed: closed locally"). Should it happen again it is counted
+        # (and printed), then waited out, so the next cycle is a new connection.
         tally.notes["disconnect() returned before the connection closed"] += 1
         await conn.wait_closed()
 
