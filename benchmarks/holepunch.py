@@ -174,7 +174,7 @@ async def run_all(args: argparse.Namespace) -> int:
         rows = []
         floor = None
         for name, relay, listener, dialer in pairings:
-            with NatLab("eim", "eim", delays=delays) as lab:
+            with NatLab("eim", "eim", delays=delays, filtering=args.filtering) as lab:
                 if delays:
                     floor = floor_ms(lab)
                 dial = our_dialer if dialer == "ours" else js_dialer
@@ -184,7 +184,10 @@ async def run_all(args: argparse.Namespace) -> int:
                     )
                 )
         if delays is None:
-            print("Hole punching in the NAT lab: two endpoint-independent NATs, no added delay")
+            print(
+                "Hole punching in the NAT lab: two endpoint-independent NATs "
+                f"(filtering: {args.filtering}), no added delay"
+            )
         else:
             print(
                 f"With delay: {args.delay_ms} ms one way on each router's link, "
@@ -205,6 +208,12 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=20, help="dialer runs per pairing (20)")
     parser.add_argument("--delay-ms", type=float, default=25.0, help="one-way router delay")
     parser.add_argument("--skip-js", action="store_true", help="only our own pairing")
+    parser.add_argument(
+        "--filtering",
+        choices=("drop", "reject", "none"),
+        default="drop",
+        help="what both routers do with unsolicited inbound packets (drop)",
+    )
     args = parser.parse_args()
     reason = lab_unavailable_reason()
     if reason is not None:

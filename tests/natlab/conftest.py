@@ -30,9 +30,10 @@ def nat_lab() -> Iterator[Callable[..., NatLab]]:
         *,
         relay2: bool = True,
         delays: Mapping[str, float] | None = None,
+        filtering: str | Mapping[str, str] = "drop",
     ) -> NatLab:
         require_lab()
-        lab = NatLab(a, b, relay2=relay2, delays=delays)
+        lab = NatLab(a, b, relay2=relay2, delays=delays, filtering=filtering)
         lab.start()
         labs.append(lab)
         return lab

@@ -23,13 +23,25 @@ Each router masquerades its LAN behind its WAN address with nftables, in one of 
     ``masquerade fully-random``: every new connection gets a random external port, so the port
     a peer observed says nothing about the next connection's port (hole punching must fail).
 
-Filtering is the same in both modes: the forward chain drops everything except replies
-(``ct state established,related``) and LAN-to-WAN traffic, and the router's own input chain
-drops (never rejects) anything from the WAN that is not a reply. So an unsolicited SYN simply
-vanishes: no RST, no ICMP. That is what TCP simultaneous open needs: the first SYN that reaches
-the other router before that router's own host has sent its SYN is lost silently, and the
-peer's SYN that arrives after ours went out matches our conntrack entry in the reply direction
-and is let through.
+The forward chain drops everything except replies (``ct state established,related``) and
+LAN-to-WAN traffic. What the router does with an unsolicited packet from the WAN addressed to
+itself (an early punch SYN: without a DNAT rule it is for the router's own stack) is its
+*filtering*, one of ``FILTERINGS``:
+
+``"drop"`` (the default)
+    dropped silently: no RST, no ICMP (many home routers). The first SYN that reaches the other
+    router before that router's own host has sent its SYN is lost, and the peer's SYN that
+    arrives after ours went out matches our conntrack entry in the reply direction.
+``"reject"``
+    refused by the firewall: TCP with an RST, anything else with ICMP port unreachable
+    (OpenWrt's default WAN zone); counted in the ``wan_in_rejected`` counter.
+``"none"``
+    no filter at all (a Linux box that only does SNAT, like the router of the libp2p
+    test-plans hole-punch suite): the router's own TCP/IP stack answers an SYN to a port it
+    does not listen on with an RST, and UDP with ICMP port unreachable.
+
+With ``"reject"`` and ``"none"`` an early punch SYN is refused, which is what makes short round
+trips hard for hole punching.
 
 Use::
 
@@ -94,6 +106,8 @@ RELAY_IP = "198.51.100.10"
 RELAY2_IP = "198.51.100.11"
 
 NAT_MODES = ("eim", "symmetric")
+#: What a router does with unsolicited inbound packets (see the module docstring).
+FILTERINGS = ("drop", "reject", "none")
 
 ROOT_REASON = "lab needs root"
 
@@ -300,11 +314,21 @@ class Program:
 # --- the lab -----------------------------------------------------------------------------------
 
 
-def _nft_ruleset(site: _Site, mode: str) -> str:
+def _nft_ruleset(site: _Site, mode: str, filtering: str = "drop") -> str:
     masquerade = "masquerade fully-random" if mode == "symmetric" else "masquerade"
+    unsolicited = {
+        "drop": 'iifname "wan0" counter name "wan_in_dropped" drop',
+        "reject": (
+            'iifname "wan0" meta l4proto tcp counter name "wan_in_rejected" '
+            "reject with tcp reset\n"
+            '        iifname "wan0" counter name "wan_in_rejected" reject'
+        ),
+        "none": "",
+    }[filtering]
     return f"""
 table ip natlab {{
     counter wan_in_dropped {{ }}
+    counter wan_in_rejected {{ }}
     counter forward_dropped {{ }}
     chain postrouting {{
         type nat hook postrouting priority srcnat; policy accept;
@@ -320,7 +344,7 @@ table ip natlab {{
     chain input {{
         type filter hook input priority filter; policy accept;
         iifname "wan0" ct state established,related accept
-        iifname "wan0" counter name "wan_in_dropped" drop
+        {unsolicited}
     }}
 }}
 """
@@ -331,7 +355,8 @@ class NatLab:
 
     Host names: ``"relay"``, ``"relay2"`` (if ``relay2=True``), ``"a"`` and ``"b"`` (behind
     routers A and B), ``"ra"`` and ``"rb"`` (the routers), ``"internet"`` (the bridge).
-    ``a`` and ``b`` are the NAT modes of routers A and B, each ``"eim"`` or ``"symmetric"``.
+    ``a`` and ``b`` are the NAT modes of routers A and B, each ``"eim"`` or ``"symmetric"``;
+    ``filtering`` is one of ``FILTERINGS`` for both routers, or a mapping ``{"a": ..., "b": ...}``.
     ``delays`` (one-way seconds per public host) swaps the bridge for the delaying user-space
     switch (see the module docstring, :meth:`rtt` and :meth:`switch_stats`).
 
@@ -349,11 +374,18 @@ class NatLab:
         *,
         relay2: bool = True,
         delays: Mapping[str, float] | None = None,
+        filtering: str | Mapping[str, str] = "drop",
     ) -> None:
         for mode in (a, b):
             if mode not in NAT_MODES:
                 raise ValueError(f"NAT mode must be one of {NAT_MODES}, not {mode!r}")
         self.modes = {"a": a, "b": b}
+        per_site = {"a": filtering, "b": filtering} if isinstance(filtering, str) else filtering
+        for site_name, how in per_site.items():
+            if site_name not in ("a", "b") or how not in FILTERINGS:
+                raise ValueError(f"filtering: want 'a'/'b' -> one of {FILTERINGS}, not {per_site}")
+        #: Filtering of routers A and B (see ``FILTERINGS``).
+        self.filtering = {"a": per_site.get("a", "drop"), "b": per_site.get("b", "drop")}
         self.has_relay2 = relay2
         # One-way latency per switch port (public host); None: the kernel bridge, no delay.
         self.delays: dict[str, float] | None = None
@@ -536,7 +568,7 @@ class NatLab:
             )
             _check(
                 [self._ip, "netns", "exec", ns[router], self._nft, "-f", "-"],
-                input=_nft_ruleset(site, self.modes[site_name]),
+                input=_nft_ruleset(site, self.modes[site_name], self.filtering[site_name]),
             )
             self._batch(
                 ns[site_name],
@@ -724,7 +756,8 @@ class NatLab:
         return out
 
     def dropped(self, router: str) -> dict[str, int]:
-        """Packets the router dropped so far: ``{"wan_in": n, "forward": m}``."""
+        """Packets the router dropped or rejected so far:
+        ``{"wan_in": n, "wan_in_rejected": r, "forward": m}``."""
         if router not in _ROUTERS:
             raise ValueError(f"{router!r} is not a router (use 'ra' or 'rb')")
         out = self.run(router, [self._nft, "list", "counters", "table", "ip", "natlab"]).stdout

@@ -223,7 +223,7 @@ def test_topology(lab: NatLab) -> None:
         assert "default" not in lab.run(router, ["ip", "route"]).stdout
         forward = lab.run(router, ["cat", "/proc/sys/net/ipv4/ip_forward"]).stdout.strip()
         assert forward == "1"
-        assert lab.dropped(router) == {"wan_in": 0, "forward": 0}
+        assert lab.dropped(router) == {"wan_in": 0, "wan_in_rejected": 0, "forward": 0}
     for host in ("relay", "relay2", "a", "b", "internet"):
         forward = lab.run(host, ["cat", "/proc/sys/net/ipv4/ip_forward"]).stdout.strip()
         assert forward == "0", host
@@ -308,6 +308,28 @@ def test_unsolicited_inbound_is_dropped_silently(lab: NatLab) -> None:
     assert results[3] in ("ENETUNREACH", "EHOSTUNREACH", "timeout")
     # The drops happened at router A's input chain (TCP SYNs retransmitted, so at least 3).
     assert lab.dropped("ra")["wan_in"] >= 3
+
+
+@hard_timeout(30)
+@pytest.mark.parametrize("filtering", ["reject", "none"])
+def test_unsolicited_inbound_is_refused_by_a_rejecting_or_unfiltered_router(
+    nat_lab: Callable[..., NatLab], filtering: str
+) -> None:
+    # Router A refuses (firewall reject, or its own stack with no filter); router B drops.
+    lab = nat_lab(filtering={"a": filtering, "b": "drop"})
+    targets = [
+        {"proto": "tcp", "ip": lab.public_ip("a"), "port": lab.fresh_port(), "timeout": 3.0},
+        {"proto": "udp", "ip": lab.public_ip("a"), "port": lab.fresh_port(), "timeout": 3.0},
+        {"proto": "tcp", "ip": lab.public_ip("b"), "port": lab.fresh_port(), "timeout": 1.5},
+    ]
+    probe = lab.spawn_python("relay2", PROBE, json.dumps(targets), name="probe@relay2")
+    results = [probe.expect(10)["result"] for _ in targets]
+    assert results == ["refused", "refused", "timeout"]
+    counts = lab.dropped("ra")
+    # The firewall refused them itself; without a filter the router's stack answered.
+    assert counts["wan_in_rejected"] == (2 if filtering == "reject" else 0)
+    assert counts["wan_in"] == 0
+    assert lab.dropped("rb")["wan_in"] >= 1
 
 
 # --- 3. simultaneous open ----------------------------------------------------------------------
