@@ -188,7 +188,7 @@ async def _read_line(stream: trio.abc.ReceiveStream, rest: bytearray) -> bytes |
     return line
 
 
-async def _stop(process: trio.Process, grace: float) -> None:
+async def stop_process(process: trio.Process, grace: float) -> None:
     """Ask the process to exit (close stdin), then SIGTERM, then SIGKILL: by its own PID."""
     if process.stdin is not None:
         with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
@@ -285,7 +285,7 @@ async def js_peer(
             yield peer
         finally:
             with trio.CancelScope(shield=True):
-                await _stop(process, stop_timeout)
+                await stop_process(process, stop_timeout)
             nursery.cancel_scope.cancel()
 
 
@@ -574,7 +574,7 @@ async def js_serving_peer(
             yield peer
         finally:
             with trio.CancelScope(shield=True):
-                await _stop(process, stop_timeout)
+                await stop_process(process, stop_timeout)
             nursery.cancel_scope.cancel()
 
 

@@ -34,6 +34,7 @@ import trio
 
 from libp2p.peer.id import PeerID
 from tests.conftest import skip_or_fail
+from tests.interop.jspeer import stop_process
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV = REPO_ROOT / ".venv-pylibp2p"
@@ -188,21 +189,6 @@ async def _collect_replies(stream: trio.abc.ReceiveStream, rest: bytearray, peer
         peer._add_reply(None)
 
 
-async def _stop(process: trio.Process, grace: float) -> None:
-    if process.stdin is not None:
-        with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
-            await process.stdin.aclose()
-    with trio.move_on_after(grace):
-        await process.wait()
-        return
-    process.terminate()
-    with trio.move_on_after(grace):
-        await process.wait()
-        return
-    process.kill()
-    await process.wait()
-
-
 def _environ() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     env["PYTHONDONTWRITEBYTECODE"] = "1"
@@ -264,5 +250,5 @@ async def py_peer(
             yield peer
         finally:
             with trio.CancelScope(shield=True):
-                await _stop(process, stop_timeout)
+                await stop_process(process, stop_timeout)
             nursery.cancel_scope.cancel()

@@ -39,7 +39,6 @@ addresses to dial. :class:`DcutrService` is the trio driver the host runs.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -1020,7 +1019,7 @@ class DcutrService:
             # B's punch reached our listener before our own SYN left (no NAT or filter in
             # front of us, or loopback): the listener would upgrade it as responder, and B
             # is the responder too. It is the punched connection: we initiate on it.
-            with contextlib.suppress(Libp2pError):
+            try:
                 await self._upgrade_punched(
                     raw,
                     peer,
@@ -1029,6 +1028,9 @@ class DcutrService:
                     remote_addr=raw.remote_addr,
                     yield_role_within=yield_within,
                 )
+            except Libp2pError as exc:
+                # Only this socket is lost; the attempt goes on with our own dials.
+                logger.debug("punched connection from %s failed: %s", raw.remote_addr, exc)
 
         sources = [split_peer_id(a)[0] for a in addrs]
         with self.host.swarm.claim_inbound(sources, claimed):

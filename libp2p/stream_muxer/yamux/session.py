@@ -74,8 +74,9 @@ __all__ = ["CloseReason", "YamuxSession", "YamuxStream", "open_yamux_session"]
 
 logger = logging.getLogger("libp2p.stream_muxer.yamux")
 
-#: What the underlying stream may raise when it fails (OS errors are normally already mapped
-#: to BrokenResourceError by trio; lower layers of this library raise Libp2pError).
+#: What the underlying stream may raise when it fails: lower layers of this library raise
+#: Libp2pError (a socket's failures are ConnectionBrokenError); a plain trio stream (a test's
+#: memory stream) raises trio's own errors.
 _TRANSPORT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, Libp2pError, OSError)
 
 
