@@ -2,8 +2,9 @@
 
 ``nat_lab`` is a factory: ``lab = nat_lab(a="eim", b="symmetric")`` builds a lab (skipping the
 test, or failing it under ``scripts/test.sh``, if the lab cannot run here) and tears it down
-after the test; ``nat_lab(delays={"ra": 0.025})`` adds latency (see ``NatLab``). ``lab`` is one
-lab whose NAT modes can be chosen with indirect parametrization::
+after the test; ``nat_lab(delays={"ra": 0.025})`` adds latency, ``jitter=`` and ``loss=``
+jitter and packet loss (see ``NatLab``). ``lab`` is one lab whose NAT modes can be chosen with
+indirect parametrization::
 
     @pytest.mark.parametrize("lab", [("eim", "eim"), ("eim", "symmetric")], indirect=True)
     def test_punch(lab: NatLab) -> None: ...
@@ -14,6 +15,7 @@ Both fixtures are synchronous: set-up is done before a trio test's event loop st
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import pytest
 
@@ -31,9 +33,11 @@ def nat_lab() -> Iterator[Callable[..., NatLab]]:
         relay2: bool = True,
         delays: Mapping[str, float] | None = None,
         filtering: str | Mapping[str, str] = "drop",
+        **links: Any,
     ) -> NatLab:
         require_lab()
-        lab = NatLab(a, b, relay2=relay2, delays=delays, filtering=filtering)
+        # links: jitter, loss, jitter_distribution, reorder, seed (see NatLab)
+        lab = NatLab(a, b, relay2=relay2, delays=delays, filtering=filtering, **links)
         lab.start()
         labs.append(lab)
         return lab

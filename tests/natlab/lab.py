@@ -78,6 +78,16 @@ trip between two public hosts is ``2 * (L_p + L_q)``; :meth:`NatLab.rtt` compute
 ``b`` use their router's port). Traffic between a host and its own router is not delayed.
 ARP crosses the switch too: the first packet to a new neighbour waits one more RTT, and while
 ARP is unresolved the kernel queues only ~200 KB for it (a UDP burst then loses packets).
+
+Jitter and loss, per port as well: ``NatLab(delays=..., jitter={"ra": 0.002}, loss={"rb":
+0.01})``. A frame from ``p`` to ``q`` gets a random extra delay ``X_p + X_q`` (uniform on
+``[0, J]`` per port by default, or ``jitter_distribution="normal"``; never negative), without
+reordering: frames from one port to another keep their order (``reorder=True`` lifts that).
+It is lost with ``1 - (1 - P_p)(1 - P_q)``; loss takes IP frames only, never ARP or IPv6
+neighbour discovery, so a lab never stalls on address resolution. ``seed`` makes the draws
+reproducible. ``delay_switch.py``'s docstring says why order is kept and ARP spared.
+:meth:`NatLab.link` gives a port's :class:`Link`; :meth:`NatLab.mean_rtt` the round trip with
+the jitter's mean.
 """
 
 from __future__ import annotations
@@ -86,6 +96,7 @@ import contextlib
 import ctypes
 import functools
 import json
+import math
 import os
 import queue
 import random
@@ -137,6 +148,49 @@ _SWITCH_READY_TIMEOUT = 10.0
 
 class LabError(Exception):
     """Building, using or tearing down the lab failed."""
+
+
+@dataclass(frozen=True)
+class Link:
+    """What the delay switch does to frames crossing one port (a public host's link).
+
+    ``latency``: one-way seconds; ``jitter``: spread of the random extra delay per crossing
+    (seconds; see ``delay_switch.py``); ``loss``: probability that a crossing IP frame is lost.
+    """
+
+    latency: float = 0.0
+    jitter: float = 0.0
+    loss: float = 0.0
+
+    def switch_arg(self, interface: str) -> str:
+        """This link as a ``delay_switch.py`` port argument."""
+        return f"{interface}={self.latency!r},jitter={self.jitter!r},loss={self.loss!r}"
+
+
+def _links(
+    ports: Sequence[str],
+    delays: Mapping[str, float] | None,
+    jitter: Mapping[str, float] | None,
+    loss: Mapping[str, float] | None,
+) -> dict[str, Link] | None:
+    """Per-port links from the constructor's maps; None when all three are None (no switch)."""
+    if delays is None and jitter is None and loss is None:
+        return None
+    checked: dict[str, dict[str, float]] = {}
+    for what, given in (("delays", delays), ("jitter", jitter), ("loss", loss)):
+        for host, value in (given or {}).items():
+            if host not in ports:
+                raise ValueError(f"{what}: {host!r} is not a public host (use {list(ports)})")
+            number = isinstance(value, int | float)
+            if what == "loss" and not (number and 0 <= value <= 1):
+                raise ValueError(f"loss: {host!r}: want a probability in [0, 1], not {value!r}")
+            if what != "loss" and not (number and 0 <= value < 60):
+                raise ValueError(f"{what}: {host!r}: want seconds in [0, 60), not {value!r}")
+        checked[what] = {port: float((given or {}).get(port, 0.0)) for port in ports}
+    return {
+        port: Link(checked["delays"][port], checked["jitter"][port], checked["loss"][port])
+        for port in ports
+    }
 
 
 # --- prerequisites -----------------------------------------------------------------------------
@@ -358,7 +412,9 @@ class NatLab:
     ``a`` and ``b`` are the NAT modes of routers A and B, each ``"eim"`` or ``"symmetric"``;
     ``filtering`` is one of ``FILTERINGS`` for both routers, or a mapping ``{"a": ..., "b": ...}``.
     ``delays`` (one-way seconds per public host) swaps the bridge for the delaying user-space
-    switch (see the module docstring, :meth:`rtt` and :meth:`switch_stats`).
+    switch (see the module docstring, :meth:`rtt` and :meth:`switch_stats`); so do ``jitter``
+    (seconds) and ``loss`` (probability) per public host, with ``jitter_distribution``
+    (``"uniform"`` or ``"normal"``), ``reorder`` and ``seed`` for the switch (module docstring).
 
     Set-up runs in ``__enter__`` (or :meth:`start`); it is blocking and takes a fraction of a
     second. Use it before ``trio.run`` or from a worker thread.
@@ -375,6 +431,11 @@ class NatLab:
         relay2: bool = True,
         delays: Mapping[str, float] | None = None,
         filtering: str | Mapping[str, str] = "drop",
+        jitter: Mapping[str, float] | None = None,
+        loss: Mapping[str, float] | None = None,
+        jitter_distribution: str = "uniform",
+        reorder: bool = False,
+        seed: int | None = None,
     ) -> None:
         for mode in (a, b):
             if mode not in NAT_MODES:
@@ -387,16 +448,21 @@ class NatLab:
         #: Filtering of routers A and B (see ``FILTERINGS``).
         self.filtering = {"a": per_site.get("a", "drop"), "b": per_site.get("b", "drop")}
         self.has_relay2 = relay2
-        # One-way latency per switch port (public host); None: the kernel bridge, no delay.
-        self.delays: dict[str, float] | None = None
-        if delays is not None:
-            ports = ["relay", *(["relay2"] if relay2 else []), *_ROUTERS]
-            for host, seconds in delays.items():
-                if host not in ports:
-                    raise ValueError(f"delays: {host!r} is not a public host (use {ports})")
-                if not (isinstance(seconds, int | float) and 0 <= seconds < 60):
-                    raise ValueError(f"delays: {host!r}: want seconds in [0, 60), not {seconds!r}")
-            self.delays = {port: float(delays.get(port, 0.0)) for port in ports}
+        # The link of each switch port (public host); None: the kernel bridge, no switch.
+        ports = ["relay", *(["relay2"] if relay2 else []), *_ROUTERS]
+        self.links = _links(ports, delays, jitter, loss)
+        #: One-way latency per switch port; None without the switch.
+        self.delays = None if self.links is None else {p: k.latency for p, k in self.links.items()}
+        if jitter_distribution not in ("uniform", "normal"):
+            raise ValueError(
+                f"jitter_distribution: 'uniform' or 'normal', not {jitter_distribution!r}"
+            )
+        self._jitter_distribution = jitter_distribution
+        self._switch_options = [
+            f"--jitter-distribution={jitter_distribution}",
+            *(["--reorder"] if reorder else []),
+            *([f"--seed={seed}"] if seed is not None else []),
+        ]
         self.switch: Program | None = None
         self.prefix = f"nl{secrets.token_hex(3)}-"
         roles = ["internet", "relay", *(["relay2"] if relay2 else []), "ra", "rb", "a", "b"]
@@ -462,8 +528,25 @@ class NatLab:
 
     def latency(self, host: str) -> float:
         """One-way latency (seconds) of the switch port that ``host`` reaches the internet by."""
+        return self.link(host).latency
+
+    def link(self, host: str) -> Link:
+        """The :class:`Link` of the switch port that ``host`` reaches the internet by."""
         port = self._switch_port(host)
-        return 0.0 if self.delays is None else self.delays[port]
+        return Link() if self.links is None else self.links[port]
+
+    def mean_rtt(self, host1: str, host2: str) -> float:
+        """:meth:`rtt` plus the mean of the jitter on the way there and back (seconds).
+
+        Each crossing of a port adds its jitter's mean (``J / 2`` for uniform jitter, ``J *
+        sqrt(2 / pi)`` for normal, the cap neglected); frames queued behind others wait a bit
+        longer than that.
+        """
+        if self._switch_port(host1) == self._switch_port(host2):
+            return 0.0
+        factor = 0.5 if self._jitter_distribution == "uniform" else math.sqrt(2 / math.pi)
+        spread = self.link(host1).jitter + self.link(host2).jitter
+        return self.rtt(host1, host2) + 2 * factor * spread
 
     def rtt(self, host1: str, host2: str) -> float:
         """The round trip time (seconds) the switch adds between two hosts.
@@ -579,15 +662,15 @@ class NatLab:
                     f"route add default via {site.lan_router_ip}",
                 ],
             )
-        if self.delays is not None:
-            self._start_switch(self.delays)
+        if self.links is not None:
+            self._start_switch(self.links)
 
-    def _start_switch(self, delays: Mapping[str, float]) -> None:
+    def _start_switch(self, links: Mapping[str, Link]) -> None:
         """Run ``delay_switch.py`` on the internet's veth ends; wait until it forwards."""
-        specs = [f"p-{port}={seconds!r}" for port, seconds in delays.items()]
+        specs = [link.switch_arg(f"p-{port}") for port, link in links.items()]
         proc = self.popen(
             "internet",
-            [sys.executable, "-u", _DELAY_SWITCH, *specs],
+            [sys.executable, "-u", _DELAY_SWITCH, *self._switch_options, *specs],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
