@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -34,14 +35,19 @@ sys.path.insert(0, str(ROOT))
 
 from tests.interop.jspeer import (  # noqa: E402
     JsHolePunch,
+    JsPeerError,
     js_dcutr_dialer,
     js_dcutr_listener,
     js_peer_available,
     js_relay,
 )
-from tests.natlab.lab import NatLab, Program, lab_unavailable_reason  # noqa: E402
+from tests.natlab.lab import LabError, NatLab, Program, lab_unavailable_reason  # noqa: E402
 
-Result = dict[str, Any]  # {"ok": bool, "ms": float | None}
+Result = dict[str, Any]  # {"ok": bool, "ms": float | None, "reason": str | None}
+
+#: Seconds one dialer run may take before it counts as failed (``"run_timeout"``) and its
+#: process is ended: a run that fails must not hang the benchmark.
+RUN_TIMEOUT = 30.0
 
 
 def start(lab: NatLab, host: str, script: str, *args: str) -> Program:
@@ -57,6 +63,9 @@ async def until(program: Program, event: str, within: float = 60.0) -> dict[str,
 
 
 def port(lab: NatLab) -> str:
+    """A listen address on a fresh port, in the lab's IP version (IPv6 if its relay has one)."""
+    if ":" in lab.ip("relay"):
+        return f"/ip6/::/tcp/{lab.fresh_port()}"
     return f"/ip4/0.0.0.0/tcp/{lab.fresh_port()}"
 
 
@@ -64,22 +73,39 @@ def ns(lab: NatLab, host: str) -> list[str]:
     return lab.exec_argv(host, [])
 
 
-async def our_dialer(lab: NatLab, target: str) -> Result:
-    dialer = start(lab, "a", "dialer.py", "--target", target, "--listen", port(lab))
-    result = await until(dialer, "result")
-    await trio.to_thread.run_sync(dialer.wait, 10.0)
-    return {"ok": bool(result["ok"]), "ms": result["direct_ms"]}
+async def our_dialer(lab: NatLab, target: str, limit: float = RUN_TIMEOUT) -> Result:
+    """One run of examples/nat/dialer.py behind NAT A, ended after ``limit`` seconds."""
+    dialer = start(
+        lab, "a", "dialer.py", "--target", target, "--listen", port(lab), "--timeout", str(limit)
+    )
+    try:
+        # The dialer gives up by itself after ``limit``; the margin covers its start-up.
+        result = await until(dialer, "result", within=limit + 15.0)
+    except LabError as exc:  # no result line in time, or the process died
+        reason = "run_timeout" if "no output within" in str(exc) else "dialer_exited"
+        return {"ok": False, "ms": None, "reason": reason}
+    finally:
+        if dialer.popen.poll() is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                await trio.to_thread.run_sync(dialer.wait, 10.0)
+        if dialer.popen.poll() is None:
+            dialer.popen.kill()
+    return {"ok": bool(result["ok"]), "ms": result["direct_ms"], "reason": result["reason"]}
 
 
-async def js_dialer(lab: NatLab, target: str) -> Result:
+async def js_dialer(lab: NatLab, target: str, limit: float = 20.0) -> Result:
+    """One run of the js dialer (with its fixes) behind NAT A, ended after ``limit`` s."""
     listener_id = target.rsplit("/p2p/", 1)[1]
-    async with js_dcutr_dialer(
-        target, holepunch=JsHolePunch.fixed(), listen=port(lab), command_prefix=ns(lab, "a")
-    ) as dialer:
-        result: Result = {"ok": False, "ms": None}
-        with trio.move_on_after(20.0):
-            direct = await dialer.wait_direct(listener_id)
-            result = {"ok": True, "ms": direct["sinceRelayedSeconds"] * 1000}
+    result: Result = {"ok": False, "ms": None, "reason": "run_timeout"}
+    try:
+        async with js_dcutr_dialer(
+            target, holepunch=JsHolePunch.fixed(), listen=port(lab), command_prefix=ns(lab, "a")
+        ) as dialer:
+            with trio.move_on_after(limit):
+                direct = await dialer.wait_direct(listener_id)
+                result = {"ok": True, "ms": direct["sinceRelayedSeconds"] * 1000, "reason": None}
+    except JsPeerError as exc:
+        result = {"ok": False, "ms": None, "reason": f"js_error: {str(exc)[:60]}"}
     return result
 
 
@@ -131,6 +157,9 @@ def _progress(name: str, run: int, result: Result) -> None:
 def floor_ms(lab: NatLab) -> float:
     """The dialer's (A's) least time from its relayed connection to its direct one.
 
+    Every round trip below is the lab's mean one (:meth:`NatLab.mean_rtt`: the configured
+    latency plus the mean of the jitter, if any); without jitter that is the configured one.
+
     After A's last Noise message B's side of the relayed connection opens half a relayed
     round trip later; B's CONNECT and A's answer take one relayed round trip, and B's SYNC
     half of one to reach A, which then dials at once (B dials at the same moment, having
@@ -140,8 +169,8 @@ def floor_ms(lab: NatLab) -> float:
     knows of the connection then), this is the issue's floor of 1.5 relayed RTT plus the
     direct TCP and Noise handshakes.
     """
-    relayed = lab.rtt("a", "relay") + lab.rtt("relay", "b")
-    direct = lab.rtt("a", "b")
+    relayed = lab.mean_rtt("a", "relay") + lab.mean_rtt("relay", "b")
+    direct = lab.mean_rtt("a", "b")
     return 1000 * (2 * relayed + 2 * direct)
 
 
