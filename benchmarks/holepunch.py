@@ -62,21 +62,31 @@ async def until(program: Program, event: str, within: float = 60.0) -> dict[str,
             return line
 
 
-def port(lab: NatLab) -> str:
-    """A listen address on a fresh port, in the lab's IP version (IPv6 if its relay has one)."""
-    if ":" in lab.ip("relay"):
+def port(lab: NatLab, ip: int = 4) -> str:
+    """A listen address on a fresh port, IPv4 or IPv6 (``ip``): peers listening on one version
+    only have addresses of that version to punch with."""
+    if ip == 6:
         return f"/ip6/::/tcp/{lab.fresh_port()}"
     return f"/ip4/0.0.0.0/tcp/{lab.fresh_port()}"
+
+
+def relay_ip(lab: NatLab, ip: int = 4) -> str:
+    """The relay's address in IP version ``ip`` (IPv6 needs a lab topology that has it)."""
+    if ip == 6:
+        address: str = lab.ip6("relay")  # type: ignore[attr-defined]
+        return address
+    return lab.ip("relay")
 
 
 def ns(lab: NatLab, host: str) -> list[str]:
     return lab.exec_argv(host, [])
 
 
-async def our_dialer(lab: NatLab, target: str, limit: float = RUN_TIMEOUT) -> Result:
+async def our_dialer(lab: NatLab, target: str, limit: float = RUN_TIMEOUT, ip: int = 4) -> Result:
     """One run of examples/nat/dialer.py behind NAT A, ended after ``limit`` seconds."""
+    listen = port(lab, ip)
     dialer = start(
-        lab, "a", "dialer.py", "--target", target, "--listen", port(lab), "--timeout", str(limit)
+        lab, "a", "dialer.py", "--target", target, "--listen", listen, "--timeout", str(limit)
     )
     try:
         # The dialer gives up by itself after ``limit``; the margin covers its start-up.
@@ -93,13 +103,13 @@ async def our_dialer(lab: NatLab, target: str, limit: float = RUN_TIMEOUT) -> Re
     return {"ok": bool(result["ok"]), "ms": result["direct_ms"], "reason": result["reason"]}
 
 
-async def js_dialer(lab: NatLab, target: str, limit: float = 20.0) -> Result:
+async def js_dialer(lab: NatLab, target: str, limit: float = 20.0, ip: int = 4) -> Result:
     """One run of the js dialer (with its fixes) behind NAT A, ended after ``limit`` s."""
     listener_id = target.rsplit("/p2p/", 1)[1]
     result: Result = {"ok": False, "ms": None, "reason": "run_timeout"}
     try:
         async with js_dcutr_dialer(
-            target, holepunch=JsHolePunch.fixed(), listen=port(lab), command_prefix=ns(lab, "a")
+            target, holepunch=JsHolePunch.fixed(), listen=port(lab, ip), command_prefix=ns(lab, "a")
         ) as dialer:
             with trio.move_on_after(limit):
                 direct = await dialer.wait_direct(listener_id)
@@ -116,29 +126,33 @@ async def pairing(
     dial: Callable[[NatLab, str], Awaitable[Result]],
     runs: int,
     name: str,
+    ip: int = 4,
 ) -> list[Result]:
-    """Start the relay and listener (ours or js), then run the dialer ``runs`` times."""
+    """Start the relay and listener (ours or js), then run the dialer ``runs`` times.
+
+    ``ip``: the IP version every peer listens on (and so punches with)."""
+    public = relay_ip(lab, ip)
     results: list[Result] = []
     async with contextlib.AsyncExitStack() as stack:
         if relay == "ours":
-            prog = start(lab, "relay", "relay.py", "--listen", port(lab))
+            prog = start(lab, "relay", "relay.py", "--listen", port(lab, ip))
             ready = await until(prog, "ready")
-            relay_addr = next(a for a in ready["addrs"] if lab.ip("relay") in a)
+            relay_addr = next(a for a in ready["addrs"] if f"/{public}/" in a)
         else:
-            relay_listen = f"/ip4/{lab.ip('relay')}/tcp/{lab.fresh_port()}"
+            relay_listen = f"/ip{ip}/{public}/tcp/{lab.fresh_port()}"
             js = await stack.enter_async_context(
                 js_relay(listen=relay_listen, command_prefix=ns(lab, "relay"))
             )
-            relay_addr = next(a for a in js.addrs if lab.ip("relay") in a)
+            relay_addr = next(a for a in js.addrs if f"/{public}/" in a)
         if listener == "ours":
-            prog = start(lab, "b", "listener.py", "--relay", relay_addr, "--listen", port(lab))
+            prog = start(lab, "b", "listener.py", "--relay", relay_addr, "--listen", port(lab, ip))
             (target,) = (await until(prog, "reservation"))["relayed_addrs"]
         else:
             js_listener = await stack.enter_async_context(
                 js_dcutr_listener(
                     relay_addr,
                     holepunch=JsHolePunch.fixed(),
-                    listen=port(lab),
+                    listen=port(lab, ip),
                     command_prefix=ns(lab, "b"),
                 )
             )

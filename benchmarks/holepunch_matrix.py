@@ -28,6 +28,11 @@ in about 30 ms through the switch with 0.2 ms of jitter, 10 of 12 and about 1.2 
 attempt) through the bridge; the switch's store-and-forward (a tenth of a millisecond in
 user space) is enough to change who wins the SYN race.
 
+``--topology double-nat`` puts a carrier-grade NAT in front of each home NAT (the delay on the
+CGNATs' ports); ``--ip 6`` runs the dual-stack lab with every peer listening on IPv6 only, so
+the punch goes through IPv6 stateful firewalls instead of NATs. Both need the lab's topologies
+(``NatLab(topology=...)``); where it lacks them the benchmark says so and stops.
+
 Printed per cell and pairing: direct connections k/N, the dialer's time from its relayed
 connection being ready to its direct connection being ready (median, 90th percentile), the
 floor for that time (:func:`holepunch.floor_ms`: 2 relayed + 2 direct mean round trips), the
@@ -43,6 +48,7 @@ from __future__ import annotations
 import argparse
 import collections
 import functools
+import inspect
 import statistics
 import sys
 import time
@@ -83,14 +89,20 @@ class Topology:
     ports: tuple[str, str]
 
 
-#: Topologies by name. The NAT lab's other topologies (double NAT, IPv6 firewalls) come from
-#: another branch; each is one line here once ``NatLab`` has it, e.g.
-#: ``"double-nat": Topology({"topology": "double-nat"}, ("rca", "rb"))``.
+#: Topologies by name (``NatLab(topology=...)``, tests/natlab/topology.py). In the double NAT
+#: the carrier-grade NATs ``ca`` and ``cb`` face the internet, so their ports carry the delay.
 TOPOLOGIES: dict[str, Topology] = {
     "two-nats": Topology({}, ("ra", "rb")),
+    "double-nat": Topology({"topology": "double-nat"}, ("ca", "cb")),
 }
-#: IP version -> extra ``NatLab`` keywords (IPv6: firewalls without translation, to come).
-IP_VERSIONS: dict[int, dict[str, Any]] = {4: {}}
+#: ``--ip 6``: the dual-stack lab (two-nats for IPv4, IPv6 on 2001:db8::/32 behind stateful
+#: firewalls, no translation); every peer listens on IPv6 only, so it punches over IPv6.
+IPV6_TOPOLOGY = Topology({"topology": "ipv6"}, ("ra", "rb"))
+
+
+def lab_has_topologies() -> bool:
+    """Whether this checkout's ``NatLab`` takes ``topology=`` (the double NAT and IPv6)."""
+    return "topology" in inspect.signature(NatLab).parameters
 
 
 @dataclass
@@ -123,16 +135,16 @@ def links(topology: Topology, rtt_ms: float, jitter: float, floor_ms: float) -> 
 
 async def run_cell(cell: Cell, args: argparse.Namespace, options: dict[str, Any]) -> None:
     relay, listener, dialer = PAIRINGS[cell.pairing]
-    if dialer == "ours":
-        dial = functools.partial(holepunch.our_dialer, limit=args.run_timeout)
-    else:
-        dial = functools.partial(holepunch.js_dialer, limit=args.run_timeout)
+    run_one = holepunch.our_dialer if dialer == "ours" else holepunch.js_dialer
+    dial = functools.partial(run_one, limit=args.run_timeout, ip=args.ip)
     name = f"{cell.pairing} {cell.filtering} {cell.rtt_ms:g} ms"
     try:
         with NatLab("eim", "eim", filtering=cell.filtering, **options) as lab:
             cell.floor = holepunch.floor_ms(lab)
             # Relay and listener start-up is bounded too (their own waits raise LabError).
-            cell.results = await holepunch.pairing(lab, relay, listener, dial, args.runs, name)
+            cell.results = await holepunch.pairing(
+                lab, relay, listener, dial, args.runs, name, ip=args.ip
+            )
     except (LabError, JsPeerError, RuntimeError) as exc:  # e.g. no relayed address
         cell.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:100]}"
         print(f"[bench] {name}: {cell.error}", file=sys.stderr)
@@ -181,7 +193,7 @@ def grid(cells: list[Cell], rtts: Sequence[float]) -> list[str]:
 
 
 async def run_all(args: argparse.Namespace) -> int:
-    topology = TOPOLOGIES[args.topology]
+    topology = IPV6_TOPOLOGY if args.ip == 6 else TOPOLOGIES[args.topology]
     began = time.monotonic()
     cells: list[Cell] = []
     for pairing in args.pairings:
@@ -190,7 +202,6 @@ async def run_all(args: argparse.Namespace) -> int:
                 cell = Cell(filtering, rtt_ms, pairing)
                 options = {
                     **topology.options,
-                    **IP_VERSIONS[args.ip],
                     **links(topology, rtt_ms, args.jitter, args.jitter_floor_ms),
                 }
                 await run_cell(cell, args, options)
@@ -274,10 +285,10 @@ def main() -> int:
     args = parser.parse_args()
     if args.skip_js:
         args.pairings = ["ours"]
-    if args.topology not in TOPOLOGIES:
-        parser.error(f"topology {args.topology!r}: the NAT lab does not have it yet")
-    if args.ip not in IP_VERSIONS:
-        parser.error(f"IPv{args.ip}: the NAT lab does not have it yet")
+    if (args.topology != "two-nats" or args.ip == 6) and not lab_has_topologies():
+        parser.error("this NAT lab has no topologies yet (double NAT, IPv6): NatLab(topology=)")
+    if args.topology != "two-nats" and args.ip == 6:
+        parser.error("--ip 6 runs in the dual-stack lab (two NATs); no double NAT over IPv6")
     if args.runs < 1 or args.run_timeout <= 0 or args.jitter < 0 or args.jitter_floor_ms < 0:
         parser.error("--runs, --run-timeout must be positive; --jitter* not negative")
     reason = lab_unavailable_reason()
