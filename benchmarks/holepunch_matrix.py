@@ -214,8 +214,10 @@ async def run_all(args: argparse.Namespace) -> int:
     )
     print(
         f"Links: routers R/4 one way, relay R/8 (relayed RTT 1.5 R); uniform jitter up to "
-        f"{args.jitter:.0%} of each round trip (at least {args.jitter_floor_ms:g} ms), "
-        "order kept" + ("; 0 ms: kernel bridge, no jitter" if not args.jitter_floor_ms else "")
+        f"{args.jitter:.0%} of each round trip"
+        + (f" (at least {args.jitter_floor_ms:g} ms)" if args.jitter_floor_ms else "")
+        + ", order kept"
+        + ("" if args.jitter_floor_ms else "; 0 ms: the kernel bridge, no jitter")
     )
     print(
         f"  {'pairing':<12} {'filter':<7} {'RTT ms':>6} {'direct':>8} {'median ms':>9} "
