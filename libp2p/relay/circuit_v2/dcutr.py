@@ -452,25 +452,50 @@ class DcutrService:
         await self._read(punch, stream)
 
     async def _dial(self, punch: _Punch, dial: Dial) -> None:
-        """One dial the machine asked for; its result goes back to the machine."""
+        """One dial the machine asked for, dialed again after refusals while it says so."""
         peer = punch.relayed.remote_peer
-        now = trio.current_time()
-        try:
-            await self._punch_dial(
-                dial.addr,
-                peer,
-                initiator=dial.initiator,
-                connect_within=max(dial.connect_by - now, 0.0),
-                yield_role_within=dial.yield_role_within,
-                reuse_only=dial.from_listen_port,
-            )
-        except ConnectionRefused:
-            punch.machine.dial_refused(dial.addr, dial.attempt, trio.current_time())
-        except (Libp2pError, trio.TooSlowError) as exc:
-            logger.debug("dial %s for the hole punch to %s failed: %s", dial.addr, peer, exc)
-            punch.machine.dial_failed(dial.addr, dial.attempt, trio.current_time(), str(exc))
-        # A connection that came of it reaches the machine through connection_opened.
-        self._pump(punch)
+        machine = punch.machine
+        began, refusals = trio.current_time(), 0
+        while True:
+            now = trio.current_time()
+            try:
+                await self._punch_dial(
+                    dial.addr,
+                    peer,
+                    initiator=dial.initiator,
+                    connect_within=max(dial.connect_by - now, 0.0),
+                    yield_role_within=dial.yield_role_within,
+                    reuse_only=dial.from_listen_port,
+                )
+            except ConnectionRefused:
+                refusals += 1
+                pause = machine.dial_refused(dial.addr, dial.attempt, trio.current_time())
+                if pause is None:
+                    self._pump(punch)
+                    logger.debug(
+                        "dial %s for the hole punch to %s: %d refusals in %.0f ms, giving up",
+                        dial.addr,
+                        peer,
+                        refusals,
+                        1000 * (trio.current_time() - began),
+                    )
+                    return
+                await trio.sleep(pause)
+                continue
+            except (Libp2pError, trio.TooSlowError) as exc:
+                logger.debug("dial %s for the hole punch to %s failed: %s", dial.addr, peer, exc)
+                machine.dial_failed(dial.addr, dial.attempt, trio.current_time(), str(exc))
+                self._pump(punch)
+            else:
+                logger.debug(
+                    "dial %s for the hole punch to %s: connected after %d refusals in %.0f ms",
+                    dial.addr,
+                    peer,
+                    refusals,
+                    1000 * (trio.current_time() - began),
+                )
+            # A connection that came of it reaches the machine through connection_opened.
+            return
 
     async def _claimed(self, punch: _Punch, raw: TcpStream, yield_within: float | None) -> None:
         """A: B's punch reached our listener before our own SYN left (no NAT or filter in
