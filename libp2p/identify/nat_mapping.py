@@ -25,7 +25,7 @@ Which observations count (:meth:`NatMappingTracker.record` returns ``False`` for
   AutoNAT dial-backs use one) reports the mapping of a port we never advertise;
 * not relayed, a thin-waist address (``/ip4|ip6/<ip>/tcp|udp/<port>/...``) on the same
   transport stack as our end, unicast, not NAT64, not loopback unless the observer is on
-  loopback too -- the same rules as :class:`~.observed.ObservedAddrManager`;
+  loopback too -- the same rules as ``libp2p.identify.ObservedAddrManager``;
 * observers are grouped as there (an IPv4 observer by its address, an IPv6 one by its /56), and
   a group holds one observation per local address, its most recent: a machine with many peers
   or connections is one witness, and one that changes its story moves its vote. Observers on
@@ -126,7 +126,8 @@ class MappingVerdict:
     #: Our end of those connections: interface IP, listen port, transport (``/ip4/.../tcp/...``).
     local_addr: Multiaddr
     mapping: NatMapping
-    #: The observer groups (see :func:`~.observed.observer_group`) the verdict rests on.
+    #: The observer groups the verdict rests on (an observer's IPv4 address, or its IPv6 /56:
+    #: see ``libp2p.identify.observer_group``).
     observers: tuple[str, ...]
     #: The external addresses those observers reported, in the order of ``observers``.
     external: tuple[Multiaddr, ...]
