@@ -131,7 +131,7 @@ class IdentifyService:
         if done is not None:
             done.set()
         # Its observation now ages out: the timer has a new deadline to watch.
-        self.nat_mapping_tracker.connection_closed(conn, trio.current_time())
+        self.nat_mapping_tracker.connection_closed(id(conn), trio.current_time())
         self._timer_wakeup.set()
 
     # -- our message -------------------------------------------------------------------------
@@ -240,12 +240,14 @@ class IdentifyService:
                 local_addr=conn.local_addr,
                 listen_addrs=self.swarm.listen_addrs,
                 outbound=conn.direction is Direction.OUTBOUND,
-                connection=conn,
+                # The id, not the object: the tracker must not keep closed connections (and
+                # their buffers) alive for its window.
+                connection=id(conn),
                 opened_at=conn.opened_at,
                 now=now,
             )
             if conn.is_closed:  # closed while identify ran: connection_closed came first
-                tracker.connection_closed(conn, now)
+                tracker.connection_closed(id(conn), now)
             self._timer_wakeup.set()
             self._publish_candidates(now)
             self._publish_nat_mapping(now)

@@ -290,9 +290,11 @@ class NatMappingTracker:
 
         ``observer`` is the connection's remote address, ``local_addr`` our end of it,
         ``listen_addrs`` our listen addresses, ``outbound`` whether we dialed it,
-        ``connection`` any hashable that identifies it (for :meth:`connection_closed`) and
-        ``opened_at`` when it opened (default ``now``). Returns ``True`` if the observation
-        counts; the reason for ignoring one is logged at DEBUG.
+        ``connection`` any hashable that identifies it among open connections, for
+        :meth:`connection_closed` (the host passes ``id(conn)``: unique among live objects,
+        and an observation already marked closed is never matched again), and ``opened_at``
+        when it opened (default ``now``). Returns ``True`` if the observation counts; the
+        reason for ignoring one is logged at DEBUG.
         """
         reason = self._admit(observed, observer, local_addr, listen_addrs, outbound)
         if isinstance(reason, str):
@@ -308,7 +310,13 @@ class NatMappingTracker:
         groups = self._by_key.get(key)
         old = groups.get(group) if groups is not None else None
         if old is not None and old.seen_at > now:
-            return True  # an older report arriving late does not replace a newer one
+            _log.debug(
+                "NAT mapping: ignoring observed address %s from %s: older than its report at %s",
+                observed,
+                observer,
+                old.seen_at,
+            )
+            return False  # an older report arriving late does not replace a newer one
         if old is None:
             self._make_room(now)
             groups = self._by_key.setdefault(key, {})

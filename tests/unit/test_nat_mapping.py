@@ -250,7 +250,7 @@ def test_an_observer_that_changes_its_story_moves_its_vote() -> None:
     assert tracker.mapping is EIM
     assert len(tracker) == 2
     # An older report arriving late does not undo the newer one.
-    assert record(tracker, ext(40000), observer(1), conn="c1", now=0.5)
+    assert not record(tracker, ext(40000), observer(1), conn="c1", now=0.5)
     tracker.poll(1.0)
     assert tracker.mapping is EIM
 
