@@ -13,7 +13,7 @@ Applications subscribe to :class:`HolePunchSucceeded` / :class:`HolePunchFailed`
 :class:`HolePunchAttemptFailed`) on ``host.events``; both peers get one outcome per relayed
 connection. After a success new streams go to the direct connection (the swarm prefers it),
 and the relayed connection is closed once no stream uses it any more (see
-:attr:`HolePunchConfig.relay_close_grace`).
+:attr:`~libp2p.relay.circuit_v2.HolePunchConfig.relay_close_grace`).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from ...exceptions import (
     ProtocolNotSupported,
     TransportError,
 )
+from ...identify.nat_mapping import NatMapping, NatMappingChanged, NatMappingStatus
 from ...io import BufferedStream
 from ...network.addrs import is_circuit_addr
 from ...network.connection import Connection, Direction, NetStream
@@ -179,6 +180,8 @@ class _AddressBook(Protocol):
 class _IdentifyHooks(Protocol):
     @property
     def on_identified(self) -> list[Callable[[PeerIdentified], None]]: ...
+    @property
+    def on_nat_mapping_changed(self) -> list[Callable[[NatMappingChanged], None]]: ...
 
 
 class HolePunchHost(Protocol):
@@ -196,6 +199,8 @@ class HolePunchHost(Protocol):
     def events(self) -> EventPublisher: ...
     @property
     def addrs(self) -> list[Multiaddr]: ...
+    @property
+    def nat_mapping_status(self) -> NatMappingStatus: ...
 
     def address_candidates(self, min_observers: int | None = None) -> list[Multiaddr]: ...
     def connections_to(self, peer: PeerID) -> list[Connection]: ...
@@ -240,6 +245,7 @@ class DcutrService:
         self.host.swarm.set_stream_handler(PROTOCOL_ID, self._handle, allow_limited=True)
         self.host.swarm.observe(self)
         self.host.identify.on_identified.append(self._on_identified)
+        self.host.identify.on_nat_mapping_changed.append(self._on_mapping_changed)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Drive hole punches on relayed connections; report outcomes."""
@@ -268,6 +274,7 @@ class DcutrService:
             machine = HolePunch(
                 role, our_addrs=self._our_addrs, config=self.config, peer=str(conn.remote_peer)
             )
+            self._tell_mapping(machine)
             punch = self._punches[conn] = _Punch(conn, machine)
             self._nursery.start_soon(self._drive, punch)
             return
@@ -283,6 +290,16 @@ class DcutrService:
         if punch is not None:
             punch.machine.relay_closed(trio.current_time())
             self._pump(punch)
+
+    def _on_mapping_changed(self, event: NatMappingChanged) -> None:
+        for punch in self._punches.values():
+            self._tell_mapping(punch.machine)
+
+    def _tell_mapping(self, machine: HolePunch) -> None:
+        status = self.host.nat_mapping_status
+        machine.set_mapping_endpoint_dependent(
+            status.mapping is NatMapping.ENDPOINT_DEPENDENT, status.reason
+        )
 
     def _on_identified(self, event: PeerIdentified) -> None:
         punch = self._punches.get(event.connection)

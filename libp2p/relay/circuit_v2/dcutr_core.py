@@ -479,6 +479,7 @@ class HolePunch:
         self._dials: dict[Multiaddr, _DialState] = {}
         self._deadline: float | None = None  # the phase's own timer
         self._mapping_dependent = False
+        self._mapping_reason = ""
         self._peer_started = False
         # Identify on the relayed connection: None until it finished.
         self._identified: bool | None = None
@@ -545,9 +546,11 @@ class HolePunch:
                 self._reversal_deadline = now + self.config.stream_timeout
             self._open_attempt(now)
 
-    def set_mapping_endpoint_dependent(self, dependent: bool) -> None:
-        """What we know of our own NAT: True when its mapping depends on the destination."""
+    def set_mapping_endpoint_dependent(self, dependent: bool, reason: str = "") -> None:
+        """What we know of our own NAT: True when its mapping depends on the destination
+        (``reason``, the observations that show it, goes into the failure's detail)."""
         self._mapping_dependent = dependent
+        self._mapping_reason = reason
 
     def identified(self, now: float, *, speaks_dcutr: bool, addrs: Sequence[Multiaddr]) -> None:
         """Identify finished on the relayed connection: the peer's protocols and addresses."""
@@ -585,8 +588,8 @@ class HolePunch:
             self._emit(CloseStream())
             self._fail(
                 HolePunchFailure.SYMMETRIC_NAT,
-                "our NAT maps each destination to another port (observers saw different "
-                "ports): a punch cannot reuse the mapping the peer would dial",
+                "our NAT maps each destination to another port, so a punch cannot reuse the "
+                f"mapping the peer would dial ({self._mapping_reason or 'observers disagree'})",
                 now,
             )
             return
@@ -842,8 +845,8 @@ class HolePunch:
             self._emit(CloseStream())
             self._fail(
                 HolePunchFailure.SYMMETRIC_NAT,
-                "our NAT maps each destination to another port (observers saw different "
-                "ports): a punch cannot reuse the mapping the peer would dial",
+                "our NAT maps each destination to another port, so a punch cannot reuse the "
+                f"mapping the peer would dial ({self._mapping_reason or 'observers disagree'})",
                 now,
             )
             return
