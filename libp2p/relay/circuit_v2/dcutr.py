@@ -231,6 +231,8 @@ class _Punch:
         send, receive = trio.open_memory_channel[tuple[NetStream, Send | CloseStream]](64)
         self.writes = send
         self.pending_writes = receive
+        #: Set when the writer has written everything and the channel closed.
+        self.written = trio.Event()
 
 
 class DcutrService:
@@ -339,6 +341,11 @@ class DcutrService:
                         continue
                     machine.handle_timer(trio.current_time())
                     self._pump(punch)
+                # What the machine said last (an empty CONNECT that tells the peer why, a
+                # close) still goes out; then dials and reads under way end.
+                punch.writes.close()
+                with trio.move_on_after(self.config.stream_timeout):
+                    await punch.written.wait()
                 nursery.cancel_scope.cancel()
         finally:
             punch.nursery = None
@@ -397,6 +404,12 @@ class DcutrService:
 
     async def _writer(self, punch: _Punch) -> None:
         """Write the machine's messages and closes in the order it asked for them."""
+        try:
+            await self._write_all(punch)
+        finally:
+            punch.written.set()
+
+    async def _write_all(self, punch: _Punch) -> None:
         async with punch.pending_writes:
             async for stream, action in punch.pending_writes:
                 try:
@@ -406,7 +419,7 @@ class DcutrService:
                         await _reset_quietly(stream)
                     else:
                         await stream.aclose()
-                except Libp2pError as exc:
+                except (Libp2pError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                     await _reset_quietly(stream)
                     if stream is punch.stream:
                         punch.machine.stream_broken(trio.current_time(), str(exc))
@@ -431,6 +444,9 @@ class DcutrService:
         except Libp2pError as exc:
             machine.stream_failed(trio.current_time(), not_supported=False, detail=str(exc))
             self._pump(punch)
+            return
+        if machine.finished:  # it ended while the stream opened
+            await _reset_quietly(stream)
             return
         punch.stream = stream
         machine.stream_opened(trio.current_time())

@@ -574,10 +574,12 @@ class HolePunch:
     def start(self, now: float) -> None:
         """The relayed connection is open: B opens its first stream; A waits for B."""
         if self.role is HolePunchRole.LISTENER:
+            self._open_attempt(now)
             if self.config.connection_reversal:
                 self._reversal = "waiting"
                 self._reversal_deadline = now + self.config.stream_timeout
-            self._open_attempt(now)
+                if self._identified:
+                    self._start_reversal(now)
 
     def set_mapping_endpoint_dependent(self, dependent: bool, reason: str = "") -> None:
         """What we know of our own NAT: True when its mapping depends on the destination
