@@ -43,7 +43,8 @@ from tests.interop.jspeer import (  # noqa: E402
 )
 from tests.natlab.lab import LabError, NatLab, Program, lab_unavailable_reason  # noqa: E402
 
-Result = dict[str, Any]  # {"ok": bool, "ms": float | None, "reason": str | None}
+# {"ok": bool, "ms": float | None, "reason": str | None, "detail": str | None (optional)}
+Result = dict[str, Any]
 
 #: Seconds one dialer run may take before it counts as failed (``"run_timeout"``) and its
 #: process is ended: a run that fails must not hang the benchmark.
@@ -88,9 +89,17 @@ async def our_dialer(lab: NatLab, target: str, limit: float = RUN_TIMEOUT, ip: i
     dialer = start(
         lab, "a", "dialer.py", "--target", target, "--listen", listen, "--timeout", str(limit)
     )
+    punch: dict[str, Any] | None = None  # the dialer's hole_punch line, if any
     try:
         # The dialer gives up by itself after ``limit``; the margin covers its start-up.
-        result = await until(dialer, "result", within=limit + 15.0)
+        deadline = time.monotonic() + limit + 15.0
+        while True:
+            line = await trio.to_thread.run_sync(dialer.expect, deadline - time.monotonic())
+            if line["event"] == "hole_punch":
+                punch = line
+            elif line["event"] == "result":
+                result = line
+                break
     except LabError as exc:  # no result line in time, or the process died
         reason = "run_timeout" if "no output within" in str(exc) else "dialer_exited"
         return {"ok": False, "ms": None, "reason": reason}
@@ -100,7 +109,15 @@ async def our_dialer(lab: NatLab, target: str, limit: float = RUN_TIMEOUT, ip: i
                 await trio.to_thread.run_sync(dialer.wait, 10.0)
         if dialer.popen.poll() is None:
             dialer.popen.kill()
-    return {"ok": bool(result["ok"]), "ms": result["direct_ms"], "reason": result["reason"]}
+    detail = None
+    if punch is not None and not punch["ok"]:
+        detail = f"{punch['attempt']} attempt(s), {punch['elapsed_ms']} ms"
+    return {
+        "ok": bool(result["ok"]),
+        "ms": result["direct_ms"],
+        "reason": result["reason"],
+        "detail": detail,
+    }
 
 
 async def js_dialer(lab: NatLab, target: str, limit: float = 20.0, ip: int = 4) -> Result:
@@ -165,7 +182,8 @@ async def pairing(
 
 def _progress(name: str, run: int, result: Result) -> None:
     ms = "-" if result["ms"] is None else f"{result['ms']:.0f} ms"
-    print(f"[bench] {name} run {run + 1}: ok={result['ok']} {ms}", file=sys.stderr)
+    why = "" if result["ok"] else f" {result.get('reason')} ({result.get('detail') or '-'})"
+    print(f"[bench] {name} run {run + 1}: ok={result['ok']} {ms}{why}", file=sys.stderr)
 
 
 def floor_ms(lab: NatLab) -> float:
