@@ -180,10 +180,11 @@ class Connection:
         self._closed = trio.Event()
         self._closing = False
         self._nursery: trio.Nursery | None = None
-        # Streams that keep the connection in use (see the module docstring), and an event
-        # set (then replaced) whenever that set changes or the connection ends.
+        # Streams that keep the connection in use (see the module docstring), and, while
+        # someone waits for idleness, an event set when that set changes or the connection
+        # ends (made only then: opening and finishing streams stays cheap).
         self._active: set[YamuxStream] = set()
-        self._activity = trio.Event()
+        self._activity: trio.Event | None = None
         self._idle_close: trio.CancelScope | None = None
 
     # -- identity --------------------------------------------------------------------
@@ -257,6 +258,8 @@ class Connection:
         the close that would follow.
         """
         while not self.is_closed:
+            if self._activity is None:
+                self._activity = trio.Event()
             changed = self._activity
             if self._active:
                 await changed.wait()
@@ -294,8 +297,9 @@ class Connection:
                 await self.aclose()
 
     def _note_activity(self) -> None:
-        self._activity.set()
-        self._activity = trio.Event()
+        if self._activity is not None:
+            self._activity.set()
+            self._activity = None
 
     def _track(self, muxed: YamuxStream) -> None:
         """Count ``muxed`` as active until it is finished (or released)."""
