@@ -203,7 +203,7 @@ class HolePunchConfig:
     #: Seconds the relayed connection stays open once the direct one is ready and the
     #: relayed one carries no streams of ours or the peer's; streams on it (opened by either
     #: side, before the switch or after) keep it open until they end, within the relay's
-    #: limits (:meth:`Connection.close_when_idle`). ``None`` keeps it.
+    #: limits (:meth:`~libp2p.network.connection.Connection.close_when_idle`). ``None`` keeps it.
     relay_close_grace: float | None = 2.0
 
 
