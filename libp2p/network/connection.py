@@ -16,16 +16,18 @@ count of its *active* streams, and :meth:`Connection.wait_idle` /
 :meth:`Connection.close_when_idle` wait until there has been none for a grace period. A stream
 is active from the moment it is opened, by either side, until it is finished: FIN sent and
 received, reset either way, or closed by us with ``aclose()`` (we read nothing more from it, so
-nothing the peer still sends could reach anyone). Streams still negotiating count: the peer may
-be opening an application stream (the negotiation timeout bounds how long one can take). Streams
-of *background* protocols -- the host's housekeeping: identify, ping, hole punching, AutoNAT,
-see :meth:`Swarm.set_background <libp2p.network.swarm.Swarm.set_background>` -- never count, in
-either direction: they would otherwise keep a connection alive forever (js-libp2p pings every
-connection periodically). A stream the peer opens while we wait is served as usual and counts:
-the peer still uses the connection, so it stays, and the grace starts again when that stream
-ends. Only a stream that crosses the final GoAway on the wire is refused, as on any close: the
-peer's open or first write fails (it is never silently dropped), and a peer that prefers the
-direct connection for new streams, as go, rust and js do, does not open one there.
+nothing the peer still sends could reach anyone); a stream that neither side ever ends keeps the
+connection in use, as it keeps its muxer resources. Streams still negotiating count: the peer
+may be opening an application stream (the negotiation timeout bounds how long one can take).
+Streams of *background* protocols -- the host's housekeeping: identify, ping, hole punching,
+AutoNAT, see :meth:`Swarm.set_background <libp2p.network.swarm.Swarm.set_background>` -- never
+count, in either direction: they would otherwise keep a connection alive forever (js-libp2p
+pings every connection periodically). A stream the peer opens while we wait is served as usual
+and counts: the peer still uses the connection, so it stays, and the grace starts again when
+that stream ends. Only a stream that crosses the final GoAway on the wire is cut, as on any
+close: on the peer's side it fails with an error (a reset, the connection closed) instead of
+ending cleanly; a peer that prefers the direct connection for new streams, as go, rust and js
+do, does not open one there anyway.
 """
 
 from __future__ import annotations
