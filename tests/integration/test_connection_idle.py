@@ -14,7 +14,7 @@ import trio.testing
 from libp2p import ping
 from libp2p.crypto.keys import generate_ed25519
 from libp2p.exceptions import StreamReset
-from libp2p.network.connection import Connection, Direction, NetStream
+from libp2p.network.connection import NEGOTIATE_TIMEOUT, Connection, Direction, NetStream
 from libp2p.network.swarm import Swarm
 from tests.interop.interop_protocols import ECHO, echo_handler
 
@@ -31,14 +31,20 @@ async def late_answer(stream: NetStream) -> None:
 
 
 @asynccontextmanager
-async def connection_pair() -> AsyncIterator[tuple[Connection, Connection]]:
-    """A connection between two swarms that serve echo and ping (a background protocol)."""
+async def connection_pair(
+    *, ping_background: bool = True
+) -> AsyncIterator[tuple[Connection, Connection]]:
+    """A connection between two swarms that serve echo and ping (a background protocol,
+    unless ``ping_background`` is false: then marked and unmarked again)."""
     async with Swarm(generate_ed25519()) as a, Swarm(generate_ed25519()) as b:
         for swarm in (a, b):
             swarm.set_stream_handler(ECHO, echo_handler)
             swarm.set_stream_handler(LATE, late_answer)
             swarm.set_stream_handler(ping.PROTOCOL_ID, ping.handle_ping)
             swarm.set_background(ping.PROTOCOL_ID)
+            if not ping_background:
+                swarm.set_background(ping.PROTOCOL_ID, False)
+            assert (ping.PROTOCOL_ID in swarm.background_protocols) is ping_background
         left, right = trio.testing.memory_stream_pair()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(
@@ -167,3 +173,27 @@ async def test_a_connection_the_peer_closes_ends_the_wait(
         assert ours.is_closed
         with pytest.raises(StreamReset):
             await stream.receive_some()
+
+
+async def test_an_inbound_stream_counts_while_it_negotiates(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with connection_pair() as (ours, theirs):
+        # The peer opens a stream and has not named its protocol yet: it may be the peer's
+        # next application stream, so it counts until the negotiation times out.
+        await theirs._up.muxer.open_stream()  # the muxer's own stream: the SYN, no protocol
+        await trio.testing.wait_all_tasks_blocked()
+        start = trio.current_time()
+        assert ours.active_streams == 1
+        await ours.wait_idle()
+        assert trio.current_time() == start + NEGOTIATE_TIMEOUT
+        assert ours.active_streams == 0
+
+
+async def test_a_protocol_can_stop_being_background(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with connection_pair(ping_background=False) as (ours, theirs):
+        pinging = await ours.new_stream(ping.PROTOCOL_ID)
+        await ping.ping(pinging)
+        assert ours.active_streams == theirs.active_streams == 1
