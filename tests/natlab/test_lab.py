@@ -223,7 +223,13 @@ def test_topology(lab: NatLab) -> None:
         assert "default" not in lab.run(router, ["ip", "route"]).stdout
         forward = lab.run(router, ["cat", "/proc/sys/net/ipv4/ip_forward"]).stdout.strip()
         assert forward == "1"
-        assert lab.dropped(router) == {"wan_in": 0, "wan_in_rejected": 0, "forward": 0}
+        assert lab.dropped(router) == {
+            "wan_in": 0,
+            "wan_in_rejected": 0,
+            "forward": 0,
+            "loopback": 0,
+            "loopback_rejected": 0,
+        }
     for host in ("relay", "relay2", "a", "b", "internet"):
         forward = lab.run(host, ["cat", "/proc/sys/net/ipv4/ip_forward"]).stdout.strip()
         assert forward == "0", host
