@@ -361,6 +361,9 @@ class NatLab:
     (``"a"``: every router on a's way out) or router names (these win); unnamed routers drop.
     ``hairpin`` makes every NAT loop LAN packets for its public address back to the LAN host
     owning that mapping (useful in ``"same-nat"``; see ``topology.nat_ruleset``).
+    ``client_isolation`` (``"same-nat"`` only) isolates the LAN bridge's ports from each other,
+    as guest Wi-Fi does: ``a`` and ``b`` share the NAT but cannot reach each other's LAN
+    address, so hairpinning is their only direct path.
     ``delays`` (one-way seconds per public host: ``relay``, ``relay2`` and the routers on the
     internet, :attr:`switch_ports`) swaps the bridge for the delaying user-space switch (see the
     module docstring, :meth:`rtt` and :meth:`switch_stats`).
@@ -382,6 +385,7 @@ class NatLab:
         filtering: str | Mapping[str, str] = "drop",
         topology: str = "two-nats",
         hairpin: bool = False,
+        client_isolation: bool = False,
         cgnat: str | Mapping[str, str] = "eim",
     ) -> None:
         #: The address plan (see ``topology.py``).
@@ -404,6 +408,9 @@ class NatLab:
         self.modes = {"a": a, "b": b}
         self.filtering = {site: self.router_filtering[home[site]] for site in ("a", "b")}
         self.hairpin = hairpin
+        if client_isolation and topology != "same-nat":
+            raise ValueError("client_isolation: only the same-nat topology has a shared LAN")
+        self.client_isolation = client_isolation
         self.has_relay2 = relay2
         # One-way latency per switch port (public host); None: the kernel bridge, no delay.
         self.delays: dict[str, float] | None = None
@@ -691,6 +698,8 @@ class NatLab:
                     f"link set l-{member} master lan0",
                     f"link set l-{member} up",
                 ]
+                if self.client_isolation:
+                    lines.append(f"link set l-{member} type bridge_slave isolated on")
         lines += [
             f"addr add {router.wan_ip}/{router.wan_len} dev wan0",
             f"addr add {router.lan_ip}/{router.lan_len} dev lan0",

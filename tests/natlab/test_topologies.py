@@ -221,6 +221,8 @@ def test_bad_topology_options_are_refused() -> None:
         NatLab(topology="double-nat", cgnat="full-cone")
     with pytest.raises(ValueError, match="not a public host"):
         NatLab(topology="double-nat", delays={"ra": 0.01})
+    with pytest.raises(ValueError, match="client_isolation"):
+        NatLab(client_isolation=True)
     lab = NatLab("symmetric", topology="same-nat", filtering={"a": "reject"})
     assert lab.mapping == {"ra": "symmetric"}
     assert lab.modes == {"a": "symmetric", "b": "symmetric"}
@@ -305,6 +307,27 @@ def test_hairpinning_reaches_the_host_that_owns_the_mapping(
     counts = lab.counters("ra")
     assert counts["hairpinned"] == 1
     assert counts["loopback_dropped"] == counts["loopback_rejected"] == 0
+
+
+@hard_timeout(40)
+def test_client_isolation_leaves_hairpinning_as_the_only_path(
+    nat_lab: Callable[..., NatLab],
+) -> None:
+    lab = nat_lab(topology="same-nat", hairpin=True, client_isolation=True)
+    observer_port = lab.fresh_port()
+    _start_server(lab, "relay", observer_port)
+    port_b = lab.fresh_port()
+    _server_b, mapped_b = _mapped_server(lab, "b", port_b, observer_port)
+    targets = [
+        # b's LAN address: the bridge does not forward between isolated ports.
+        {"proto": "tcp", "ip": lab.ip("b"), "port": port_b, "timeout": 1.5},
+        # b's public mapping, looped back by the router (whose bridge port is not isolated).
+        {"proto": "tcp", "ip": mapped_b[0], "port": mapped_b[1], "timeout": 5.0},
+    ]
+    assert _probe(lab, "a", targets) == ["timeout", "connected"]
+    assert lab.counters("ra")["hairpinned"] == 1
+    links = lab.run("ra", ["ip", "-d", "link", "show", "master", "lan0"]).stdout
+    assert links.count("isolated on") == 2
 
 
 @hard_timeout(40)
