@@ -3,7 +3,10 @@
 relay.py runs on the public relay host, listener.py behind router B, dialer.py behind router A
 (so the dialer is DCUtR's A and the listener its B). Through two endpoint-independent NATs the
 dialer must end on a direct connection to router B's public address; through a symmetric NAT
-the punch must fail with a reason while the relayed connection keeps working.
+the punch must fail with a reason while the relayed connection keeps working. In the other
+topologies (``topology.py``) the direct connection must come too: over the LAN or by
+hairpinning behind one NAT, through a CGNAT and a home NAT on each side, over IPv6 through
+stateful firewalls.
 """
 
 from __future__ import annotations
@@ -57,15 +60,20 @@ def lines_until(program: Program, event: str, timeout: float = STEP) -> list[dic
             return out
 
 
-def relay_and_listener(lab: NatLab) -> tuple[Program, Program, str, int]:
+def any_addr(ipv6: bool) -> str:
+    return "/ip6/::" if ipv6 else "/ip4/0.0.0.0"
+
+
+def relay_and_listener(lab: NatLab, *, ipv6: bool = False) -> tuple[Program, Program, str, int]:
     """Start the relay and a listener with a reservation; returns the listener's relayed
-    address and its listen port."""
-    relay = start(lab, "relay", "relay.py", "--listen", f"/ip4/0.0.0.0/tcp/{lab.fresh_port()}")
+    address and its listen port. With ``ipv6`` all of it over IPv6 only."""
+    relay = start(lab, "relay", "relay.py", "--listen", f"{any_addr(ipv6)}/tcp/{lab.fresh_port()}")
     ready = wait_for(relay, "ready")
-    (relay_addr,) = [a for a in ready["addrs"] if f"/ip4/{lab.ip('relay')}/" in a]
+    relay_ip = f"/ip6/{lab.ip6('relay')}/" if ipv6 else f"/ip4/{lab.ip('relay')}/"
+    (relay_addr,) = [a for a in ready["addrs"] if relay_ip in a]
     port = lab.fresh_port()
     listener = start(
-        lab, "b", "listener.py", "--relay", relay_addr, "--listen", f"/ip4/0.0.0.0/tcp/{port}"
+        lab, "b", "listener.py", "--relay", relay_addr, "--listen", f"{any_addr(ipv6)}/tcp/{port}"
     )
     reservation = wait_for(listener, "reservation")
     assert reservation["limits"] == {"duration": 120, "data": 131072}
@@ -74,7 +82,9 @@ def relay_and_listener(lab: NatLab) -> tuple[Program, Program, str, int]:
     return relay, listener, relayed, port
 
 
-def run_dialer(lab: NatLab, target: str, timeout: float = 20.0) -> tuple[int, list[dict[str, Any]]]:
+def run_dialer(
+    lab: NatLab, target: str, timeout: float = 20.0, *, ipv6: bool = False
+) -> tuple[int, list[dict[str, Any]]]:
     dialer = start(
         lab,
         "a",
@@ -82,7 +92,7 @@ def run_dialer(lab: NatLab, target: str, timeout: float = 20.0) -> tuple[int, li
         "--target",
         target,
         "--listen",
-        f"/ip4/0.0.0.0/tcp/{lab.fresh_port()}",
+        f"{any_addr(ipv6)}/tcp/{lab.fresh_port()}",
         "--timeout",
         str(timeout),
     )
@@ -171,3 +181,50 @@ def test_hole_punch_through_a_symmetric_nat_fails_with_a_reason(lab: NatLab) -> 
     assert listener_punch["attempt"] == 3
     # It gave up on its own, well before the dialer's 30 s timeout.
     assert took < 30.0
+
+
+# Each topology's direct path: where the dialer's direct connection must go ("lan": b's LAN
+# address; "public": b's public mapping, router B's or the CGNAT's or, in "same-nat", the one
+# router's address, looped back by hairpinning; "ipv6": b's own IPv6 address).
+OTHER_TOPOLOGIES = [
+    pytest.param({"topology": "same-nat"}, {"lan"}, id="same-nat"),
+    pytest.param(
+        {"topology": "same-nat", "hairpin": True}, {"lan", "public"}, id="same-nat-hairpin"
+    ),
+    pytest.param(
+        {"topology": "same-nat", "hairpin": True, "client_isolation": True},
+        {"public"},
+        id="same-nat-isolated-hairpin",
+    ),
+    pytest.param({"topology": "double-nat"}, {"public"}, id="double-nat"),
+    pytest.param({"topology": "ipv6"}, {"ipv6"}, id="ipv6-only"),
+]
+
+
+@pytest.mark.parametrize(("lab", "paths"), OTHER_TOPOLOGIES, indirect=["lab"])
+def test_hole_punch_in_other_topologies(lab: NatLab, paths: set[str]) -> None:
+    ipv6 = lab.topology == "ipv6"
+    _relay, listener, relayed, listener_port = relay_and_listener(lab, ipv6=ipv6)
+    code, lines = run_dialer(lab, relayed, ipv6=ipv6)
+    events = by_event(lines)
+    (result,) = events["result"]
+    assert code == 0, (lines, listener.stderr)
+    assert result["ok"], result
+    # Over the LAN, b may dial a plainly first (attempt 0, connection reversal), from an
+    # ephemeral port; any other direct path is a punch from the listen port.
+    addrs = {
+        "lan": f"/ip4/{lab.ip('b')}/tcp/",
+        "public": f"/ip4/{lab.public_ip('b')}/tcp/{listener_port}",
+        "ipv6": f"/ip6/{lab.ip6('b') if ipv6 else ''}/tcp/{listener_port}",
+    }
+    direct = result["direct_addr"]
+    assert any(
+        direct.startswith(addrs[path]) if path == "lan" else direct == addrs[path] for path in paths
+    ), result
+    assert [e["via"] for e in events["echo"]] == ["relayed", "direct"]
+    assert all(e["ok"] for e in events["echo"])
+    (punch,) = events["hole_punch"]
+    assert punch["ok"]
+    assert wait_for(listener, "hole_punch")["ok"]
+    if result["direct_addr"] == addrs["public"] and lab.topology == "same-nat":
+        assert lab.counters("ra")["hairpinned"] >= 1
