@@ -1,7 +1,8 @@
 """The NAT lab: real NATs on one Linux machine, built from network namespaces and nftables.
 
-Topology (every box is a network namespace of this lab instance; nothing touches the root
-namespace, and no router has a default route, so no packet can leave the machine)::
+The default topology, ``"two-nats"`` (every box is a network namespace of this lab instance;
+nothing touches the root namespace, and no router has a default route, so no packet can leave
+the machine)::
 
                           "internet" namespace: bridge br0, 198.51.100.0/24
         +-----------------+-----------------+-----------------+-----------------+
@@ -14,11 +15,21 @@ namespace, and no router has a default route, so no packet can leave the machine
                                        192.0.2.2/26      192.0.2.66/26
                                    (default via .1)   (default via .65)
 
-Each router masquerades its LAN behind its WAN address with nftables, in one of two modes:
+``NatLab(topology=...)`` picks another one of ``TOPOLOGIES``: ``"same-nat"`` (a and b on one
+LAN behind router A, optionally with ``hairpin`` and ``client_isolation``), ``"double-nat"``
+(a carrier-grade NAT in 100.64.0.0/10 in front of each home router) or ``"ipv6"`` (two-nats
+plus untranslated IPv6 on 2001:db8::/32 behind stateful firewalls; :meth:`NatLab.ip6`).
+``topology.py`` draws and describes them, with the nftables rules.
+
+Each router masquerades its LAN behind its WAN address with nftables, in one of
+``NAT_MODES``:
 
 ``"eim"``
     plain ``masquerade``: the source port is kept whenever the resulting tuple is free, which
     gives endpoint-independent, port-preserving mapping (a typical home router).
+``"eim-shifted"``
+    endpoint-independent but not port-preserving: the external port is the source port with
+    bit 10 flipped (``snat`` to a port computed from the source port alone).
 ``"symmetric"``
     ``masquerade fully-random``: every new connection gets a random external port, so the port
     a peer observed says nothing about the next connection's port (hole punching must fail).
@@ -41,7 +52,8 @@ itself (an early punch SYN: without a DNAT rule it is for the router's own stack
     does not listen on with an RST, and UDP with ICMP port unreachable.
 
 With ``"reject"`` and ``"none"`` an early punch SYN is refused, which is what makes short round
-trips hard for hole punching.
+trips hard for hole punching. The IPv6 firewalls of ``"ipv6"`` filter the same way, except that
+with ``"none"`` the packet goes on to the host, whose own stack answers.
 
 Use::
 
@@ -73,11 +85,15 @@ Latency: this kernel has no ``sch_netem``. ``NatLab(delays={"ra": 0.025, "relay"
 builds the internet without ``br0``: the user-space switch in ``delay_switch.py`` runs in the
 internet namespace on the same veth ends (a tracked process, killed on teardown) and holds a
 frame from port ``p`` to port ``q`` for ``L_p + L_q``, where ``L`` is the one-way latency of a
-public host's port (``"relay"``, ``"relay2"``, ``"ra"``, ``"rb"``; missing means 0). So the round
-trip between two public hosts is ``2 * (L_p + L_q)``; :meth:`NatLab.rtt` computes it (``a`` and
-``b`` use their router's port). Traffic between a host and its own router is not delayed.
-ARP crosses the switch too: the first packet to a new neighbour waits one more RTT, and while
-ARP is unresolved the kernel queues only ~200 KB for it (a UDP burst then loses packets).
+public host's port (:attr:`NatLab.switch_ports`: ``"relay"``, ``"relay2"`` and the routers on
+the internet, ``"ra"`` and ``"rb"``, or ``"ca"`` and ``"cb"`` in "double-nat"; missing means 0).
+So the round trip between two public hosts is ``2 * (L_p + L_q)``; :meth:`NatLab.rtt` computes
+it (``a`` and ``b`` use their router's port). Traffic behind a switch port (a host and its
+router, a home router and its CGNAT, both hosts of "same-nat") is not delayed. IPv6 frames
+cross the switch like any other.
+ARP (and IPv6 neighbour discovery) crosses the switch too: the first packet to a new neighbour
+waits one more RTT, and while ARP is unresolved the kernel queues only ~200 KB for it (a UDP
+burst then loses packets).
 """
 
 from __future__ import annotations
