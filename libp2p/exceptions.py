@@ -24,6 +24,7 @@ import trio
 __all__ = [
     "ConnectionBrokenError",
     "ConnectionClosedError",
+    "ConnectionRefused",
     "DecodeError",
     "HandshakeError",
     "Libp2pError",
@@ -96,6 +97,15 @@ class MessageTooLarge(ResourceLimitExceeded, RemoteProtocolError):
 
 class TransportError(Libp2pError):
     """The underlying transport failed: refused, reset, unreachable, timed out."""
+
+
+class ConnectionRefused(TransportError):
+    """A dial was refused: the peer (or a router or firewall on the way) answered the SYN
+    with an RST, or with an ICMP port-unreachable.
+
+    Hole punching dials again on it (a router that rejects an early punch SYN refuses it
+    this way); for other dials it means nothing listens there.
+    """
 
 
 class ConnectionBrokenError(TransportError, trio.BrokenResourceError):

@@ -31,7 +31,12 @@ import socket as _stdsocket
 import trio
 from multiaddr import Multiaddr
 
-from ...exceptions import ConnectionBrokenError, LocalUsageError, TransportError
+from ...exceptions import (
+    ConnectionBrokenError,
+    ConnectionRefused,
+    LocalUsageError,
+    TransportError,
+)
 
 __all__ = [
     "TcpListener",
@@ -319,7 +324,10 @@ class TcpTransport:
         try:
             return await cls._connect(family, host, port, source)
         except OSError as exc:
-            raise TransportError(f"dial {maddr} failed: {exc.strerror or exc}") from exc
+            detail = f"dial {maddr} failed: {exc.strerror or exc}"
+            if exc.errno == errno.ECONNREFUSED:
+                raise ConnectionRefused(detail) from exc
+            raise TransportError(detail) from exc
 
     @staticmethod
     async def _connect(
