@@ -55,10 +55,24 @@ threading.Thread(target=serve, daemon=True).start()
 exit_on_stdin_eof()
 """)
 
-# UDP observer on argv[1]: answers each datagram with the address it came from.
+# UDP observer on argv[1]: answers each datagram with the address it came from. With an
+# observer "ip:port" as argv[2], it first asks that one (making a mapping for its port) and
+# reports what it saw.
 UDP_SERVER = _program("""
 s = socket.socket(FAMILY, socket.SOCK_DGRAM)
 s.bind((ANY, int(sys.argv[1])))
+if len(sys.argv) > 2:
+    ip, port = sys.argv[2].rsplit(":", 1)
+    s.settimeout(0.5)
+    for _ in range(20):
+        s.sendto(b"?", (ip, int(port)))
+        try:
+            data, addr = s.recvfrom(2048)
+        except socket.timeout:
+            continue
+        break
+    s.settimeout(None)
+    say(observed=json.loads(data)["observed"])
 say(listening=int(sys.argv[1]))
 
 def serve():
@@ -307,6 +321,28 @@ def test_hairpinning_reaches_the_host_that_owns_the_mapping(
     counts = lab.counters("ra")
     assert counts["hairpinned"] == 1
     assert counts["loopback_dropped"] == counts["loopback_rejected"] == 0
+
+
+@hard_timeout(30)
+def test_hairpinning_udp(nat_lab: Callable[..., NatLab]) -> None:
+    lab = nat_lab("eim-shifted", topology="same-nat", hairpin=True)
+    port = lab.fresh_port()
+    observer = lab.spawn_python("relay", UDP_SERVER, str(port), name="udp@relay")
+    assert observer.expect(10) == {"listening": port}
+    port_b = lab.fresh_port()
+    server_b = lab.spawn_python(
+        "b", UDP_SERVER, str(port_b), f"{lab.relay_ip}:{port}", name="udp@b"
+    )
+    mapped_b = server_b.expect(10)["observed"]
+    assert mapped_b == [lab.public_ip("b"), port_b ^ EIM_SHIFT_XOR]
+    assert server_b.expect(10) == {"listening": port_b}
+    port_a = lab.fresh_port()
+    client = lab.spawn_python(
+        "a", UDP_CLIENT, str(port_a), f"{mapped_b[0]}:{mapped_b[1]}", name="udp@a"
+    )
+    # b answered, and saw a's public mapping.
+    assert client.expect(15)["observed"] == [lab.public_ip("a"), port_a ^ EIM_SHIFT_XOR]
+    assert lab.counters("ra")["hairpinned"] == 1
 
 
 @hard_timeout(40)
