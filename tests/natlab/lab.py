@@ -415,6 +415,10 @@ class NatLab:
         if topology == "same-nat" and a != b:
             raise ValueError("same-nat: a and b share one router; give its mode as a")
         home = {site: self.plan.home_router(site) for site in ("a", "b")}
+        if cgnat != "eim" and topology != "double-nat":
+            raise ValueError("cgnat: only the double-nat topology has CGNATs")
+        if not isinstance(cgnat, str) and set(cgnat) & set(home.values()):
+            raise ValueError("cgnat: give the home routers' modes as a and b")
         #: Mapping mode per router name.
         self.mapping = _per_router("cgnat", cgnat, NAT_MODES, self.plan, "eim")
         self.mapping.update({home["a"]: a, home["b"]: b})

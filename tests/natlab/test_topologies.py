@@ -237,6 +237,10 @@ def test_bad_topology_options_are_refused() -> None:
         NatLab(topology="double-nat", delays={"ra": 0.01})
     with pytest.raises(ValueError, match="client_isolation"):
         NatLab(client_isolation=True)
+    with pytest.raises(ValueError, match="only the double-nat topology has CGNATs"):
+        NatLab(cgnat="symmetric")
+    with pytest.raises(ValueError, match="home routers' modes"):
+        NatLab(topology="double-nat", cgnat={"ra": "symmetric"})
     lab = NatLab("symmetric", topology="same-nat", filtering={"a": "reject"})
     assert lab.mapping == {"ra": "symmetric"}
     assert lab.modes == {"a": "symmetric", "b": "symmetric"}
