@@ -158,7 +158,10 @@ def _mapped_server(
 
 
 def _routes(lab: NatLab, host: str) -> str:
-    return lab.run(host, ["ip", "route"]).stdout + lab.run(host, ["ip", "-6", "route"]).stdout
+    """The host's IPv4 and IPv6 routing tables."""
+    v4: str = lab.run(host, ["ip", "route"]).stdout
+    v6: str = lab.run(host, ["ip", "-6", "route"]).stdout
+    return v4 + v6
 
 
 # --- topologies --------------------------------------------------------------------------------
