@@ -4,24 +4,26 @@
 first) and the hosts behind them; :func:`nat_ruleset` and :func:`firewall6_ruleset` write a
 router's nftables configuration from its mapping, filtering and hairpinning.
 
-Topologies (``TOPOLOGIES``)::
+Topologies (``TOPOLOGIES``; on the internet, 198.51.100.0/24, only the last byte is shown)::
 
-  "two-nats" (default)        "same-nat"                 "double-nat"
-  relay  relay2  ra   rb      relay  relay2  ra          relay  relay2  ca     cb
-   .10    .11    .1   .2       .10    .11    .1           .10    .11    .1     .2
-                 |    |                      |                          |      |
-                 a    b                    +-+-+               100.64.1.1/24  100.64.2.1/24
-   192.0.2.2/26  192.0.2.66/26             a   b                        |      |
-                                 192.0.2.2   192.0.2.3       ra 100.64.1.2   rb 100.64.2.2
-                                      (one LAN)                         |      |
-                                                                        a      b
+  "two-nats" (default)     "same-nat"                   "double-nat"
+  relay relay2  ra    rb   relay relay2  ra             relay relay2  ca             cb
+   .10   .11    .1    .2    .10   .11    .1              .10   .11    .1             .2
+                |     |                  |                            |              |
+                a     b            lan0 (a bridge)              100.64.1.1/24   100.64.2.1/24
+       192.0.2.2/26   |             |            |                    |              |
+              192.0.2.66/26     a 192.0.2.2  b 192.0.2.3        ra 100.64.1.2   rb 100.64.2.2
+                                                                      |              |
+                                                                a 192.0.2.2    b 192.0.2.66
 
 ``"two-nats"``
     Hosts ``a`` and ``b`` behind their own home routers ``ra`` and ``rb`` (today's lab).
 ``"same-nat"``
     ``a`` and ``b`` on one LAN (a bridge in the router's namespace) behind router ``ra``; there
     is no ``rb``. With ``hairpin`` the router loops a LAN packet addressed to its own public
-    address back to the LAN host that owns the mapping (see :func:`nat_ruleset`).
+    address back to the LAN host that owns the mapping (see :func:`nat_ruleset`). With
+    ``client_isolation`` (``NatLab``) the bridge does not forward between the hosts' ports, as
+    on guest Wi-Fi: then hairpinning is their only direct path.
 ``"double-nat"``
     A carrier-grade NAT in front of *each* home router, two separate ISPs: ``a`` -> ``ra``
     (home NAT, LAN 192.0.2.0/26, WAN 100.64.1.2) -> ``ca`` (CGNAT, inside 100.64.1.0/24 of the
