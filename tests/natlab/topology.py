@@ -6,13 +6,13 @@ router's nftables configuration from its mapping, filtering and hairpinning.
 
 Topologies (``TOPOLOGIES``; on the internet, 198.51.100.0/24, only the last byte is shown)::
 
-  "two-nats" (default)     "same-nat"                   "double-nat"
-  relay relay2  ra    rb   relay relay2  ra             relay relay2  ca             cb
-   .10   .11    .1    .2    .10   .11    .1              .10   .11    .1             .2
-                |     |                  |                            |              |
-                a     b            lan0 (a bridge)              100.64.1.1/24   100.64.2.1/24
-       192.0.2.2/26   |             |            |                    |              |
-              192.0.2.66/26     a 192.0.2.2  b 192.0.2.3        ra 100.64.1.2   rb 100.64.2.2
+  "two-nats" (default)      "same-nat"                  "double-nat"
+  relay relay2  ra     rb   relay relay2  ra            relay relay2  ca             cb
+   .10   .11    .1     .2    .10   .11    .1             .10   .11    .1             .2
+                |      |                  |                           |              |
+                a      b            lan0 (a bridge)             100.64.1.1/24   100.64.2.1/24
+         192.0.2.2  192.0.2.66      |            |                    |              |
+                                a 192.0.2.2  b 192.0.2.3        ra 100.64.1.2   rb 100.64.2.2
                                                                       |              |
                                                                 a 192.0.2.2    b 192.0.2.66
 
