@@ -918,6 +918,41 @@ class NatLab:
         out: str = self.run(router, [self._nft, "list", "ruleset"]).stdout
         return out
 
+    def conntrack(self, host: str) -> list[dict[str, Any]]:
+        """The host's conntrack table (``/proc/net/nf_conntrack`` of its namespace), one dict
+        per entry: ``family`` ("ipv4"/"ipv6"), ``proto`` ("tcp", "udp", ...), ``state`` (TCP's,
+        e.g. "SYN_SENT", "ESTABLISHED", "CLOSE"; None for others), ``original`` and ``reply``
+        (each ``{"src", "dst", "sport", "dport"}``, ports as ints where the protocol has them)
+        and ``flags`` (e.g. ``["ASSURED"]``). A NAT's mapping shows in ``reply``: the packet
+        that would come back is addressed to the external address and port."""
+        out: str = self.run(host, ["cat", "/proc/net/nf_conntrack"]).stdout
+        entries = []
+        for line in out.splitlines():
+            fields = line.split()
+            if len(fields) < 5:
+                continue
+            entry: dict[str, Any] = {
+                "family": fields[0],
+                "proto": fields[2],
+                "state": None,
+                "original": {},
+                "reply": {},
+                "flags": [],
+            }
+            for field in fields[5:]:
+                if field.startswith("["):
+                    entry["flags"].append(field.strip("[]"))
+                elif "=" in field:
+                    key, value = field.split("=", 1)
+                    if key not in ("src", "dst", "sport", "dport"):
+                        continue
+                    side = "original" if key not in entry["original"] else "reply"
+                    entry[side][key] = int(value) if key in ("sport", "dport") else value
+                elif field.isupper():
+                    entry["state"] = field
+            entries.append(entry)
+        return entries
+
     def counters(self, router: str, *, ipv6: bool = False) -> dict[str, int]:
         """The packet counts of the router's nftables counters (``table ip natlab``, or with
         ``ipv6`` the firewall's ``table ip6 natlab6``), by counter name."""

@@ -288,6 +288,14 @@ def test_mapping(nat_lab: Callable[..., NatLab], mode: str) -> None:
         assert report["local"] == [lab.ip("a"), local_port]
         assert report["observed"][0] == lab.public_ip("a")
     ports = [report["observed"][1] for report in seen]
+    # Router A's conntrack holds those mappings: the reply comes back to the observed port.
+    mappings = {
+        (entry["original"]["dst"], entry["reply"]["dst"], entry["reply"]["dport"])
+        for entry in lab.conntrack("ra")
+        if entry["proto"] == "tcp" and entry["original"]["sport"] == local_port
+    }
+    wan = lab.public_ip("a")
+    assert mappings == {(lab.relay_ip, wan, ports[0]), (lab.relay2_ip, wan, ports[1])}
     if mode == "eim":
         # Port preserved, and the same mapping whichever destination: endpoint-independent.
         assert ports == [local_port, local_port]
