@@ -62,7 +62,7 @@ nitpick_ignore_regex = [
     (r"py:.*", r"libp2p\.events\._T\d"),
     # Internals that public modules' docstrings name. Documenting them next to the public
     # names would break viewcode's links back (one page anchor prefix per source module).
-    (r"py:.*", r"(punch_dial_timeout|HolePunchInitiator|HolePunchResponder|timestamp_seq)"),
+    (r"py:.*", r"(punch_dial_timeout|redial_pause|timestamp_seq|random\.Random)"),
     # The narrow host interfaces services are typed with (Host satisfies them).
     (r"py:.*", r"(HolePunchHost|AutoNATServerHost|AutoNATClientHost)"),
 ]

@@ -42,6 +42,7 @@ from .host.autonat import (
     Reachability,
     ReachabilityChanged,
 )
+from .identify import NatMapping, NatMappingChanged, NatMappingStatus
 from .network.address_policy import AddressPolicy
 from .network.connection import Connection, ConnectionLimit, Direction, NetStream, StreamHandler
 from .network.swarm import Swarm
@@ -74,6 +75,9 @@ __all__ = [
     "LimitedConnectionError",
     "LocalUsageError",
     "MessageTooLarge",
+    "NatMapping",
+    "NatMappingChanged",
+    "NatMappingStatus",
     "NetStream",
     "PeerID",
     "PeerIDMismatch",

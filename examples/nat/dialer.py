@@ -112,6 +112,21 @@ async def main(args: argparse.Namespace) -> int:
             peer_id=str(host.peer_id),
             addrs=[str(a) for a in host.addrs],
         )
+        if args.peer:
+            # Peers that observe our address: with two or more the host learns whether its
+            # NAT keeps one mapping for every destination (see host.nat_mapping).
+            for peer in args.peer:
+                try:
+                    conn = await host.connect(peer)
+                except Libp2pError as exc:
+                    raise UserError(f"cannot connect to --peer {peer}: {exc}") from exc
+                await host.identify.wait_identified(conn)
+            status = host.nat_mapping_status
+            out(
+                "nat_mapping",
+                f"NAT mapping: {status.mapping.value} ({status.reason})",
+                mapping=status.mapping.value,
+            )
         with host.events.subscribe(HolePunchSucceeded, HolePunchFailed) as outcomes:
             with trio.move_on_after(args.timeout) as deadline:
                 start = trio.current_time()
@@ -237,6 +252,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--key-file", metavar="PATH", help="keep this peer's identity in PATH")
     parser.add_argument(
+        "--peer",
+        action="append",
+        default=[],
+        metavar="MULTIADDR",
+        help="connect to this peer first (repeatable): peers observe our address, and with "
+        "two or more we learn whether our NAT maps per destination (then a hole punch fails "
+        "at once, with reason symmetric_nat)",
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
         default=30.0,
@@ -259,6 +283,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         )
     if args.timeout <= 0:
         parser.error("--timeout must be positive")
+    for peer in args.peer:
+        try:
+            Multiaddr(peer)
+        except ValueError as exc:
+            parser.error(f"--peer {peer}: not a multiaddr ({exc})")
+        if "/p2p/" not in peer:
+            parser.error(f"--peer {peer}: give the peer's address ending in /p2p/<peer id>")
     args.listen = args.listen or ["/ip4/0.0.0.0/tcp/0"]
     for listen in args.listen:
         try:

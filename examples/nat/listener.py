@@ -29,6 +29,7 @@ from libp2p import (
     Host,
     HostConfig,
     Libp2pError,
+    NatMappingChanged,
     NetStream,
     PeerIDMismatch,
     ReachabilityChanged,
@@ -149,6 +150,12 @@ async def report(host: Host, events: trio.abc.ReceiveChannel[Any], out: Output) 
                 elapsed_ms=round(ev.elapsed * 1000),
                 reason=ev.reason.value,
             )
+        elif isinstance(ev, NatMappingChanged):
+            out(
+                "nat_mapping",
+                f"NAT mapping: {ev.current.value} ({ev.reason})",
+                mapping=ev.current.value,
+            )
         elif isinstance(ev, ReachabilityChanged):
             status = ev.status.value
             why = {
@@ -217,6 +224,7 @@ async def main(args: argparse.Namespace) -> int:
         ReservationRefused,
         ReservationAttemptFailed,
         ReachabilityChanged,
+        NatMappingChanged,
     )
     async with Host(key_file=args.key_file, listen=args.listen, config=config) as host:
         host.set_stream_handler(ECHO, lambda s: serve_echo(s, out), allow_limited=True)

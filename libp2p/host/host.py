@@ -32,7 +32,7 @@ from ..crypto.keyfile import load_or_create_identity
 from ..crypto.keys import PrivateKey, generate_ed25519
 from ..events import EventBus
 from ..exceptions import LimitedConnectionError, LocalUsageError
-from ..identify import ObservedAddrManager
+from ..identify import NatMapping, NatMappingStatus, ObservedAddrManager
 from ..network.addrs import is_circuit_addr, split_peer_id
 from ..network.connection import Connection, Direction, NetStream, StreamHandler
 from ..network.swarm import (
@@ -290,6 +290,25 @@ class Host:
         punching uses); the default is :attr:`HostConfig.min_observers`.
         """
         return self.identify.observed.candidates(trio.current_time(), min_observers)
+
+    @property
+    def nat_mapping(self) -> NatMapping:
+        """Whether our NAT gives every destination the same external address.
+
+        ``ENDPOINT_INDEPENDENT`` once two observers at different IPs reported the same
+        external address for connections we dialed from our listen port (hole punching can
+        work), ``ENDPOINT_DEPENDENT`` once two reported different ports on connections open at
+        the same time (a symmetric NAT: hole punching cannot work), ``UNKNOWN`` before that.
+        Changes are published as :class:`~libp2p.identify.NatMappingChanged`; the rules are in
+        :mod:`libp2p.identify.nat_mapping`.
+        """
+        return self.identify.nat_mapping_tracker.mapping
+
+    @property
+    def nat_mapping_status(self) -> NatMappingStatus:
+        """:attr:`nat_mapping` with its reason, its observers and the verdict of each local
+        address (:meth:`~libp2p.identify.NatMappingStatus.mapping_for` gives one IP family)."""
+        return self.identify.nat_mapping_tracker.status
 
     @property
     def reachability(self) -> Reachability:

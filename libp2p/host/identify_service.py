@@ -12,7 +12,9 @@ does the same to us. What we read is checked before it is believed:
 * ``observedAddr`` -- how that peer sees our end of the connection -- goes to the
   :class:`~libp2p.identify.ObservedAddrManager`, which only turns observations agreed on by
   several distinct observers into address candidates. Candidate changes are published as
-  events.
+  events. The same observations, on connections we dialed from a listen port, go to the
+  :class:`~libp2p.identify.NatMappingTracker`, which tells whether our NAT's mapping depends on
+  the destination; a change is published as a :class:`~libp2p.identify.NatMappingChanged`.
 
 When our protocols or listen addresses change, we push a fresh message on
 ``/ipfs/id/push/1.0.0`` to every connected peer that announced support for push.
@@ -21,6 +23,7 @@ When our protocols or listen addresses change, we push a fresh message on
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 
 import trio
@@ -32,12 +35,14 @@ from ..identify import (
     PROTOCOL_ID,
     PUSH_PROTOCOL_ID,
     IdentifyInfo,
+    NatMappingChanged,
+    NatMappingTracker,
     ObservedAddrManager,
     merge,
     read_identify,
     send_identify,
 )
-from ..network.connection import Connection, NetStream
+from ..network.connection import Connection, Direction, NetStream
 from ..network.swarm import Swarm
 from ..peer.peerstore import RECENTLY_CONNECTED_ADDR_TTL, Peerstore
 from ..peer.record import open_peer_record, seal_peer_record
@@ -64,6 +69,7 @@ class IdentifyService:
         agent_version: str,
         advertised_addrs: Callable[[], list[Multiaddr]],
         observed: ObservedAddrManager | None = None,
+        nat_mapping: NatMappingTracker | None = None,
     ) -> None:
         self.swarm = swarm
         self.peerstore = peerstore
@@ -72,16 +78,24 @@ class IdentifyService:
         self._advertised_addrs = advertised_addrs
         #: Observations of our own address, from every identify response.
         self.observed = observed if observed is not None else ObservedAddrManager()
+        #: Our NAT's mapping behaviour, from the observations of connections we dialed.
+        self.nat_mapping_tracker = nat_mapping if nat_mapping is not None else NatMappingTracker()
         # One entry per open connection, set once identify on it finished (or failed);
         # removed when the connection closes.
         self._identified: dict[Connection, trio.Event] = {}
         self._changed = trio.Event()
+        # Wakes the expiry timer when a new deadline may have appeared.
+        self._timer_wakeup = trio.Event()
         self._nursery: trio.Nursery | None = None
         #: Called (synchronously, never dropped) each time a peer is identified or pushes;
         #: how the host's services learn of peers (the public bus may drop events).
         self.on_identified: list[Callable[[PeerIdentified], None]] = []
         #: Called (synchronously, never dropped) when our address candidates change.
         self.on_candidates_changed: list[Callable[[], None]] = []
+        #: Called (synchronously, never dropped) with every
+        #: :class:`~libp2p.identify.NatMappingChanged`, before it is published on the bus (how
+        #: hole punching learns that our NAT is endpoint-dependent). A callback must not block.
+        self.on_nat_mapping_changed: list[Callable[[NatMappingChanged], None]] = []
 
     def install(self) -> None:
         """Register the identify and push handlers and follow the swarm's connections."""
@@ -94,7 +108,7 @@ class IdentifyService:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._push_loop)
-            nursery.start_soon(self._candidate_timer)
+            nursery.start_soon(self._expiry_timer)
             task_status.started()
             try:
                 await trio.sleep_forever()
@@ -116,6 +130,9 @@ class IdentifyService:
         done = self._identified.pop(conn, None)
         if done is not None:
             done.set()
+        # Its observation now ages out: the timer has a new deadline to watch.
+        self.nat_mapping_tracker.connection_closed(id(conn), trio.current_time())
+        self._timer_wakeup.set()
 
     # -- our message -------------------------------------------------------------------------
 
@@ -216,7 +233,24 @@ class IdentifyService:
                 listen_addrs=self.swarm.listen_addrs,
                 now=now,
             )
+            tracker = self.nat_mapping_tracker
+            tracker.record(
+                info.observed_addr,
+                observer=conn.remote_addr,
+                local_addr=conn.local_addr,
+                listen_addrs=self.swarm.listen_addrs,
+                outbound=conn.direction is Direction.OUTBOUND,
+                # The id, not the object: the tracker must not keep closed connections (and
+                # their buffers) alive for its window.
+                connection=id(conn),
+                opened_at=conn.opened_at,
+                now=now,
+            )
+            if conn.is_closed:  # closed while identify ran: connection_closed came first
+                tracker.connection_closed(id(conn), now)
+            self._timer_wakeup.set()
             self._publish_candidates(now)
+            self._publish_nat_mapping(now)
         event = PeerIdentified(
             connection=conn,
             peer=peer,
@@ -239,14 +273,36 @@ class IdentifyService:
         for event in events:
             self.events.publish(event)
 
-    async def _candidate_timer(self) -> None:
+    def _publish_nat_mapping(self, now: float) -> None:
+        event = self.nat_mapping_tracker.poll(now)
+        if event is None:
+            return
+        logger.info(
+            "NAT mapping %s -> %s: %s", event.previous.value, event.current.value, event.reason
+        )
+        for callback in list(self.on_nat_mapping_changed):
+            callback(event)
+        self.events.publish(event)
+
+    async def _expiry_timer(self) -> None:
+        # Sleeps until the next observation expires, or until a new observation or a closed
+        # connection may have brought an earlier deadline (without the wake-up, a timer that
+        # started with nothing to expire would sleep forever).
         while True:
-            deadline = self.observed.next_deadline()
-            if deadline is None:
-                await trio.sleep_forever()
-            else:
-                await trio.sleep_until(deadline)
-            self._publish_candidates(trio.current_time())
+            deadlines = [
+                d
+                for d in (
+                    self.observed.next_deadline(),
+                    self.nat_mapping_tracker.next_deadline(),
+                )
+                if d is not None
+            ]
+            with trio.move_on_at(min(deadlines, default=math.inf)):
+                await self._timer_wakeup.wait()
+            self._timer_wakeup = trio.Event()
+            now = trio.current_time()
+            self._publish_candidates(now)
+            self._publish_nat_mapping(now)
 
     # -- push --------------------------------------------------------------------------------
 

@@ -16,7 +16,9 @@ Pieces:
   policies, and the merge rules for pushes and multi-part responses;
 * :mod:`.protocol` -- :func:`send_identify` / :func:`read_identify`, the stream level of both
   protocols, with go's read limits and rust's write limit;
-* :mod:`.observed` -- :class:`ObservedAddrManager`, sans-I/O, time passed in.
+* :mod:`.observed` -- :class:`ObservedAddrManager`, sans-I/O, time passed in;
+* :mod:`.nat_mapping` -- :class:`NatMappingTracker`: whether our NAT's mapping depends on the
+  destination (endpoint-independent, endpoint-dependent, unknown), from the same observations.
 
 The host wires these to streams and connections: it verifies that ``public_key`` matches the
 authenticated peer, verifies ``signed_peer_record`` if it wants to, and feeds observations in.
@@ -33,6 +35,16 @@ from .message import (
     merge,
     parse_multiaddr_bytes,
     protobuf_merge,
+)
+from .nat_mapping import (
+    DEFAULT_MAPPING_MAX_OBSERVATIONS,
+    DEFAULT_MAPPING_MIN_OBSERVERS,
+    DEFAULT_MAPPING_WINDOW,
+    MappingVerdict,
+    NatMapping,
+    NatMappingChanged,
+    NatMappingStatus,
+    NatMappingTracker,
 )
 from .observed import (
     DEFAULT_MAX_OBSERVATIONS,
@@ -52,6 +64,9 @@ from .observed import (
 from .protocol import MAX_MESSAGES, PROTOCOL_ID, PUSH_PROTOCOL_ID, read_identify, send_identify
 
 __all__ = [
+    "DEFAULT_MAPPING_MAX_OBSERVATIONS",
+    "DEFAULT_MAPPING_MIN_OBSERVERS",
+    "DEFAULT_MAPPING_WINDOW",
     "DEFAULT_MAX_OBSERVATIONS",
     "DEFAULT_MIN_OBSERVERS",
     "DEFAULT_OBSERVATION_TTL",
@@ -67,6 +82,11 @@ __all__ = [
     "AddressCandidateRemoved",
     "IPAddress",
     "IdentifyInfo",
+    "MappingVerdict",
+    "NatMapping",
+    "NatMappingChanged",
+    "NatMappingStatus",
+    "NatMappingTracker",
     "ObservedAddrEvent",
     "ObservedAddrManager",
     "decode_identify",

@@ -131,7 +131,7 @@ def test_the_page_renders_with_its_diagram_and_code(
     assert diagram["height"] >= 300, probe
     assert probe["highlighted"] >= 10, probe
     assert probe["python"] > 0, "Python code is not syntax highlighted"
-    assert probe["tables"] == 2, probe
+    assert probe["tables"] == 3, probe
 
     # The diagram as the server sends it: an SVG, with the content type browsers need.
     with urllib.request.urlopen(site + DIAGRAM, timeout=10) as response:

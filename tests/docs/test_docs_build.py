@@ -8,6 +8,7 @@ from pathlib import Path
 
 import libp2p
 from libp2p.host.autonat import Reachability
+from libp2p.identify import NatMapping
 from libp2p.relay.circuit_v2 import HolePunchFailure
 from tests.docs.conftest import DOCS
 
@@ -28,18 +29,22 @@ def test_every_name_of_the_libp2p_package_is_linked_from_the_api_index(
     assert not missing, f"not linked from docs/api/index.rst: {missing}"
 
 
-def test_troubleshooting_covers_every_failure_reason_and_reachability_state(
+def test_troubleshooting_covers_every_failure_reason_reachability_state_and_nat_mapping(
     built_docs: Path,
 ) -> None:
     page = (built_docs / "nat-traversal.html").read_text()
     tables = re.findall(r'<table class="[^"]*troubleshooting[^"]*".*?</table>', page, re.S)
-    assert len(tables) == 2, "two troubleshooting tables expected"
+    assert len(tables) == 3, "three troubleshooting tables expected"
     first_cells = {
         text_of(row).strip()
         for table in tables
         for row in re.findall(r"<tr[^>]*>\s*<td[^>]*>(.*?)</td>", table, re.S)
     }
-    expected = {reason.value for reason in HolePunchFailure} | {s.value for s in Reachability}
+    expected = (
+        {reason.value for reason in HolePunchFailure}
+        | {s.value for s in Reachability}
+        | {m.value for m in NatMapping}
+    )
     assert first_cells == expected
 
 

@@ -2,7 +2,8 @@
 
 Every line is one JSON object with ``t`` (ms since the script started), ``role`` and
 ``event``, plus exactly the fields its event lists here. Besides the events the issue lists,
-the relay reports its own AutoNAT ``reachability``, and the listener reports a lost
+the relay reports its own AutoNAT ``reachability``, the listener and the dialer report what
+they learned of their NAT's mapping (``nat_mapping``), and the listener reports a lost
 reservation and failed attempts to make it again (``reservation_lost``,
 ``reservation_failed``).
 """
@@ -23,6 +24,7 @@ OPT_DICT = (dict, type(None))
 READY = {"peer_id": STR, "addrs": LIST}
 PUNCH = {"peer": STR, "ok": BOOL, "attempt": INT, "elapsed_ms": INT}
 REACHABILITY = {"status": STR}
+NAT_MAPPING = {"mapping": STR}
 
 VOCABULARY: dict[str, dict[str, dict[str, tuple[type, ...]]]] = {
     "relay": {
@@ -35,6 +37,7 @@ VOCABULARY: dict[str, dict[str, dict[str, tuple[type, ...]]]] = {
     "listener": {
         "ready": READY,
         "reachability": REACHABILITY,
+        "nat_mapping": NAT_MAPPING,
         "reservation": {"relay": STR, "relayed_addrs": LIST, "expires": INT, "limits": OPT_DICT},
         "connection_opened": {
             "peer": STR,
@@ -50,6 +53,7 @@ VOCABULARY: dict[str, dict[str, dict[str, tuple[type, ...]]]] = {
     },
     "dialer": {
         "ready": READY,
+        "nat_mapping": NAT_MAPPING,
         "relayed_connection": {"peer": STR, "remote_addr": STR, "limits": OPT_DICT},
         "echo": {"via": STR, "ok": BOOL, "bytes": INT},
         "hole_punch": PUNCH,
@@ -69,6 +73,7 @@ VALUES = {
     "status": {"public", "private", "unknown"},
     "direction": {"inbound", "outbound"},
     "via": {"relayed", "direct"},
+    "mapping": {"endpoint-independent", "endpoint-dependent", "unknown"},
 }
 
 

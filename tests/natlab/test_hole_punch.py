@@ -83,7 +83,7 @@ def relay_and_listener(lab: NatLab, *, ipv6: bool = False) -> tuple[Program, Pro
 
 
 def run_dialer(
-    lab: NatLab, target: str, timeout: float = 20.0, *, ipv6: bool = False
+    lab: NatLab, target: str, timeout: float = 20.0, *extra: str, ipv6: bool = False
 ) -> tuple[int, list[dict[str, Any]]]:
     dialer = start(
         lab,
@@ -95,6 +95,7 @@ def run_dialer(
         f"{any_addr(ipv6)}/tcp/{lab.fresh_port()}",
         "--timeout",
         str(timeout),
+        *extra,
     )
     lines = lines_until(dialer, "result", timeout + STEP)
     return dialer.wait(STEP), lines
@@ -181,6 +182,61 @@ def test_hole_punch_through_a_symmetric_nat_fails_with_a_reason(lab: NatLab) -> 
     assert listener_punch["attempt"] == 3
     # It gave up on its own, well before the dialer's 30 s timeout.
     assert took < 30.0
+
+
+def second_relay(lab: NatLab) -> str:
+    relay2 = start(lab, "relay2", "relay.py", "--listen", f"/ip4/0.0.0.0/tcp/{lab.fresh_port()}")
+    (addr,) = [a for a in wait_for(relay2, "ready")["addrs"] if f"/ip4/{lab.ip('relay2')}/" in a]
+    return addr
+
+
+@pytest.mark.parametrize("lab", [("eim", "symmetric"), ("symmetric", "eim")], indirect=True)
+def test_a_peer_that_knows_its_nat_is_symmetric_fails_at_once_and_tells_the_other(
+    lab: NatLab,
+) -> None:
+    # Two observers (the relay and a second public peer) let the symmetric side learn that
+    # its NAT maps per destination; then no attempt is spent and both sides get a reason.
+    relay2 = second_relay(lab)
+    relay = start(lab, "relay", "relay.py", "--listen", f"/ip4/0.0.0.0/tcp/{lab.fresh_port()}")
+    (relay_addr,) = [
+        a for a in wait_for(relay, "ready")["addrs"] if f"/ip4/{lab.ip('relay')}/" in a
+    ]
+    listener_relays = ["--relay", relay_addr]
+    dialer_peers: list[str] = []
+    if lab.modes["b"] == "symmetric":
+        listener_relays += ["--relay", relay2]
+    else:
+        dialer_peers += ["--peer", relay2, "--peer", relay_addr]
+    listener = start(
+        lab,
+        "b",
+        "listener.py",
+        *listener_relays,
+        "--listen",
+        f"/ip4/0.0.0.0/tcp/{lab.fresh_port()}",
+    )
+    reservation = wait_for(listener, "reservation")
+    relayed = next(a for a in reservation["relayed_addrs"] if a.startswith(relay_addr))
+    if lab.modes["b"] == "symmetric":
+        wait_for(listener, "reservation")  # the second relay observed it too
+        assert wait_for(listener, "nat_mapping")["mapping"] == "endpoint-dependent"
+    code, lines = run_dialer(lab, relayed, 30.0, *dialer_peers)
+    events = by_event(lines)
+    assert code == 1, lines
+    listener_punch = wait_for(listener, "hole_punch")
+    (dialer_punch,) = events["hole_punch"]
+    if lab.modes["b"] == "symmetric":
+        assert listener_punch["reason"] == "symmetric_nat", listener_punch
+        assert dialer_punch["reason"] == "peer_no_address", dialer_punch
+    else:
+        assert [e["mapping"] for e in events["nat_mapping"]] == ["endpoint-dependent"]
+        assert dialer_punch["reason"] == "symmetric_nat", dialer_punch
+        assert listener_punch["reason"] == "peer_no_address", listener_punch
+    # One exchange, no dials: not the three attempts of a punch that cannot work.
+    assert listener_punch["attempt"] == 1
+    assert dialer_punch["attempt"] == 1
+    assert [e["via"] for e in events["echo"]] == ["relayed"]
+    assert events["echo"][0]["ok"]
 
 
 # Each topology's direct path: where the dialer's direct connection must go ("lan": b's LAN

@@ -1,4 +1,4 @@
-"""DCUtR's codec and I/O-free attempt logic: cores wired back to back, times passed in."""
+"""DCUtR's codec (the state machine has tests/unit/test_dcutr_machine.py)."""
 
 from __future__ import annotations
 
@@ -13,14 +13,10 @@ from libp2p.relay.circuit_v2.dcutr import (
     CONNECT,
     MAX_PEER_ADDRS,
     SYNC,
-    HolePunchError,
     HolePunchFailure,
-    HolePunchInitiator,
-    HolePunchResponder,
     MalformedHolePunch,
     decode_hole_punch,
     encode_hole_punch,
-    punch_dial_timeout,
 )
 from libp2p.varint import decode_uvarint
 
@@ -35,22 +31,6 @@ def body(framed: bytes) -> bytes:
     length, offset = decoded
     assert len(framed) == offset + length
     return framed[offset:]
-
-
-def test_a_whole_exchange_back_to_back() -> None:
-    b = HolePunchInitiator()
-    a = HolePunchResponder()
-    connect = b.start_attempt(B_ADDRS, now=10.0)
-    assert b.attempt == 1
-    reply = a.on_connect(body(connect), A_ADDRS, now=10.05)
-    assert a.peer_addrs == B_ADDRS
-    sync, dial_at, to_dial = b.on_message(body(reply), now=10.2)
-    # RTT = CONNECT out to CONNECT back; B dials half an RTT after sending SYNC.
-    assert b.rtt == pytest.approx(0.2)
-    assert dial_at == pytest.approx(10.3)
-    assert to_dial == A_ADDRS
-    assert a.on_sync(body(sync), now=10.3) == B_ADDRS
-    assert a.rtt == pytest.approx(0.25)
 
 
 def test_messages_match_the_spec_bytes() -> None:
@@ -97,77 +77,6 @@ def test_missing_unknown_or_broken_type_is_malformed(data: bytes) -> None:
     assert isinstance(caught.value, DecodeError)
 
 
-def test_b_without_addresses_does_not_start() -> None:
-    b = HolePunchInitiator()
-    loopback_only = [Multiaddr("/ip4/127.0.0.1/tcp/1")]
-    with pytest.raises(HolePunchError) as caught:
-        b.start_attempt(loopback_only, now=0.0)
-    assert caught.value.reason is HolePunchFailure.NO_PUBLIC_ADDRESS
-    assert b.attempt == 0
-    # A policy that allows loopback (peers on one machine) makes it an address.
-    local = HolePunchInitiator(policy=AddressPolicy.local_testing())
-    local.start_attempt(loopback_only, now=0.0)
-
-
-def test_b_stops_when_a_offers_nothing_dialable() -> None:
-    b = HolePunchInitiator()
-    b.start_attempt(B_ADDRS, now=0.0)
-    useless = encode_hole_punch(CONNECT, [Multiaddr("/ip4/127.0.0.1/tcp/1")])
-    with pytest.raises(HolePunchError) as caught:
-        b.on_message(body(useless), now=0.1)
-    assert caught.value.reason is HolePunchFailure.PEER_NO_ADDRESS
-
-
-def test_b_refuses_sync_as_an_answer_and_a_refuses_it_first() -> None:
-    b = HolePunchInitiator()
-    b.start_attempt(B_ADDRS, now=0.0)
-    with pytest.raises(HolePunchError) as caught:
-        b.on_message(body(encode_hole_punch(SYNC)), now=0.1)
-    assert caught.value.reason is HolePunchFailure.PROTOCOL_ERROR
-    a = HolePunchResponder()
-    with pytest.raises(HolePunchError):
-        a.on_connect(body(encode_hole_punch(SYNC)), A_ADDRS, now=0.0)
-    with pytest.raises(HolePunchError):
-        a.on_sync(body(encode_hole_punch(SYNC)), now=0.0)  # no CONNECT yet
-
-
-def test_three_attempts_then_all_attempts_failed() -> None:
-    b = HolePunchInitiator()
-    for attempt in (1, 2, 3):
-        b.start_attempt(B_ADDRS, now=float(attempt))
-        assert b.attempt == attempt
-        b.on_message(body(encode_hole_punch(CONNECT, A_ADDRS)), now=attempt + 0.1)
-        more = b.attempt_failed()
-        assert more is (attempt < 3)
-    with pytest.raises(HolePunchError) as caught:
-        b.start_attempt(B_ADDRS, now=4.0)
-    assert caught.value.reason is HolePunchFailure.ALL_ATTEMPTS_FAILED
-
-
-def test_each_attempt_measures_its_own_rtt() -> None:
-    b = HolePunchInitiator()
-    b.start_attempt(B_ADDRS, now=0.0)
-    _sync, dial_at, _ = b.on_message(body(encode_hole_punch(CONNECT, A_ADDRS)), now=0.4)
-    assert dial_at == pytest.approx(0.6)
-    b.attempt_failed()
-    b.start_attempt(B_ADDRS, now=5.0)
-    _sync, dial_at, _ = b.on_message(body(encode_hole_punch(CONNECT, A_ADDRS)), now=5.1)
-    assert b.rtt == pytest.approx(0.1)
-    assert dial_at == pytest.approx(5.15)
-
-
-def test_a_answer_from_an_unasked_b_is_refused() -> None:
-    b = HolePunchInitiator()
-    with pytest.raises(HolePunchError):
-        b.on_message(body(encode_hole_punch(CONNECT, A_ADDRS)), now=0.0)
-
-
-def test_punch_dial_timeout_follows_the_rtt_within_bounds() -> None:
-    assert punch_dial_timeout(0.001) == 1.5
-    assert punch_dial_timeout(0.3) == pytest.approx(3.0)
-    assert punch_dial_timeout(2.0) == 5.0
-
-
 def test_address_policy_defaults_and_overrides() -> None:
     policy = AddressPolicy()
     assert policy.accepts(Multiaddr("/ip4/192.0.2.1/tcp/1"))  # documentation range counts
@@ -212,26 +121,3 @@ def test_decode_mutated_valid_messages(raw_addrs: list[bytes], type_: int) -> No
     got_type, addrs = decode_hole_punch(msg.SerializeToString())
     assert got_type == type_
     assert B_ADDRS[0] in addrs
-
-
-@given(st.binary(max_size=300), st.binary(max_size=300))
-def test_cores_answer_any_bytes_with_a_reasoned_error_or_a_result(
-    first: bytes, second: bytes
-) -> None:
-    a = HolePunchResponder()
-    reasons: list[HolePunchFailure] = []
-    try:
-        a.on_connect(first, A_ADDRS, now=0.0)
-        a.on_sync(second, now=0.1)
-    except HolePunchError as exc:
-        reasons.append(exc.reason)
-    b = HolePunchInitiator()
-    b.start_attempt(B_ADDRS, now=0.0)
-    try:
-        _sync, dial_at, addrs = b.on_message(first, now=0.2)
-    except HolePunchError as exc:
-        reasons.append(exc.reason)
-    else:
-        assert dial_at == pytest.approx(0.3)
-        assert addrs
-    assert all(isinstance(r, HolePunchFailure) for r in reasons)

@@ -13,7 +13,7 @@ Applications subscribe to :class:`HolePunchSucceeded` / :class:`HolePunchFailed`
 :class:`HolePunchAttemptFailed`) on ``host.events``; both peers get one outcome per relayed
 connection. After a success new streams go to the direct connection (the swarm prefers it),
 and the relayed connection is closed once no stream uses it any more (see
-:attr:`HolePunchConfig.relay_close_grace`).
+:attr:`~libp2p.relay.circuit_v2.HolePunchConfig.relay_close_grace`).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from ...exceptions import (
     ProtocolNotSupported,
     TransportError,
 )
+from ...identify.nat_mapping import NatMapping, NatMappingChanged, NatMappingStatus
 from ...io import BufferedStream
 from ...network.addrs import is_circuit_addr
 from ...network.connection import Connection, Direction, NetStream
@@ -179,6 +180,8 @@ class _AddressBook(Protocol):
 class _IdentifyHooks(Protocol):
     @property
     def on_identified(self) -> list[Callable[[PeerIdentified], None]]: ...
+    @property
+    def on_nat_mapping_changed(self) -> list[Callable[[NatMappingChanged], None]]: ...
 
 
 class HolePunchHost(Protocol):
@@ -196,6 +199,8 @@ class HolePunchHost(Protocol):
     def events(self) -> EventPublisher: ...
     @property
     def addrs(self) -> list[Multiaddr]: ...
+    @property
+    def nat_mapping_status(self) -> NatMappingStatus: ...
 
     def address_candidates(self, min_observers: int | None = None) -> list[Multiaddr]: ...
     def connections_to(self, peer: PeerID) -> list[Connection]: ...
@@ -240,6 +245,7 @@ class DcutrService:
         self.host.swarm.set_stream_handler(PROTOCOL_ID, self._handle, allow_limited=True)
         self.host.swarm.observe(self)
         self.host.identify.on_identified.append(self._on_identified)
+        self.host.identify.on_nat_mapping_changed.append(self._on_mapping_changed)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Drive hole punches on relayed connections; report outcomes."""
@@ -268,6 +274,7 @@ class DcutrService:
             machine = HolePunch(
                 role, our_addrs=self._our_addrs, config=self.config, peer=str(conn.remote_peer)
             )
+            self._tell_mapping(machine)
             punch = self._punches[conn] = _Punch(conn, machine)
             self._nursery.start_soon(self._drive, punch)
             return
@@ -283,6 +290,16 @@ class DcutrService:
         if punch is not None:
             punch.machine.relay_closed(trio.current_time())
             self._pump(punch)
+
+    def _on_mapping_changed(self, event: NatMappingChanged) -> None:
+        for punch in self._punches.values():
+            self._tell_mapping(punch.machine)
+
+    def _tell_mapping(self, machine: HolePunch) -> None:
+        status = self.host.nat_mapping_status
+        machine.set_mapping_endpoint_dependent(
+            status.mapping is NatMapping.ENDPOINT_DEPENDENT, status.reason
+        )
 
     def _on_identified(self, event: PeerIdentified) -> None:
         punch = self._punches.get(event.connection)
@@ -452,25 +469,50 @@ class DcutrService:
         await self._read(punch, stream)
 
     async def _dial(self, punch: _Punch, dial: Dial) -> None:
-        """One dial the machine asked for; its result goes back to the machine."""
+        """One dial the machine asked for, dialed again after refusals while it says so."""
         peer = punch.relayed.remote_peer
-        now = trio.current_time()
-        try:
-            await self._punch_dial(
-                dial.addr,
-                peer,
-                initiator=dial.initiator,
-                connect_within=max(dial.connect_by - now, 0.0),
-                yield_role_within=dial.yield_role_within,
-                reuse_only=dial.from_listen_port,
-            )
-        except ConnectionRefused:
-            punch.machine.dial_refused(dial.addr, dial.attempt, trio.current_time())
-        except (Libp2pError, trio.TooSlowError) as exc:
-            logger.debug("dial %s for the hole punch to %s failed: %s", dial.addr, peer, exc)
-            punch.machine.dial_failed(dial.addr, dial.attempt, trio.current_time(), str(exc))
-        # A connection that came of it reaches the machine through connection_opened.
-        self._pump(punch)
+        machine = punch.machine
+        began, refusals = trio.current_time(), 0
+        while True:
+            now = trio.current_time()
+            try:
+                await self._punch_dial(
+                    dial.addr,
+                    peer,
+                    initiator=dial.initiator,
+                    connect_within=max(dial.connect_by - now, 0.0),
+                    yield_role_within=dial.yield_role_within,
+                    reuse_only=dial.from_listen_port,
+                )
+            except ConnectionRefused:
+                refusals += 1
+                pause = machine.dial_refused(dial.addr, dial.attempt, trio.current_time())
+                if pause is None:
+                    self._pump(punch)
+                    logger.debug(
+                        "dial %s for the hole punch to %s: %d refusals in %.0f ms, giving up",
+                        dial.addr,
+                        peer,
+                        refusals,
+                        1000 * (trio.current_time() - began),
+                    )
+                    return
+                await trio.sleep(pause)
+                continue
+            except (Libp2pError, trio.TooSlowError) as exc:
+                logger.debug("dial %s for the hole punch to %s failed: %s", dial.addr, peer, exc)
+                machine.dial_failed(dial.addr, dial.attempt, trio.current_time(), str(exc))
+                self._pump(punch)
+            else:
+                logger.debug(
+                    "dial %s for the hole punch to %s: connected after %d refusals in %.0f ms",
+                    dial.addr,
+                    peer,
+                    refusals,
+                    1000 * (trio.current_time() - began),
+                )
+            # A connection that came of it reaches the machine through connection_opened.
+            return
 
     async def _claimed(self, punch: _Punch, raw: TcpStream, yield_within: float | None) -> None:
         """A: B's punch reached our listener before our own SYN left (no NAT or filter in

@@ -109,10 +109,13 @@ MAX_ADDRS: Final = 20
 #: is dialed at once, so a 4 KiB message of ~300 addresses would otherwise make us a port
 #: scanner for whoever hole punches us (rust's peers send at most 20 either).
 MAX_PEER_ADDRS: Final = MAX_ADDRS
-#: Refused dials repeated per address and attempt. At a short round trip the SYNs meet
-#: after a few to a few dozen refusals (NAT lab: at most ~50 at 0 ms); the cap bounds what
-#: a peer whose NAT never lets us in (symmetric) costs the network.
-MAX_REDIALS: Final = 250
+#: Refused dials repeated per address and attempt. Two SYNs pass each other's NAT only when
+#: they leave less than one one-way trip apart, so at round trips of microseconds (the NAT
+#: lab without added delay) the SYNs meet after tens to hundreds of refusals, a
+#: millisecond or two each; from a few hundred microseconds on, after a few. The cap bounds
+#: what a peer whose NAT never lets us in costs the network: at most this many 60-byte SYNs
+#: within the attempt's dial time (1.5 s or more).
+MAX_REDIALS: Final = 3000
 #: ``HolePunch.Type`` values, fixed by the spec.
 CONNECT: Final = 100
 SYNC: Final = 300
@@ -211,14 +214,17 @@ def punch_dial_timeout(rtt: float) -> float:
     return min(max(1.5, 10.0 * rtt), 5.0)
 
 
-def redial_pause(rtt: float, rng: random.Random) -> float:
+def redial_pause(refused_after: float, rng: random.Random) -> float:
     """The random pause before dialing again after a refused SYN.
 
-    Up to an eighth of the round trip (at least 1 ms, at most 50 ms): short enough that the
-    mapping our next SYN opens is in place again before the peer's next SYN can arrive,
-    random so that two peers retrying on the same period drift into phase.
+    ``refused_after`` is how long the refused dial took: the round trip to whoever refused
+    it, the peer's NAT. Two punch SYNs meet when they leave less than one one-way trip apart;
+    each side's mapping is open for a round trip per SYN and closed while it pauses. So the
+    pause is up to half that round trip (at least 0.2 ms, at most 50 ms): short enough that
+    our mapping is mostly open, random so that two peers retrying on the same period drift
+    into phase instead of missing each other for ever.
     """
-    return rng.uniform(0.0, min(max(0.001, rtt / 8), 0.05))
+    return rng.uniform(0.0, min(max(0.0002, refused_after / 2), 0.05))
 
 
 # -- codec ---------------------------------------------------------------------------------------
@@ -323,7 +329,8 @@ class CloseStream:
 
 @dataclass(frozen=True, slots=True)
 class Dial:
-    """Dial ``addr`` once; report the result with ``dial_refused``/``dial_failed``.
+    """Dial ``addr``; report a refusal with ``dial_refused`` (which says whether and when to
+    dial again), any other failure with ``dial_failed``.
 
     ``initiator`` is our role in multistream-select, Noise and Yamux on the connection
     (A initiates, B responds; B's connection reversal initiates). ``from_listen_port``:
@@ -420,14 +427,14 @@ class _Phase(enum.Enum):
 
 
 class _DialState:
-    __slots__ = ("attempt", "connect_by", "dial", "done", "redial_at", "redials")
+    __slots__ = ("attempt", "connect_by", "dial", "dialed_at", "done", "redials")
 
-    def __init__(self, dial: Dial) -> None:
+    def __init__(self, dial: Dial, now: float) -> None:
         self.dial = dial
+        self.dialed_at = now
         self.attempt = dial.attempt
         self.connect_by = dial.connect_by
         self.redials = 0
-        self.redial_at: float | None = None
         self.done = False
 
 
@@ -441,8 +448,8 @@ class HolePunch:
     later events are ignored.
 
     ``our_addrs`` gives our current address candidates whenever a CONNECT is built (they
-    change as peers observe us); ``rng`` makes the redial pauses reproducible in tests; ``peer`` names the peer in
-    failure details.
+    change as peers observe us); ``rng`` makes the redial pauses reproducible in tests;
+    ``peer`` names the peer in failure details.
     """
 
     def __init__(
@@ -472,6 +479,7 @@ class HolePunch:
         self._dials: dict[Multiaddr, _DialState] = {}
         self._deadline: float | None = None  # the phase's own timer
         self._mapping_dependent = False
+        self._mapping_reason = ""
         self._peer_started = False
         # Identify on the relayed connection: None until it finished.
         self._identified: bool | None = None
@@ -513,7 +521,6 @@ class HolePunch:
         if self.finished:
             return None
         times = [t for t in (self._deadline, self._reversal_deadline) if t is not None]
-        times.extend(s.redial_at for s in self._dials.values() if s.redial_at is not None)
         return min(times, default=None)
 
     def handle_timer(self, now: float) -> None:
@@ -525,10 +532,6 @@ class HolePunch:
             self._reversal_finished()
             if self.finished:
                 return
-        for state in list(self._dials.values()):
-            if state.redial_at is not None and now >= state.redial_at:
-                state.redial_at = None
-                self._emit(state.dial)
         if self._deadline is not None and now >= self._deadline:
             self._deadline = None
             self._phase_timeout(now)
@@ -543,9 +546,11 @@ class HolePunch:
                 self._reversal_deadline = now + self.config.stream_timeout
             self._open_attempt(now)
 
-    def set_mapping_endpoint_dependent(self, dependent: bool) -> None:
-        """What we know of our own NAT: True when its mapping depends on the destination."""
+    def set_mapping_endpoint_dependent(self, dependent: bool, reason: str = "") -> None:
+        """What we know of our own NAT: True when its mapping depends on the destination
+        (``reason``, the observations that show it, goes into the failure's detail)."""
         self._mapping_dependent = dependent
+        self._mapping_reason = reason
 
     def identified(self, now: float, *, speaks_dcutr: bool, addrs: Sequence[Multiaddr]) -> None:
         """Identify finished on the relayed connection: the peer's protocols and addresses."""
@@ -583,8 +588,8 @@ class HolePunch:
             self._emit(CloseStream())
             self._fail(
                 HolePunchFailure.SYMMETRIC_NAT,
-                "our NAT maps each destination to another port (observers saw different "
-                "ports): a punch cannot reuse the mapping the peer would dial",
+                "our NAT maps each destination to another port, so a punch cannot reuse the "
+                f"mapping the peer would dial ({self._mapping_reason or 'observers disagree'})",
                 now,
             )
             return
@@ -608,7 +613,9 @@ class HolePunch:
         if self.finished or self._phase not in (_Phase.OPENING, _Phase.EXCHANGE):
             return
         if not_supported:
-            self._fail(HolePunchFailure.NO_STREAM, f"{self._peer} does not speak {PROTOCOL_ID}", now)
+            self._fail(
+                HolePunchFailure.NO_STREAM, f"{self._peer} does not speak {PROTOCOL_ID}", now
+            )
             return
         self._broken(now, detail)
 
@@ -669,17 +676,22 @@ class HolePunch:
             return
         self._fail(HolePunchFailure.PROTOCOL_ERROR, f"the peer broke off: {detail}", now)
 
-    def dial_refused(self, addr: Multiaddr, attempt: int, now: float) -> None:
-        """A dial was refused (an RST, or ICMP unreachable-port): try again if there is time."""
+    def dial_refused(self, addr: Multiaddr, attempt: int, now: float) -> float | None:
+        """A dial was refused (an RST, or ICMP port-unreachable).
+
+        Returns the pause after which to dial the same address again, from the same port in
+        the same role (the dial is still under way), or None: the dial is over.
+        """
         state = self._current_dial(addr, attempt)
         if state is None:
-            return
-        pause = redial_pause(self.rtt or 0.0, self._rng)
+            return None
+        pause = redial_pause(now - state.dialed_at, self._rng)
         if state.redials < MAX_REDIALS and now + pause < state.connect_by:
             state.redials += 1
-            state.redial_at = now + pause
-            return
+            state.dialed_at = now + pause
+            return pause
         self._dial_over(state, now)
+        return None
 
     def dial_failed(self, addr: Multiaddr, attempt: int, now: float, detail: str = "") -> None:
         """A dial failed otherwise (timeout, unreachable, the handshakes failed)."""
@@ -702,7 +714,9 @@ class HolePunch:
         """
         if self.finished:
             return
-        punching = self._phase in (_Phase.DIALING, _Phase.LINGERING)
+        # B's punch may land before B's own dial leaves (A's SYN reaches B's listener when
+        # nothing filters in front of B): B counts from its SYNC on.
+        punching = self._phase in (_Phase.SYNC_WAIT, _Phase.DIALING, _Phase.LINGERING)
         punched = we_initiated == (self.role is HolePunchRole.DIALER)
         attempt = self.attempt if punching and punched else 0
         self._dials.clear()
@@ -783,7 +797,9 @@ class HolePunch:
         detail = self._broken_detail or "the stream broke"
         self._broken_detail = None
         if not self._peer_speaks_dcutr:
-            self._fail(HolePunchFailure.NO_STREAM, f"{self._peer} does not speak {PROTOCOL_ID}", now)
+            self._fail(
+                HolePunchFailure.NO_STREAM, f"{self._peer} does not speak {PROTOCOL_ID}", now
+            )
         else:
             self._fail(HolePunchFailure.PROTOCOL_ERROR, f"the peer broke off: {detail}", now)
 
@@ -829,8 +845,8 @@ class HolePunch:
             self._emit(CloseStream())
             self._fail(
                 HolePunchFailure.SYMMETRIC_NAT,
-                "our NAT maps each destination to another port (observers saw different "
-                "ports): a punch cannot reuse the mapping the peer would dial",
+                "our NAT maps each destination to another port, so a punch cannot reuse the "
+                f"mapping the peer would dial ({self._mapping_reason or 'observers disagree'})",
                 now,
             )
             return
@@ -877,7 +893,7 @@ class HolePunch:
             self._emit(ClaimInbound(tuple(self._peer_addrs), yield_within))
         for addr in self._peer_addrs:
             dial = Dial(addr, self.attempt, a, True, now + timeout, yield_within)
-            self._dials[addr] = _DialState(dial)
+            self._dials[addr] = _DialState(dial, now)
             self._emit(dial)
 
     def _current_dial(self, addr: Multiaddr, attempt: int) -> _DialState | None:
@@ -890,7 +906,6 @@ class HolePunch:
 
     def _dial_over(self, state: _DialState, now: float) -> None:
         state.done = True
-        state.redial_at = None
         if all(s.done for s in self._dials.values()):
             # A connection whose handshakes are under way (ours or the peer's) may still come.
             self._phase = _Phase.LINGERING
