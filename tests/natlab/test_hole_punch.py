@@ -12,6 +12,7 @@ stateful firewalls.
 from __future__ import annotations
 
 import time
+import weakref
 from typing import Any
 
 import pytest
@@ -28,13 +29,15 @@ def start(lab: NatLab, host: str, script: str, *args: str) -> Program:
     return lab.spawn_example(host, script, *args)
 
 
-_held: dict[int, list[dict[str, Any]]] = {}
+# Keyed by the program itself, not id(program): an id is reused once a program of an earlier
+# test is garbage-collected, and that program's held lines would then be handed to a new one.
+_held: weakref.WeakKeyDictionary[Program, list[dict[str, Any]]] = weakref.WeakKeyDictionary()
 
 
 def wait_for(program: Program, event: str, timeout: float = STEP) -> dict[str, Any]:
     """The first line of ``program`` with this ``event`` not yet taken; lines of other events
     are held for later calls."""
-    held = _held.setdefault(id(program), [])
+    held = _held.setdefault(program, [])
     for line in held:
         if line["event"] == event:
             held.remove(line)
