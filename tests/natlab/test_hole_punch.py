@@ -19,6 +19,7 @@ import pytest
 
 from tests.examples.vocabulary import check_line
 from tests.natlab.lab import NatLab, Program
+from tests.natlab.topology import EIM_SHIFT_XOR
 
 pytestmark = pytest.mark.natlab
 
@@ -244,7 +245,8 @@ def test_a_peer_that_knows_its_nat_is_symmetric_fails_at_once_and_tells_the_othe
 
 # Each topology's direct path: where the dialer's direct connection must go ("lan": b's LAN
 # address; "public": b's public mapping, router B's or the CGNAT's or, in "same-nat", the one
-# router's address, looped back by hairpinning; "ipv6": b's own IPv6 address).
+# router's address, looped back by hairpinning; "ipv6": b's own IPv6 address; "shifted": the
+# mapping of b's listen port by an endpoint-independent NAT that does not keep ports).
 OTHER_TOPOLOGIES = [
     pytest.param({"topology": "same-nat"}, {"lan"}, id="same-nat"),
     pytest.param(
@@ -256,6 +258,7 @@ OTHER_TOPOLOGIES = [
         id="same-nat-isolated-hairpin",
     ),
     pytest.param({"topology": "double-nat"}, {"public"}, id="double-nat"),
+    pytest.param({"a": "eim-shifted", "b": "eim-shifted"}, {"shifted"}, id="two-eim-shifted"),
     pytest.param({"topology": "ipv6"}, {"ipv6"}, id="ipv6-only"),
 ]
 
@@ -275,6 +278,8 @@ def test_hole_punch_in_other_topologies(lab: NatLab, paths: set[str]) -> None:
         "lan": f"/ip4/{lab.ip('b')}/tcp/",
         "public": f"/ip4/{lab.public_ip('b')}/tcp/{listener_port}",
         "ipv6": f"/ip6/{lab.ip6('b') if ipv6 else ''}/tcp/{listener_port}",
+        # Endpoint-independent but not port-preserving: the listen port's mapping.
+        "shifted": f"/ip4/{lab.public_ip('b')}/tcp/{listener_port ^ EIM_SHIFT_XOR}",
     }
     direct = result["direct_addr"]
     assert any(
