@@ -29,7 +29,6 @@ from multiaddr import Multiaddr
 
 from ...events import PeerIdentified
 from ...exceptions import (
-    ConnectionRefused,
     Libp2pError,
     ProtocolNotSupported,
     TransportError,
@@ -63,6 +62,7 @@ from .dcutr_core import (
     HolePunchRole,
     MalformedHolePunch,
     OpenStream,
+    Redial,
     ReleaseInbound,
     Send,
     Succeeded,
@@ -157,6 +157,14 @@ class HolePunchAttemptFailed:
 class _PunchTransport(Protocol):
     async def dial(self, maddr: Multiaddr, *, reuse_only: bool = False) -> TcpStream: ...
     async def dial_ephemeral(self, maddr: Multiaddr) -> TcpStream: ...
+    async def dial_punch(
+        self,
+        maddr: Multiaddr,
+        *,
+        within: float,
+        silence: float,
+        pause_after_refusal: Callable[[int, float], float | None],
+    ) -> TcpStream: ...
 
 
 class _PunchSwarm(ObservesConnections, UpgradesStreams, Protocol):
@@ -223,6 +231,8 @@ class _Punch:
         send, receive = trio.open_memory_channel[tuple[NetStream, Send | CloseStream]](64)
         self.writes = send
         self.pending_writes = receive
+        #: Set when the writer has written everything and the channel closed.
+        self.written = trio.Event()
 
 
 class DcutrService:
@@ -331,6 +341,11 @@ class DcutrService:
                         continue
                     machine.handle_timer(trio.current_time())
                     self._pump(punch)
+                # What the machine said last (an empty CONNECT that tells the peer why, a
+                # close) still goes out; then dials and reads under way end.
+                punch.writes.close()
+                with trio.move_on_after(self.config.stream_timeout):
+                    await punch.written.wait()
                 nursery.cancel_scope.cancel()
         finally:
             punch.nursery = None
@@ -389,6 +404,12 @@ class DcutrService:
 
     async def _writer(self, punch: _Punch) -> None:
         """Write the machine's messages and closes in the order it asked for them."""
+        try:
+            await self._write_all(punch)
+        finally:
+            punch.written.set()
+
+    async def _write_all(self, punch: _Punch) -> None:
         async with punch.pending_writes:
             async for stream, action in punch.pending_writes:
                 try:
@@ -398,7 +419,7 @@ class DcutrService:
                         await _reset_quietly(stream)
                     else:
                         await stream.aclose()
-                except Libp2pError as exc:
+                except (Libp2pError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                     await _reset_quietly(stream)
                     if stream is punch.stream:
                         punch.machine.stream_broken(trio.current_time(), str(exc))
@@ -423,6 +444,9 @@ class DcutrService:
         except Libp2pError as exc:
             machine.stream_failed(trio.current_time(), not_supported=False, detail=str(exc))
             self._pump(punch)
+            return
+        if machine.finished:  # it ended while the stream opened
+            await _reset_quietly(stream)
             return
         punch.stream = stream
         machine.stream_opened(trio.current_time())
@@ -469,50 +493,23 @@ class DcutrService:
         await self._read(punch, stream)
 
     async def _dial(self, punch: _Punch, dial: Dial) -> None:
-        """One dial the machine asked for, dialed again after refusals while it says so."""
+        """One dial the machine asked for; its failure goes back to the machine (a
+        connection that came of it reaches it through connection_opened)."""
         peer = punch.relayed.remote_peer
-        machine = punch.machine
-        began, refusals = trio.current_time(), 0
-        while True:
-            now = trio.current_time()
-            try:
-                await self._punch_dial(
-                    dial.addr,
-                    peer,
-                    initiator=dial.initiator,
-                    connect_within=max(dial.connect_by - now, 0.0),
-                    yield_role_within=dial.yield_role_within,
-                    reuse_only=dial.from_listen_port,
-                )
-            except ConnectionRefused:
-                refusals += 1
-                pause = machine.dial_refused(dial.addr, dial.attempt, trio.current_time())
-                if pause is None:
-                    self._pump(punch)
-                    logger.debug(
-                        "dial %s for the hole punch to %s: %d refusals in %.0f ms, giving up",
-                        dial.addr,
-                        peer,
-                        refusals,
-                        1000 * (trio.current_time() - began),
-                    )
-                    return
-                await trio.sleep(pause)
-                continue
-            except (Libp2pError, trio.TooSlowError) as exc:
-                logger.debug("dial %s for the hole punch to %s failed: %s", dial.addr, peer, exc)
-                machine.dial_failed(dial.addr, dial.attempt, trio.current_time(), str(exc))
-                self._pump(punch)
-            else:
-                logger.debug(
-                    "dial %s for the hole punch to %s: connected after %d refusals in %.0f ms",
-                    dial.addr,
-                    peer,
-                    refusals,
-                    1000 * (trio.current_time() - began),
-                )
-            # A connection that came of it reaches the machine through connection_opened.
-            return
+        try:
+            await self._punch_dial(
+                dial.addr,
+                peer,
+                initiator=dial.initiator,
+                connect_within=max(dial.connect_by - trio.current_time(), 0.0),
+                yield_role_within=dial.yield_role_within,
+                reuse_only=dial.from_listen_port,
+                redial=dial.redial,
+            )
+        except (Libp2pError, trio.TooSlowError) as exc:
+            logger.debug("dial %s for the hole punch to %s failed: %s", dial.addr, peer, exc)
+            punch.machine.dial_failed(dial.addr, dial.attempt, trio.current_time(), str(exc))
+            self._pump(punch)
 
     async def _claimed(self, punch: _Punch, raw: TcpStream, yield_within: float | None) -> None:
         """A: B's punch reached our listener before our own SYN left (no NAT or filter in
@@ -616,8 +613,12 @@ class DcutrService:
         connect_within: float,
         yield_role_within: float | None = None,
         reuse_only: bool = True,
+        redial: Redial | None = None,
     ) -> Connection:
         """Dial ``addr`` from the listen port and upgrade in the DCUtR role.
+
+        ``redial`` (a punch): dial again after refused or unanswered SYNs, as it says (see
+        :meth:`TcpTransport.dial_punch <libp2p.transport.tcp.TcpTransport.dial_punch>`).
 
         ``reuse_only=False`` (connection reversal) dials from an ephemeral port instead: a
         reversal from the listen port toward A's NAT address could meet A's own punch in a
@@ -636,11 +637,19 @@ class DcutrService:
         """
         transport = self.host.swarm.transport
         raw: TcpStream | None = None
-        with trio.move_on_after(connect_within):
-            if reuse_only:
-                raw = await transport.dial(addr, reuse_only=True)
-            else:
-                raw = await transport.dial_ephemeral(addr)
+        if redial is not None and reuse_only:
+            raw = await transport.dial_punch(
+                addr,
+                within=connect_within,
+                silence=redial.silence,
+                pause_after_refusal=redial.pauses(),
+            )
+        else:
+            with trio.move_on_after(connect_within):
+                if reuse_only:
+                    raw = await transport.dial(addr, reuse_only=True)
+                else:
+                    raw = await transport.dial_ephemeral(addr)
         if raw is None:
             raise TransportError(f"dial {addr}: no connection within {connect_within:.1f} s")
         return await self._upgrade_punched(

@@ -85,6 +85,7 @@ __all__ = [
     "HolePunchRole",
     "MalformedHolePunch",
     "OpenStream",
+    "Redial",
     "ReleaseInbound",
     "Send",
     "Succeeded",
@@ -93,6 +94,7 @@ __all__ = [
     "looks_endpoint_dependent",
     "punch_dial_timeout",
     "redial_pause",
+    "redial_silence",
 ]
 
 #: The protocol ID (libp2p specs, relay/DCUtR.md).
@@ -227,6 +229,38 @@ def redial_pause(refused_after: float, rng: random.Random) -> float:
     return rng.uniform(0.0, min(max(0.0002, refused_after / 2), 0.05))
 
 
+@dataclass(frozen=True, slots=True)
+class Redial:
+    """How one punch dial goes on after refused or unanswered SYNs (the driver runs it).
+
+    ``pauses()`` gives the function the dial loop asks after each refusal: the pause before
+    the next SYN (:func:`redial_pause`), or None after ``max_refusals``. A SYN with no
+    answer after ``silence`` seconds is sent again at once: its mapping stays open (closing
+    a socket in SYN-SENT sends nothing), and a SYN a router dropped as invalid does not
+    wait for the kernel's one-second retransmission.
+    """
+
+    max_refusals: int
+    silence: float
+    seed: int
+
+    def pauses(self) -> Callable[[int, float], float | None]:
+        rng = random.Random(self.seed)
+
+        def pause(refusals: int, took: float) -> float | None:
+            if refusals > self.max_refusals:
+                return None
+            return redial_pause(took, rng)
+
+        return pause
+
+
+def redial_silence(rtt: float) -> float:
+    """How long a punch SYN may go unanswered before it is sent again: twice the relayed
+    round trip (no shorter than the direct one), between 50 ms and 1 s."""
+    return min(max(2 * rtt, 0.05), 1.0)
+
+
 # -- codec ---------------------------------------------------------------------------------------
 
 
@@ -329,8 +363,8 @@ class CloseStream:
 
 @dataclass(frozen=True, slots=True)
 class Dial:
-    """Dial ``addr``; report a refusal with ``dial_refused`` (which says whether and when to
-    dial again), any other failure with ``dial_failed``.
+    """Dial ``addr`` (again after refusals while ``redial`` says so); report a failure with
+    ``dial_failed``; a connection reaches the machine as ``direct_connection``.
 
     ``initiator`` is our role in multistream-select, Noise and Yamux on the connection
     (A initiates, B responds; B's connection reversal initiates). ``from_listen_port``:
@@ -345,6 +379,8 @@ class Dial:
     from_listen_port: bool
     connect_by: float
     yield_role_within: float | None = None
+    #: For a punch: dial again after refusals and silence (see :class:`Redial`); None: once.
+    redial: Redial | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -427,14 +463,11 @@ class _Phase(enum.Enum):
 
 
 class _DialState:
-    __slots__ = ("attempt", "connect_by", "dial", "dialed_at", "done", "redials")
+    __slots__ = ("attempt", "dial", "done")
 
-    def __init__(self, dial: Dial, now: float) -> None:
+    def __init__(self, dial: Dial) -> None:
         self.dial = dial
-        self.dialed_at = now
         self.attempt = dial.attempt
-        self.connect_by = dial.connect_by
-        self.redials = 0
         self.done = False
 
 
@@ -541,10 +574,12 @@ class HolePunch:
     def start(self, now: float) -> None:
         """The relayed connection is open: B opens its first stream; A waits for B."""
         if self.role is HolePunchRole.LISTENER:
+            self._open_attempt(now)
             if self.config.connection_reversal:
                 self._reversal = "waiting"
                 self._reversal_deadline = now + self.config.stream_timeout
-            self._open_attempt(now)
+                if self._identified:
+                    self._start_reversal(now)
 
     def set_mapping_endpoint_dependent(self, dependent: bool, reason: str = "") -> None:
         """What we know of our own NAT: True when its mapping depends on the destination
@@ -675,23 +710,6 @@ class HolePunch:
             )
             return
         self._fail(HolePunchFailure.PROTOCOL_ERROR, f"the peer broke off: {detail}", now)
-
-    def dial_refused(self, addr: Multiaddr, attempt: int, now: float) -> float | None:
-        """A dial was refused (an RST, or ICMP port-unreachable).
-
-        Returns the pause after which to dial the same address again, from the same port in
-        the same role (the dial is still under way), or None: the dial is over.
-        """
-        state = self._current_dial(addr, attempt)
-        if state is None:
-            return None
-        pause = redial_pause(now - state.dialed_at, self._rng)
-        if state.redials < MAX_REDIALS and now + pause < state.connect_by:
-            state.redials += 1
-            state.dialed_at = now + pause
-            return pause
-        self._dial_over(state, now)
-        return None
 
     def dial_failed(self, addr: Multiaddr, attempt: int, now: float, detail: str = "") -> None:
         """A dial failed otherwise (timeout, unreachable, the handshakes failed)."""
@@ -892,8 +910,9 @@ class HolePunch:
         if a:
             self._emit(ClaimInbound(tuple(self._peer_addrs), yield_within))
         for addr in self._peer_addrs:
-            dial = Dial(addr, self.attempt, a, True, now + timeout, yield_within)
-            self._dials[addr] = _DialState(dial, now)
+            redial = Redial(MAX_REDIALS, redial_silence(rtt), self._rng.getrandbits(64))
+            dial = Dial(addr, self.attempt, a, True, now + timeout, yield_within, redial)
+            self._dials[addr] = _DialState(dial)
             self._emit(dial)
 
     def _current_dial(self, addr: Multiaddr, attempt: int) -> _DialState | None:

@@ -27,6 +27,9 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket as _stdsocket
+import threading
+import time
+from collections.abc import Callable
 
 import trio
 from multiaddr import Multiaddr
@@ -235,6 +238,9 @@ class TcpTransport:
         self.reuse_port = reuse_port
         self.backlog = backlog
         self._listeners: list[TcpListener] = []
+        # Threads for punch dials, apart from trio's default pool: a hole punch may dial up
+        # to 20 addresses at once, each blocking in connect until its SYN is answered.
+        self._punch_threads = trio.CapacityLimiter(128)
 
     @staticmethod
     def can_dial(maddr: Multiaddr) -> bool:
@@ -315,6 +321,88 @@ class TcpTransport:
                 if exc.errno not in _RETRY_UNBOUND:
                     raise TransportError(f"dial {maddr} failed: {exc.strerror or exc}") from exc
         return await self._connect_or_raise(maddr, family, host, port, None)
+
+    async def dial_punch(
+        self,
+        maddr: Multiaddr,
+        *,
+        within: float,
+        silence: float,
+        pause_after_refusal: Callable[[int, float], float | None],
+    ) -> TcpStream:
+        """Hole punching's dial: from the listen port, again and again, for ``within`` seconds.
+
+        A refused SYN (RST or ICMP) is dialed again after ``pause_after_refusal(refusals,
+        seconds the refused dial took)`` seconds, until it returns None; a SYN that got no
+        answer within ``silence`` seconds is dialed again at once (closing a socket in
+        SYN-SENT sends nothing, so the NAT mapping it opened stays; a SYN dropped as invalid
+        by a router would otherwise wait for the kernel's one-second retransmission).
+
+        The loop runs in a worker thread with blocking sockets: a refusal and the next SYN
+        then take tens of microseconds instead of the event loop's milliseconds, which is
+        what makes two punches meet at round trips of microseconds (two SYNs pass each
+        other's NAT only when they leave less than one one-way trip apart). Raises
+        :class:`ConnectionRefused` when ``pause_after_refusal`` gave up, and
+        :class:`TransportError` when the time ran out or the dial failed otherwise.
+        """
+        family, host, port = parse_tcp_multiaddr(maddr)
+        source = self._bind_source(family)
+        if source is None:
+            raise TransportError(f"dial {maddr}: no listener to reuse the port of")
+        abandoned = threading.Event()
+
+        def loop() -> _stdsocket.socket:
+            deadline = time.monotonic() + within
+            refusals = 0
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or abandoned.is_set():
+                    raise TransportError(
+                        f"dial {maddr}: no connection within {within:.1f} s"
+                        + (f" ({refusals} refused)" if refusals else "")
+                    )
+                sock = _stdsocket.socket(family, _stdsocket.SOCK_STREAM)
+                try:
+                    sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEADDR, 1)
+                    sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEPORT, 1)
+                    if family == _stdsocket.AF_INET6:
+                        sock.setsockopt(_stdsocket.IPPROTO_IPV6, _stdsocket.IPV6_V6ONLY, 1)
+                    sock.bind(source)
+                    sock.settimeout(min(remaining, silence))
+                    began = time.monotonic()
+                    sock.connect((host, port))
+                except ConnectionRefusedError as exc:
+                    sock.close()
+                    refusals += 1
+                    pause = pause_after_refusal(refusals, time.monotonic() - began)
+                    if pause is None:
+                        raise ConnectionRefused(
+                            f"dial {maddr}: refused {refusals} times in a row"
+                        ) from exc
+                    if pause > 0:
+                        time.sleep(pause)
+                    continue
+                except TimeoutError:
+                    sock.close()
+                    continue
+                except OSError as exc:
+                    sock.close()
+                    raise TransportError(f"dial {maddr} failed: {exc.strerror or exc}") from exc
+                if abandoned.is_set():  # nobody waits for it any more
+                    sock.close()
+                    raise TransportError(f"dial {maddr}: abandoned")
+                sock.setblocking(False)
+                return sock
+
+        try:
+            connected = await trio.to_thread.run_sync(
+                loop, abandon_on_cancel=True, limiter=self._punch_threads
+            )
+        finally:
+            abandoned.set()
+        stream = trio.SocketStream(trio.socket.from_stdlib_socket(connected))
+        stream.setsockopt(_stdsocket.IPPROTO_TCP, _stdsocket.TCP_NODELAY, 1)
+        return TcpStream.wrap(stream)
 
     @classmethod
     async def _connect_or_raise(
