@@ -363,6 +363,14 @@ class DcutrService:
         relayed = punch.relayed
         peer = relayed.remote_peer
         role = punch.machine.role
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "DCUtR %s with %s at +%.1f ms: %s",
+                role.value,
+                peer,
+                1000 * (trio.current_time() - relayed.opened_at),
+                action,
+            )
         if isinstance(action, Send | CloseStream):
             if punch.stream is not None:
                 try:

@@ -112,12 +112,13 @@ MAX_ADDRS: Final = 20
 #: scanner for whoever hole punches us (rust's peers send at most 20 either).
 MAX_PEER_ADDRS: Final = MAX_ADDRS
 #: Refused dials repeated per address and attempt. Two SYNs pass each other's NAT only when
-#: they leave less than one one-way trip apart, so at round trips of microseconds (the NAT
-#: lab without added delay) the SYNs meet after tens to hundreds of refusals, a
-#: millisecond or two each; from a few hundred microseconds on, after a few. The cap bounds
-#: what a peer whose NAT never lets us in costs the network: at most this many 60-byte SYNs
-#: within the attempt's dial time (1.5 s or more).
-MAX_REDIALS: Final = 3000
+#: they leave less than one one-way trip apart: from a few hundred microseconds of round
+#: trip on, that takes a few refusals; at round trips of microseconds (two NATs in one
+#: machine) it happens by chance, after a few hundred to several thousand (NAT lab: each
+#: refusal then takes about 50 us). The cap bounds what a peer whose NAT never lets us in
+#: costs the network: at most this many 60-byte SYNs per address and attempt, never faster
+#: than one per refusal round trip.
+MAX_REDIALS: Final = 10_000
 #: ``HolePunch.Type`` values, fixed by the spec.
 CONNECT: Final = 100
 SYNC: Final = 300
@@ -216,17 +217,20 @@ def punch_dial_timeout(rtt: float) -> float:
     return min(max(1.5, 10.0 * rtt), 5.0)
 
 
-def redial_pause(refused_after: float, rng: random.Random) -> float:
+def redial_pause(refused_after: float, rng: random.Random, spacing: float = 0.000025) -> float:
     """The random pause before dialing again after a refused SYN.
 
     ``refused_after`` is how long the refused dial took: the round trip to whoever refused
     it, the peer's NAT. Two punch SYNs meet when they leave less than one one-way trip apart;
     each side's mapping is open for a round trip per SYN and closed while it pauses. So the
-    pause is up to half that round trip (at least 0.2 ms, at most 50 ms): short enough that
-    our mapping is mostly open, random so that two peers retrying on the same period drift
-    into phase instead of missing each other for ever.
+    pause is up to half that round trip (at most 50 ms): short enough that our mapping is
+    mostly open, random so that two peers retrying on the same period drift into phase
+    instead of missing each other for ever. ``spacing`` is the least mean pause (at round
+    trips of microseconds, as between two NATs in one machine, the SYNs meet by chance, once
+    in a few thousand: the sooner the next SYN, the sooner that comes).
     """
-    return rng.uniform(0.0, min(max(0.0002, refused_after / 2), 0.05))
+    upper = min(max(refused_after / 2, 2 * spacing), 0.05)
+    return rng.uniform(0.0, upper)
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +247,8 @@ class Redial:
     max_refusals: int
     silence: float
     seed: int
+    #: The least mean pause between refused SYNs (see :func:`redial_pause`).
+    spacing: float = 0.000025
 
     def pauses(self) -> Callable[[int, float], float | None]:
         rng = random.Random(self.seed)
@@ -250,7 +256,7 @@ class Redial:
         def pause(refusals: int, took: float) -> float | None:
             if refusals > self.max_refusals:
                 return None
-            return redial_pause(took, rng)
+            return redial_pause(took, rng, self.spacing)
 
         return pause
 

@@ -353,13 +353,13 @@ class TcpTransport:
 
         def loop() -> _stdsocket.socket:
             deadline = time.monotonic() + within
-            refusals = 0
+            refusals = silences = 0
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or abandoned.is_set():
                     raise TransportError(
-                        f"dial {maddr}: no connection within {within:.1f} s"
-                        + (f" ({refusals} refused)" if refusals else "")
+                        f"dial {maddr}: no connection within {within:.1f} s "
+                        f"({refusals} SYNs refused, {silences} unanswered)"
                     )
                 sock = _stdsocket.socket(family, _stdsocket.SOCK_STREAM)
                 try:
@@ -377,13 +377,14 @@ class TcpTransport:
                     pause = pause_after_refusal(refusals, time.monotonic() - began)
                     if pause is None:
                         raise ConnectionRefused(
-                            f"dial {maddr}: refused {refusals} times in a row"
+                            f"dial {maddr}: refused {refusals} times ({silences} SYNs unanswered)"
                         ) from exc
                     if pause > 0:
                         time.sleep(pause)
                     continue
                 except TimeoutError:
                     sock.close()
+                    silences += 1
                     continue
                 except OSError as exc:
                     sock.close()
