@@ -967,9 +967,10 @@ class NatLab:
 
     def dropped(self, router: str, *, ipv6: bool = False) -> dict[str, int]:
         """Packets the router dropped or rejected so far: ``{"wan_in": n, "wan_in_rejected":
-        r, "forward": m}`` (unsolicited from the WAN, refused by the firewall, dropped while
-        forwarding), for IPv4 also ``"loopback"`` / ``"loopback_rejected"`` (LAN packets for
-        the WAN address that were not hairpinned). With ``ipv6``: the IPv6 firewall's."""
+        r, "forward": m, "invalid": i}`` (unsolicited from the WAN, refused by the firewall,
+        dropped while forwarding, invalid for conntrack), for IPv4 also ``"loopback"`` /
+        ``"loopback_rejected"`` (LAN packets for the WAN address that were not hairpinned).
+        With ``ipv6``: the IPv6 firewall's."""
         return {
             name.removesuffix("_dropped"): packets
             for name, packets in self.counters(router, ipv6=ipv6).items()

@@ -240,6 +240,7 @@ def test_topology(lab: NatLab) -> None:
             "wan_in": 0,
             "wan_in_rejected": 0,
             "forward": 0,
+            "invalid": 0,
             "loopback": 0,
             "loopback_rejected": 0,
         }

@@ -242,7 +242,8 @@ def nat_ruleset(router: Router, mode: str, filtering: str = "drop", hairpin: boo
 
     * postrouting: LAN traffic to the WAN is translated per ``mode``;
     * forward: replies (``ct state established,related``) and LAN-to-WAN traffic pass, the rest
-      is dropped (counted in ``forward_dropped``);
+      is dropped (counted in ``forward_dropped``; packets conntrack finds invalid, such as a SYN
+      in the reply direction of an entry an RST has closed, in ``invalid_dropped``);
     * input: an unsolicited packet from the WAN for the router itself (with no DNAT, an early
       punch SYN is for the router's own stack) is treated per ``filtering`` (counters
       ``wan_in_dropped`` / ``wan_in_rejected``). So is a packet from the LAN for the router's
@@ -303,6 +304,7 @@ table ip natlab {{
     counter wan_in_dropped {{ }}
     counter wan_in_rejected {{ }}
     counter forward_dropped {{ }}
+    counter invalid_dropped {{ }}
     counter loopback_dropped {{ }}
     counter loopback_rejected {{ }}
     counter hairpinned {{ }}
@@ -322,7 +324,7 @@ table ip natlab {{
     chain forward {{
         type filter hook forward priority filter; policy drop;
         ct state established,related accept
-        ct state invalid counter name "forward_dropped" drop
+        ct state invalid counter name "invalid_dropped" drop
         iifname "lan0" oifname "wan0" accept
 {hairpin_forward}
         counter name "forward_dropped" drop
@@ -357,10 +359,11 @@ table ip6 natlab6 {{
     counter wan_in_dropped {{ }}
     counter wan_in_rejected {{ }}
     counter forward_dropped {{ }}
+    counter invalid_dropped {{ }}
     chain forward {{
         type filter hook forward priority filter; policy drop;
         ct state established,related accept
-        ct state invalid counter name "forward_dropped" drop
+        ct state invalid counter name "invalid_dropped" drop
         iifname "lan0" oifname "wan0" accept
         {forward}
         counter name "forward_dropped" drop
