@@ -566,8 +566,8 @@ class DcutrService:
             )
         )
         grace = self.config.relay_close_grace
-        if grace is not None and self._nursery is not None:
-            self._nursery.start_soon(self._close_later, relayed, grace)
+        if grace is not None:
+            relayed.close_when_idle(grace)
 
     def _failed(self, punch: _Punch, result: Failed) -> None:
         relayed = punch.relayed
@@ -592,12 +592,6 @@ class DcutrService:
                 detail=result.detail,
             )
         )
-
-    @staticmethod
-    async def _close_later(conn: Connection, grace: float) -> None:
-        await trio.sleep(grace)
-        if not conn.is_closed:
-            await conn.aclose()
 
     # -- pieces --------------------------------------------------------------------------------
 

@@ -201,8 +201,9 @@ class HolePunchConfig:
     #: Time the connection reversal may take.
     reversal_timeout: float = 2.0
     #: Seconds the relayed connection stays open once the direct one is ready and the
-    #: relayed one carries no streams of ours or the peer's; streams opened on it before the
-    #: switch keep it open until they end (within the relay's limits). ``None`` keeps it.
+    #: relayed one carries no streams of ours or the peer's; streams on it (opened by either
+    #: side, before the switch or after) keep it open until they end, within the relay's
+    #: limits (:meth:`~libp2p.network.connection.Connection.close_when_idle`). ``None`` keeps it.
     relay_close_grace: float | None = 2.0
 
 
