@@ -93,6 +93,7 @@ __all__ = [
     "encode_hole_punch",
     "looks_endpoint_dependent",
     "punch_dial_timeout",
+    "punch_handshake_timeout",
     "redial_pause",
     "redial_silence",
 ]
@@ -262,6 +263,13 @@ class Redial:
         return pause
 
 
+def punch_handshake_timeout(rtt: float, stream_timeout: float) -> float:
+    """Time the handshakes on a punched connection may take: ten relayed round trips, at
+    least 2 s, at most the exchange's ``stream_timeout``. A punched connection whose
+    handshakes stall (a half-open leftover of a redial) must not hold up the attempt."""
+    return min(max(2.0, 10 * rtt), stream_timeout)
+
+
 def redial_silence(rtt: float) -> float:
     """How long a punch SYN may go unanswered before it is sent again: twice the relayed
     round trip (no shorter than the direct one), between 50 ms and 1 s."""
@@ -388,6 +396,9 @@ class Dial:
     yield_role_within: float | None = None
     #: For a punch: dial again after refusals and silence (see :class:`Redial`); None: once.
     redial: Redial | None = None
+    #: Time the handshakes (multistream, Noise, Yamux) may take once the TCP connection is
+    #: up; None: the exchange's own ``stream_timeout``.
+    handshake_within: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,6 +408,8 @@ class ClaimInbound:
 
     sources: tuple[Multiaddr, ...]
     yield_role_within: float | None = None
+    #: As :attr:`Dial.handshake_within`.
+    handshake_within: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -914,11 +927,12 @@ class HolePunch:
         self._phase = _Phase.DIALING
         self._deadline = None
         self._dials = {}
+        handshake = punch_handshake_timeout(rtt, self.config.stream_timeout)
         if a:
-            self._emit(ClaimInbound(tuple(self._peer_addrs), yield_within))
+            self._emit(ClaimInbound(tuple(self._peer_addrs), yield_within, handshake))
         for addr in self._peer_addrs:
             redial = Redial(MAX_REDIALS, redial_silence(rtt), self._rng.getrandbits(64))
-            dial = Dial(addr, self.attempt, a, True, now + timeout, yield_within, redial)
+            dial = Dial(addr, self.attempt, a, True, now + timeout, yield_within, redial, handshake)
             self._dials[addr] = _DialState(dial)
             self._emit(dial)
 
