@@ -125,7 +125,8 @@ def test_a_whole_attempt_back_to_back_with_the_spec_roles() -> None:
     claims = of(a_acts, ClaimInbound)
     a_dials = of(a_acts, Dial)
     # Handshakes on a punched connection get ten relayed round trips (at least 2 s).
-    handshake = punch_handshake_timeout(0.3, CONFIG.stream_timeout)
+    assert pair.a.rtt is not None
+    handshake = punch_handshake_timeout(pair.a.rtt, CONFIG.stream_timeout)
     assert handshake == pytest.approx(3.0)
     assert claims == [ClaimInbound(tuple(B_ADDRS), None, handshake)]
     assert all(d.handshake_within == handshake for d in a_dials)
