@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import trio
 from multiaddr import Multiaddr
 
-from .. import ping
+from .. import identify, ping
 from ..crypto.keyfile import load_or_create_identity
 from ..crypto.keys import PrivateKey, generate_ed25519
 from ..events import EventBus
@@ -49,12 +49,14 @@ from ..peer.peerstore import (
     PeerInfo,
     Peerstore,
 )
+from ..relay.circuit_v2 import dcutr
 from ..relay.circuit_v2.client import RelayClient
 from ..relay.circuit_v2.config import RelayConfig
 from ..relay.circuit_v2.dcutr import DcutrService, HolePunchConfig
 from ..stream_muxer.yamux import YamuxConfig
 from ..transport.tcp import parse_tcp_multiaddr
 from ..transport.tcp.interfaces import interface_addresses
+from .autonat import PROTOCOL_ID as AUTONAT_PROTOCOL_ID
 from .autonat import (
     AutoNATClient,
     AutoNATClientConfig,
@@ -154,6 +156,11 @@ class Host:
             observed=ObservedAddrManager(min_observers=self.config.min_observers),
         )
         self.swarm.observe(_DialedAddrs(self.swarm, self.peerstore))
+        # The host's housekeeping: its streams never keep a connection in use, so a relayed
+        # connection replaced by a hole punch closes once the application's streams on it
+        # end (Connection.close_when_idle), whatever identify or a peer's pings still do.
+        for protocol in _BACKGROUND_PROTOCOLS:
+            self.swarm.set_background(protocol)
         self.identify.install()
         if self.config.serve_ping:
             self.swarm.set_stream_handler(ping.PROTOCOL_ID, _serve_ping, allow_limited=True)
@@ -426,6 +433,16 @@ class Host:
         """Close every connection to ``peer``."""
         for conn in self.swarm.connections_to(peer):
             await conn.aclose()
+
+
+#: Protocols the host runs for itself (see :meth:`Swarm.set_background`).
+_BACKGROUND_PROTOCOLS = (
+    identify.PROTOCOL_ID,
+    identify.PUSH_PROTOCOL_ID,
+    ping.PROTOCOL_ID,
+    dcutr.PROTOCOL_ID,
+    AUTONAT_PROTOCOL_ID,
+)
 
 
 class _DialedAddrs:

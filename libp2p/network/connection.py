@@ -9,6 +9,25 @@ reset and logged, and the connection and its other streams carry on.
 Outbound streams wait for the peer to accept their protocol, unless the caller knows the peer
 supports it (identify said so): then negotiation is lazy ("0-RTT"), as in go, and the
 application's first bytes follow the proposal without waiting for the echo.
+
+Idle connections. A connection that is about to be replaced (a relayed connection after a hole
+punch gave a direct one) should not be cut under the streams that still run on it. It keeps
+count of its *active* streams, and :meth:`Connection.wait_idle` /
+:meth:`Connection.close_when_idle` wait until there has been none for a grace period. A stream
+is active from the moment it is opened, by either side, until it is finished: FIN sent and
+received, reset either way, or closed by us with ``aclose()`` (we read nothing more from it, so
+nothing the peer still sends could reach anyone); a stream that neither side ever ends keeps the
+connection in use, as it keeps its muxer resources. Streams still negotiating count: the peer
+may be opening an application stream (the negotiation timeout bounds how long one can take).
+Streams of *background* protocols -- the host's housekeeping: identify, ping, hole punching,
+AutoNAT, see :meth:`Swarm.set_background <libp2p.network.swarm.Swarm.set_background>` -- never
+count, in either direction: they would otherwise keep a connection alive forever (js-libp2p
+pings every connection periodically). A stream the peer opens while we wait is served as usual
+and counts: the peer still uses the connection, so it stays, and the grace starts again when
+that stream ends. Only a stream that crosses the final GoAway on the wire is cut, as on any
+close: on the peer's side it fails with an error (a reset, the connection closed) instead of
+ending cleanly; a peer that prefers the direct connection for new streams, as go, rust and js
+do, does not open one there anyway.
 """
 
 from __future__ import annotations
@@ -103,6 +122,9 @@ class NetStream(trio.abc.HalfCloseableStream):
         await self._stream.send_eof()
 
     async def aclose(self) -> None:
+        # Closed by us: we read nothing more, so it no longer keeps the connection in use,
+        # even before the peer's FIN arrives.
+        self.connection._release(self._muxed)
         await self._stream.aclose()
 
     async def reset(self) -> None:
@@ -139,10 +161,12 @@ class Connection:
         relayed: bool = False,
         limit: ConnectionLimit | None = None,
         limited_protocols: Container[str] = (),
+        background_protocols: Container[str] = (),
     ) -> None:
         self._up = upgraded
         self._handlers = handlers
         self._limited_protocols = limited_protocols
+        self._background_protocols = background_protocols
         #: Whether we dialed (outbound) or accepted (inbound) the underlying transport connection.
         self.direction = direction
         #: Our end of the transport connection, when known.
@@ -158,6 +182,12 @@ class Connection:
         self._closed = trio.Event()
         self._closing = False
         self._nursery: trio.Nursery | None = None
+        # Streams that keep the connection in use (see the module docstring), and, while
+        # someone waits for idleness, an event set when that set changes or the connection
+        # ends (made only then: opening and finishing streams stays cheap).
+        self._active: set[YamuxStream] = set()
+        self._activity: trio.Event | None = None
+        self._idle_close: trio.CancelScope | None = None
 
     # -- identity --------------------------------------------------------------------
 
@@ -213,6 +243,80 @@ class Connection:
         """Wait until the connection has ended."""
         await self._closed.wait()
 
+    # -- activity ------------------------------------------------------------------------
+
+    @property
+    def active_streams(self) -> int:
+        """Streams that keep the connection in use: opened by either side, not finished, not
+        closed by us, and not of a background protocol (see the module docstring)."""
+        return len(self._active)
+
+    async def wait_idle(self, grace: float = 0.0) -> None:
+        """Return once the connection has had no :attr:`active stream <active_streams>` for
+        ``grace`` seconds in a row, or as soon as it has ended.
+
+        The grace starts anew whenever a stream opens, and when the last one finishes. It
+        gives a peer that has just finished one stream time to open the next without racing
+        the close that would follow.
+        """
+        while not self.is_closed:
+            if self._activity is None:
+                self._activity = trio.Event()
+            changed = self._activity
+            if self._active:
+                await changed.wait()
+                continue
+            with trio.move_on_after(grace):
+                await changed.wait()
+            if not changed.is_set():
+                return
+
+    def close_when_idle(self, grace: float = 0.0) -> None:
+        """Close the connection once it has been idle for ``grace`` seconds (see
+        :meth:`wait_idle`); returns at once.
+
+        For a connection that has been replaced (a relayed one after a hole punch): new
+        streams go elsewhere (:meth:`Swarm.best_connection
+        <libp2p.network.swarm.Swarm.best_connection>` prefers direct connections), while the
+        streams already on it, and any the peer still opens on it, run to their end. Whatever
+        else ends the connection first (the peer, a relay's limit) ends the wait too. A later
+        call replaces the grace of an earlier one.
+        """
+        if self.is_closed:
+            return
+        if self._nursery is None:
+            raise LocalUsageError("close_when_idle() needs a running connection")
+        if self._idle_close is not None:
+            self._idle_close.cancel()
+        scope = self._idle_close = trio.CancelScope()
+        self._nursery.start_soon(self._close_when_idle, grace, scope)
+
+    async def _close_when_idle(self, grace: float, scope: trio.CancelScope) -> None:
+        with scope:
+            await self.wait_idle(grace)
+            if not self.is_closed:
+                logger.debug("closing %r: idle for %.1f s", self, grace)
+                await self.aclose()
+
+    def _note_activity(self) -> None:
+        if self._activity is not None:
+            self._activity.set()
+            self._activity = None
+
+    def _track(self, muxed: YamuxStream) -> None:
+        """Count ``muxed`` as active until it is finished (or released)."""
+        if muxed in self._active or muxed.is_finished:
+            return
+        self._active.add(muxed)
+        self._note_activity()
+        muxed.call_when_finished(self._release)
+
+    def _release(self, muxed: YamuxStream) -> None:
+        """``muxed`` no longer counts: finished, closed by us, or of a background protocol."""
+        if muxed in self._active:
+            self._active.discard(muxed)
+            self._note_activity()
+
     def __repr__(self) -> str:
         return (
             f"<Connection {self.direction.value} {self.remote_peer} {self.remote_addr} "
@@ -232,6 +336,7 @@ class Connection:
                 task_status.started()
         finally:
             self._closed.set()
+            self._note_activity()
             with trio.CancelScope(shield=True):
                 await self._up.muxer.aclose()
 
@@ -251,6 +356,8 @@ class Connection:
         return self.limit is None or protocol in self._limited_protocols
 
     async def _serve_inbound(self, muxed: YamuxStream) -> None:
+        # Active while it negotiates: it may be the peer's next application stream.
+        self._track(muxed)
         buffered = BufferedStream(muxed)
         try:
             with trio.fail_after(NEGOTIATE_TIMEOUT):
@@ -265,6 +372,8 @@ class Connection:
         if handler is None:  # removed while negotiating
             await muxed.reset()
             return
+        if protocol in self._background_protocols:
+            self._release(muxed)
         stream = NetStream(buffered if buffered.buffered else muxed, muxed, protocol, self)
         try:
             await handler(stream)
@@ -320,6 +429,9 @@ class Connection:
                 "connection)"
             )
         muxed = await self._up.muxer.open_stream()
+        background = self._background_protocols
+        if not all(p in background for p in protocols):
+            self._track(muxed)
         buffered = BufferedStream(muxed)
         try:
             if lazy and len(protocols) == 1:
@@ -330,6 +442,8 @@ class Connection:
             with trio.CancelScope(shield=True):
                 await muxed.reset()
             raise
+        if chosen in background:
+            self._release(muxed)
         return NetStream(buffered if buffered.buffered else muxed, muxed, chosen, self)
 
     async def aclose(self) -> None:
@@ -337,6 +451,7 @@ class Connection:
         ended, so that a ``connect()`` right after ``disconnect()`` dials anew instead of
         being handed the connection being closed."""
         self._closing = True
+        self._note_activity()
         await self._up.muxer.aclose()
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()

@@ -121,6 +121,7 @@ class Swarm:
         self._pending: dict[PeerID, _PendingDial] = {}
         self._handlers: dict[str, StreamHandler] = {}
         self._limited_ok: set[str] = set()
+        self._background: set[str] = set()
         #: Dials ``/p2p-circuit`` addresses; installed by the relay client of the host.
         self.circuit_dialer: CircuitDialer | None = None
         self._connections: dict[PeerID, list[Connection]] = {}
@@ -216,6 +217,26 @@ class Swarm:
     def protocols(self) -> list[str]:
         """Protocols with a registered handler."""
         return list(self._handlers)
+
+    def set_background(self, protocol: str, background: bool = True) -> None:
+        """Mark ``protocol`` as housekeeping (or not, with ``background=False``).
+
+        Streams of a background protocol, in either direction, do not count as activity on
+        their connection: they never hold open a connection that waits to close when idle
+        (:meth:`Connection.close_when_idle
+        <libp2p.network.connection.Connection.close_when_idle>`, which DCUtR uses for a
+        relayed connection it has replaced). The host marks identify, identify-push, ping,
+        DCUtR and AutoNAT; an application may mark its own heartbeat-like protocols.
+        """
+        if background:
+            self._background.add(protocol)
+        else:
+            self._background.discard(protocol)
+
+    @property
+    def background_protocols(self) -> frozenset[str]:
+        """Protocols marked with :meth:`set_background`."""
+        return frozenset(self._background)
 
     # -- listening -----------------------------------------------------------------------
 
@@ -404,6 +425,7 @@ class Swarm:
                 remote_addr=plain,
                 handlers=self._handlers,
                 limited_protocols=self._limited_ok,
+                background_protocols=self._background,
             )
             race.cancel_scope.cancel()
 
@@ -503,6 +525,7 @@ class Swarm:
             relayed=relayed,
             limit=limit,
             limited_protocols=self._limited_ok,
+            background_protocols=self._background,
         )
         await self.nursery.start(self._run_connection, conn)
         return conn

@@ -114,6 +114,52 @@ async def test_hole_punch_on_loopback_gives_a_direct_connection_with_spec_roles(
             assert all(not c.relayed for c in dialer.connections_to(listener.peer_id))
 
 
+async def test_the_listener_responds_on_its_own_punch() -> None:
+    # A scripted A that never dials: it answers CONNECT with a plain TCP listener's address,
+    # takes SYNC, accepts the listener's punch there and initiates on it (A's role). Only the
+    # listener's punch can connect, and only if the listener responds on its dialed socket.
+    from libp2p.io import BufferedStream
+    from libp2p.network.upgrader import upgrade
+    from libp2p.relay.circuit_v2.dcutr import CONNECT, MAX_MESSAGE_SIZE, encode_hole_punch
+
+    with trio.fail_after(TIMEOUT):
+        async with (
+            Host(
+                listen=["/ip4/127.0.0.1/tcp/0"],
+                config=HostConfig(relay_service=RelayConfig(), hole_punching=None),
+            ) as relay,
+            Host(listen=["/ip4/127.0.0.1/tcp/0"], config=host_config()) as listener,
+            Host(config=HostConfig(hole_punching=None)) as a,
+        ):
+            await listener.listen(f"{relay.listen_addrs[0]}/p2p/{relay.peer_id}/p2p-circuit")
+            (raw_listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
+            port = raw_listener.socket.getsockname()[1]
+            upgraded = []
+
+            async def answer(stream: NetStream) -> None:
+                reader = BufferedStream(stream)
+                await reader.read_lp(MAX_MESSAGE_SIZE)  # the listener's CONNECT
+                here = Multiaddr(f"/ip4/127.0.0.1/tcp/{port}")
+                await stream.send_all(encode_hole_punch(CONNECT, [here]))
+                await reader.read_lp(MAX_MESSAGE_SIZE)  # SYNC
+                raw = await raw_listener.accept()
+                upgraded.append(
+                    await upgrade(raw, a.key, initiator=True, expected_peer=listener.peer_id)
+                )
+
+            a.set_stream_handler(PROTOCOL_ID, answer, allow_limited=True)
+            with listener.events.subscribe(HolePunchSucceeded, HolePunchFailed) as events:
+                await a.connect(circuit_to(relay, listener))
+                outcome = await events.receive()
+            assert isinstance(outcome, HolePunchSucceeded), outcome
+            assert outcome.attempt == 1
+            assert not outcome.connection.is_initiator
+            assert outcome.direct_addr == Multiaddr(f"/ip4/127.0.0.1/tcp/{port}")
+            (conn,) = upgraded
+            assert conn.remote_peer == listener.peer_id
+            await raw_listener.aclose()
+
+
 async def test_peer_without_dcutr_is_reported_as_no_stream() -> None:
     with trio.fail_after(TIMEOUT):
         async with three_hosts(dialer_punch=None) as (relay, listener, dialer):

@@ -2,19 +2,23 @@
 
 ``nat_lab`` is a factory: ``lab = nat_lab(a="eim", b="symmetric")`` builds a lab (skipping the
 test, or failing it under ``scripts/test.sh``, if the lab cannot run here) and tears it down
-after the test; ``nat_lab(delays={"ra": 0.025})`` adds latency, ``jitter=`` and ``loss=``
-jitter and packet loss (see ``NatLab``). ``lab`` is one lab whose NAT modes can be chosen with
-indirect parametrization::
+after the test; ``nat_lab(delays={"ra": 0.025})`` adds latency (``jitter=`` and ``loss=``
+jitter and packet loss), ``nat_lab(topology="same-nat", hairpin=True)`` changes the topology
+(any ``NatLab`` keyword goes). ``lab`` is one lab whose NAT modes (a pair) or keyword arguments
+(a dict) can be chosen with indirect parametrization::
 
     @pytest.mark.parametrize("lab", [("eim", "eim"), ("eim", "symmetric")], indirect=True)
     def test_punch(lab: NatLab) -> None: ...
+
+    @pytest.mark.parametrize("lab", [{"topology": "double-nat"}], indirect=True)
+    def test_double(lab: NatLab) -> None: ...
 
 Both fixtures are synchronous: set-up is done before a trio test's event loop starts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -26,18 +30,10 @@ from tests.natlab.lab import LabError, NatLab, require_lab
 def nat_lab() -> Iterator[Callable[..., NatLab]]:
     labs: list[NatLab] = []
 
-    def make(
-        a: str = "eim",
-        b: str = "eim",
-        *,
-        relay2: bool = True,
-        delays: Mapping[str, float] | None = None,
-        filtering: str | Mapping[str, str] = "drop",
-        **links: Any,
-    ) -> NatLab:
+    def make(a: str = "eim", b: str | None = None, **options: Any) -> NatLab:
+        """``NatLab(a, b, **options)``, started; torn down after the test."""
         require_lab()
-        # links: jitter, loss, jitter_distribution, reorder, seed (see NatLab)
-        lab = NatLab(a, b, relay2=relay2, delays=delays, filtering=filtering, **links)
+        lab = NatLab(a, b, **options)
         lab.start()
         labs.append(lab)
         return lab
@@ -57,5 +53,8 @@ def nat_lab() -> Iterator[Callable[..., NatLab]]:
 
 @pytest.fixture
 def lab(request: pytest.FixtureRequest, nat_lab: Callable[..., NatLab]) -> NatLab:
-    a, b = getattr(request, "param", ("eim", "eim"))
+    param = getattr(request, "param", ("eim", "eim"))
+    if isinstance(param, dict):  # NatLab's keyword arguments, e.g. {"topology": "same-nat"}
+        return nat_lab(**param)
+    a, b = param
     return nat_lab(a, b)

@@ -1,7 +1,8 @@
 """The NAT lab: real NATs on one Linux machine, built from network namespaces and nftables.
 
-Topology (every box is a network namespace of this lab instance; nothing touches the root
-namespace, and no router has a default route, so no packet can leave the machine)::
+The default topology, ``"two-nats"`` (every box is a network namespace of this lab instance;
+nothing touches the root namespace, and no router has a default route, so no packet can leave
+the machine)::
 
                           "internet" namespace: bridge br0, 198.51.100.0/24
         +-----------------+-----------------+-----------------+-----------------+
@@ -14,11 +15,21 @@ namespace, and no router has a default route, so no packet can leave the machine
                                        192.0.2.2/26      192.0.2.66/26
                                    (default via .1)   (default via .65)
 
-Each router masquerades its LAN behind its WAN address with nftables, in one of two modes:
+``NatLab(topology=...)`` picks another one of ``TOPOLOGIES``: ``"same-nat"`` (a and b on one
+LAN behind router A, optionally with ``hairpin`` and ``client_isolation``), ``"double-nat"``
+(a carrier-grade NAT in 100.64.0.0/10 in front of each home router) or ``"ipv6"`` (two-nats
+plus untranslated IPv6 on 2001:db8::/32 behind stateful firewalls; :meth:`NatLab.ip6`).
+``topology.py`` draws and describes them, with the nftables rules.
+
+Each router masquerades its LAN behind its WAN address with nftables, in one of
+``NAT_MODES``:
 
 ``"eim"``
     plain ``masquerade``: the source port is kept whenever the resulting tuple is free, which
     gives endpoint-independent, port-preserving mapping (a typical home router).
+``"eim-shifted"``
+    endpoint-independent but not port-preserving: the external port is the source port with
+    bit 10 flipped (``snat`` to a port computed from the source port alone).
 ``"symmetric"``
     ``masquerade fully-random``: every new connection gets a random external port, so the port
     a peer observed says nothing about the next connection's port (hole punching must fail).
@@ -41,7 +52,8 @@ itself (an early punch SYN: without a DNAT rule it is for the router's own stack
     does not listen on with an RST, and UDP with ICMP port unreachable.
 
 With ``"reject"`` and ``"none"`` an early punch SYN is refused, which is what makes short round
-trips hard for hole punching.
+trips hard for hole punching. The IPv6 firewalls of ``"ipv6"`` filter the same way, except that
+with ``"none"`` the packet goes on to the host, whose own stack answers.
 
 Use::
 
@@ -73,11 +85,15 @@ Latency: this kernel has no ``sch_netem``. ``NatLab(delays={"ra": 0.025, "relay"
 builds the internet without ``br0``: the user-space switch in ``delay_switch.py`` runs in the
 internet namespace on the same veth ends (a tracked process, killed on teardown) and holds a
 frame from port ``p`` to port ``q`` for ``L_p + L_q``, where ``L`` is the one-way latency of a
-public host's port (``"relay"``, ``"relay2"``, ``"ra"``, ``"rb"``; missing means 0). So the round
-trip between two public hosts is ``2 * (L_p + L_q)``; :meth:`NatLab.rtt` computes it (``a`` and
-``b`` use their router's port). Traffic between a host and its own router is not delayed.
-ARP crosses the switch too: the first packet to a new neighbour waits one more RTT, and while
-ARP is unresolved the kernel queues only ~200 KB for it (a UDP burst then loses packets).
+public host's port (:attr:`NatLab.switch_ports`: ``"relay"``, ``"relay2"`` and the routers on
+the internet, ``"ra"`` and ``"rb"``, or ``"ca"`` and ``"cb"`` in "double-nat"; missing means 0).
+So the round trip between two public hosts is ``2 * (L_p + L_q)``; :meth:`NatLab.rtt` computes
+it (``a`` and ``b`` use their router's port). Traffic behind a switch port (a host and its
+router, a home router and its CGNAT, both hosts of "same-nat") is not delayed. IPv6 frames
+cross the switch like any other.
+ARP (and IPv6 neighbour discovery) crosses the switch too: the first packet to a new neighbour
+waits one more RTT, and while ARP is unresolved the kernel queues only ~200 KB for it (a UDP
+burst then loses packets).
 
 Jitter and loss, per port as well: ``NatLab(delays=..., jitter={"ra": 0.002}, loss={"rb":
 0.01})``. A frame from ``p`` to ``q`` gets a random extra delay ``X_p + X_q`` (uniform on
@@ -112,36 +128,41 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-INTERNET_NET = "198.51.100.0/24"
-RELAY_IP = "198.51.100.10"
-RELAY2_IP = "198.51.100.11"
+from tests.natlab.topology import (
+    FILTERINGS,
+    INTERNET_NET,
+    NAT_MODES,
+    RELAY2_6_IP,
+    RELAY2_IP,
+    RELAY6_IP,
+    RELAY_IP,
+    TOPOLOGIES,
+    Plan,
+    Router,
+    firewall6_ruleset,
+    make_plan,
+    nat_ruleset,
+)
 
-NAT_MODES = ("eim", "symmetric")
-#: What a router does with unsolicited inbound packets (see the module docstring).
-FILTERINGS = ("drop", "reject", "none")
+__all__ = [
+    "FILTERINGS",
+    "INTERNET_NET",
+    "NAT_MODES",
+    "RELAY2_IP",
+    "RELAY_IP",
+    "TOPOLOGIES",
+    "LabError",
+    "NatLab",
+    "Program",
+    "lab_unavailable_reason",
+    "require_lab",
+]
 
 ROOT_REASON = "lab needs root"
 
 _CMD_TIMEOUT = 20.0
 _KILL_WAIT = 5.0
 
-
-@dataclass(frozen=True)
-class _Site:
-    """One NAT'ed site: a router and the host behind it."""
-
-    wan_ip: str
-    lan_net: str
-    lan_router_ip: str
-    host_ip: str
-    prefix_len: int
-
-
-_SITES = {
-    "a": _Site("198.51.100.1", "192.0.2.0/26", "192.0.2.1", "192.0.2.2", 26),
-    "b": _Site("198.51.100.2", "192.0.2.64/26", "192.0.2.65", "192.0.2.66", 26),
-}
-_ROUTERS = {"ra": "a", "rb": "b"}
 _DELAY_SWITCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "delay_switch.py")
 _SWITCH_READY_TIMEOUT = 10.0
 
@@ -368,53 +389,57 @@ class Program:
 # --- the lab -----------------------------------------------------------------------------------
 
 
-def _nft_ruleset(site: _Site, mode: str, filtering: str = "drop") -> str:
-    masquerade = "masquerade fully-random" if mode == "symmetric" else "masquerade"
-    unsolicited = {
-        "drop": 'iifname "wan0" counter name "wan_in_dropped" drop',
-        "reject": (
-            'iifname "wan0" meta l4proto tcp counter name "wan_in_rejected" '
-            "reject with tcp reset\n"
-            '        iifname "wan0" counter name "wan_in_rejected" reject'
-        ),
-        "none": "",
-    }[filtering]
-    return f"""
-table ip natlab {{
-    counter wan_in_dropped {{ }}
-    counter wan_in_rejected {{ }}
-    counter forward_dropped {{ }}
-    chain postrouting {{
-        type nat hook postrouting priority srcnat; policy accept;
-        oifname "wan0" ip saddr {site.lan_net} {masquerade}
-    }}
-    chain forward {{
-        type filter hook forward priority filter; policy drop;
-        ct state established,related accept
-        ct state invalid counter name "forward_dropped" drop
-        iifname "lan0" oifname "wan0" accept
-        counter name "forward_dropped" drop
-    }}
-    chain input {{
-        type filter hook input priority filter; policy accept;
-        iifname "wan0" ct state established,related accept
-        {unsolicited}
-    }}
-}}
-"""
+def _per_router(
+    what: str,
+    value: str | Mapping[str, str],
+    allowed: Sequence[str],
+    plan: Plan,
+    default: str,
+) -> dict[str, str]:
+    """One value per router of ``plan``, from one value for all or a mapping whose keys are
+    sites (``"a"``, ``"b"``: every router on that site's way out) or router names (win)."""
+    routers = plan.router_names()
+    if isinstance(value, str):
+        if value not in allowed:
+            raise ValueError(f"{what} must be one of {allowed}, not {value!r}")
+        return dict.fromkeys(routers, value)
+    out = dict.fromkeys(routers, default)
+    for key in sorted(value, key=lambda k: k in routers):  # sites first, routers override
+        how = value[key]
+        if how not in allowed:
+            raise ValueError(f"{what}: {key!r}: want one of {allowed}, not {how!r}")
+        if key in routers:
+            out[key] = how
+        elif key in plan.host_ips:
+            out.update(dict.fromkeys(plan.site_routers(key), how))
+        else:
+            raise ValueError(f"{what}: {key!r} is neither a site nor a router ({routers})")
+    return out
 
 
 class NatLab:
-    """Two NAT'ed hosts, a relay (and optionally a second public host) on a bridged "internet".
+    """NAT'ed hosts ``a`` and ``b``, a relay (and optionally a second public host) on a bridged
+    "internet", in one of ``TOPOLOGIES`` (see ``topology.py``).
 
-    Host names: ``"relay"``, ``"relay2"`` (if ``relay2=True``), ``"a"`` and ``"b"`` (behind
-    routers A and B), ``"ra"`` and ``"rb"`` (the routers), ``"internet"`` (the bridge).
-    ``a`` and ``b`` are the NAT modes of routers A and B, each ``"eim"`` or ``"symmetric"``;
-    ``filtering`` is one of ``FILTERINGS`` for both routers, or a mapping ``{"a": ..., "b": ...}``.
-    ``delays`` (one-way seconds per public host) swaps the bridge for the delaying user-space
-    switch (see the module docstring, :meth:`rtt` and :meth:`switch_stats`); so do ``jitter``
-    (seconds) and ``loss`` (probability) per public host, with ``jitter_distribution``
-    (``"uniform"`` or ``"normal"``), ``reorder`` and ``seed`` for the switch (module docstring).
+    Host names: ``"relay"``, ``"relay2"`` (if ``relay2=True``), ``"a"`` and ``"b"``, the
+    routers (:attr:`routers`: ``"ra"``, ``"rb"``; only ``"ra"`` in ``"same-nat"``; plus the
+    CGNATs ``"ca"``, ``"cb"`` in ``"double-nat"``) and ``"internet"`` (the bridge).
+
+    ``a`` and ``b`` are the mapping modes (``NAT_MODES``) of the home routers of ``a`` and
+    ``b``; in ``"same-nat"`` they share one router, so ``b`` must be left out or equal ``a``.
+    ``cgnat`` is the CGNATs' mode (``"double-nat"``), one for both or ``{"a": ..., "b": ...}``.
+    ``filtering`` is one of ``FILTERINGS`` for every router, or a mapping whose keys are sites
+    (``"a"``: every router on a's way out) or router names (these win); unnamed routers drop.
+    ``hairpin`` makes every NAT loop LAN packets for its public address back to the LAN host
+    owning that mapping (useful in ``"same-nat"``; see ``topology.nat_ruleset``).
+    ``client_isolation`` (``"same-nat"`` only) isolates the LAN bridge's ports from each other,
+    as guest Wi-Fi does: ``a`` and ``b`` share the NAT but cannot reach each other's LAN
+    address, so hairpinning is their only direct path.
+    ``delays`` (one-way seconds per public host: ``relay``, ``relay2`` and the routers on the
+    internet, :attr:`switch_ports`) swaps the bridge for the delaying user-space switch (see the
+    module docstring, :meth:`rtt` and :meth:`switch_stats`); so do ``jitter`` (seconds) and
+    ``loss`` (probability) per public host, with ``jitter_distribution`` (``"uniform"`` or
+    ``"normal"``), ``reorder`` and ``seed`` for the switch (module docstring).
 
     Set-up runs in ``__enter__`` (or :meth:`start`); it is blocking and takes a fraction of a
     second. Use it before ``trio.run`` or from a worker thread.
@@ -426,31 +451,51 @@ class NatLab:
     def __init__(
         self,
         a: str = "eim",
-        b: str = "eim",
+        b: str | None = None,
         *,
         relay2: bool = True,
         delays: Mapping[str, float] | None = None,
         filtering: str | Mapping[str, str] = "drop",
+        topology: str = "two-nats",
+        hairpin: bool = False,
+        client_isolation: bool = False,
+        cgnat: str | Mapping[str, str] = "eim",
         jitter: Mapping[str, float] | None = None,
         loss: Mapping[str, float] | None = None,
         jitter_distribution: str = "uniform",
         reorder: bool = False,
         seed: int | None = None,
     ) -> None:
+        #: The address plan (see ``topology.py``).
+        self.plan = make_plan(topology)
+        self.topology = topology
+        if b is None:
+            b = a if topology == "same-nat" else "eim"
         for mode in (a, b):
             if mode not in NAT_MODES:
                 raise ValueError(f"NAT mode must be one of {NAT_MODES}, not {mode!r}")
+        if topology == "same-nat" and a != b:
+            raise ValueError("same-nat: a and b share one router; give its mode as a")
+        home = {site: self.plan.home_router(site) for site in ("a", "b")}
+        if cgnat != "eim" and topology != "double-nat":
+            raise ValueError("cgnat: only the double-nat topology has CGNATs")
+        if not isinstance(cgnat, str) and set(cgnat) & set(home.values()):
+            raise ValueError("cgnat: give the home routers' modes as a and b")
+        #: Mapping mode per router name.
+        self.mapping = _per_router("cgnat", cgnat, NAT_MODES, self.plan, "eim")
+        self.mapping.update({home["a"]: a, home["b"]: b})
+        #: Filtering per router name.
+        self.router_filtering = _per_router("filtering", filtering, FILTERINGS, self.plan, "drop")
+        #: Mapping modes and filtering of the home routers of ``a`` and ``b``.
         self.modes = {"a": a, "b": b}
-        per_site = {"a": filtering, "b": filtering} if isinstance(filtering, str) else filtering
-        for site_name, how in per_site.items():
-            if site_name not in ("a", "b") or how not in FILTERINGS:
-                raise ValueError(f"filtering: want 'a'/'b' -> one of {FILTERINGS}, not {per_site}")
-        #: Filtering of routers A and B (see ``FILTERINGS``).
-        self.filtering = {"a": per_site.get("a", "drop"), "b": per_site.get("b", "drop")}
+        self.filtering = {site: self.router_filtering[home[site]] for site in ("a", "b")}
+        self.hairpin = hairpin
+        if client_isolation and topology != "same-nat":
+            raise ValueError("client_isolation: only the same-nat topology has a shared LAN")
+        self.client_isolation = client_isolation
         self.has_relay2 = relay2
         # The link of each switch port (public host); None: the kernel bridge, no switch.
-        ports = ["relay", *(["relay2"] if relay2 else []), *_ROUTERS]
-        self.links = _links(ports, delays, jitter, loss)
+        self.links = _links(self.switch_ports, delays, jitter, loss)
         #: One-way latency per switch port; None without the switch.
         self.delays = None if self.links is None else {p: k.latency for p, k in self.links.items()}
         if jitter_distribution not in ("uniform", "normal"):
@@ -465,7 +510,7 @@ class NatLab:
         ]
         self.switch: Program | None = None
         self.prefix = f"nl{secrets.token_hex(3)}-"
-        roles = ["internet", "relay", *(["relay2"] if relay2 else []), "ra", "rb", "a", "b"]
+        roles = ["internet", *self._public, *self.plan.router_names(), *self.plan.host_ips]
         self._ns = {role: self.prefix + role for role in roles}
         self._created: list[str] = []
         self._procs: list[subprocess.Popen[Any]] = []
@@ -483,8 +528,31 @@ class NatLab:
     # -- names and addresses
 
     @property
+    def _public(self) -> dict[str, tuple[str, str]]:
+        """Public hosts other than routers: name -> (IPv4, IPv6) address."""
+        hosts = {"relay": (RELAY_IP, RELAY6_IP)}
+        if self.has_relay2:
+            hosts["relay2"] = (RELAY2_IP, RELAY2_6_IP)
+        return hosts
+
+    @property
     def hosts(self) -> list[str]:
         return list(self._ns)
+
+    @property
+    def routers(self) -> list[str]:
+        """This topology's routers, each after the router it sits behind."""
+        return self.plan.router_names()
+
+    @property
+    def switch_ports(self) -> list[str]:
+        """The hosts on the internet's bridge or switch: the public hosts and the routers that
+        face the internet (the keys of ``delays``)."""
+        return [*self._public, *self.plan.internet_routers()]
+
+    @property
+    def has_ipv6(self) -> bool:
+        return self.plan.ipv6
 
     @property
     def namespaces(self) -> list[str]:
@@ -500,29 +568,52 @@ class NatLab:
             ) from None
 
     def ip(self, host: str) -> str:
-        """The host's own address: LAN address for ``a``/``b``, WAN address for routers."""
-        if host in _SITES:
-            return _SITES[host].host_ip
-        if host in _ROUTERS:
-            return _SITES[_ROUTERS[host]].wan_ip
-        if host == "relay":
-            return RELAY_IP
-        if host == "relay2" and self.has_relay2:
-            return RELAY2_IP
+        """The host's own IPv4 address: the LAN address for ``a``/``b``, the WAN address for
+        routers (a home router's is in 100.64.0.0/10 behind a CGNAT)."""
+        if host in self.plan.host_ips:
+            return self.plan.host_ips[host]
+        if host in self.routers:
+            return self.plan.router(host).wan_ip
+        if host in self._public:
+            return self._public[host][0]
+        raise ValueError(f"host {host!r} has no address")
+
+    def ip6(self, host: str) -> str:
+        """The host's IPv6 address (``"ipv6"`` topology): global, untranslated, so also the
+        address the internet sees; a router's WAN address."""
+        if not self.has_ipv6:
+            raise ValueError(f"the {self.topology!r} topology has no IPv6")
+        if host in self.plan.host_ip6s:
+            return self.plan.host_ip6s[host]
+        if host in self.routers:
+            wan6 = self.plan.router(host).wan6
+            assert wan6 is not None
+            return wan6
+        if host in self._public:
+            return self._public[host][1]
         raise ValueError(f"host {host!r} has no address")
 
     def public_ip(self, host: str) -> str:
-        """The address the internet sees for ``host`` (its router's WAN address if NAT'ed)."""
-        if host in _SITES:
-            return _SITES[host].wan_ip
+        """The IPv4 address the internet sees for ``host``: the WAN address of the router it
+        reaches the internet through (the CGNAT's in ``"double-nat"``) if NAT'ed."""
+        if host in self.plan.host_ips or host in self.routers:
+            return self.plan.internet_router(host).wan_ip
         return self.ip(host)
 
+    def router_of(self, host: str) -> str:
+        """The router whose LAN ``host`` (or a router behind a CGNAT) is on."""
+        return self.plan.router_of(host).name
+
     def router_lan_ip(self, site: str) -> str:
-        return _SITES[site].lan_router_ip
+        """The LAN address of the home router of ``site`` (``"a"`` or ``"b"``)."""
+        return self.plan.router_of(site).lan_ip
 
     def _switch_port(self, host: str) -> str:
-        port = f"r{host}" if host in _SITES else host
-        if port not in ("relay", "ra", "rb") and not (port == "relay2" and self.has_relay2):
+        if host in self.plan.host_ips or host in self.routers:
+            port = self.plan.internet_router(host).name
+        else:
+            port = host
+        if port not in self.switch_ports:
             raise ValueError(f"host {host!r} is not on the internet (or behind a router on it)")
         return port
 
@@ -551,8 +642,9 @@ class NatLab:
     def rtt(self, host1: str, host2: str) -> float:
         """The round trip time (seconds) the switch adds between two hosts.
 
-        ``2 * (L_p + L_q)`` for their ports ``p`` and ``q``; ``a``/``b`` use their router's port.
-        0 without ``delays``, and between a host and its own router (no switch on that path).
+        ``2 * (L_p + L_q)`` for their ports ``p`` and ``q``; hosts behind routers use the port
+        of the router that faces the internet. 0 without ``delays``, and between hosts that
+        share a port (a host and its router; both hosts in ``"same-nat"``).
         """
         p, q = self._switch_port(host1), self._switch_port(host2)
         if p == q:
@@ -602,28 +694,32 @@ class NatLab:
 
     def _build(self) -> None:
         ns = self._ns
+        plan = self.plan
         for name in ns.values():
             _check([self._ip, "netns", "add", name])
             self._created.append(name)
-        # No IPv6 anywhere (no link-local chatter, no DAD); forwarding only inside routers.
-        no_v6 = {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"}
         for role, name in ns.items():
-            settings = dict(no_v6)
-            if role in _ROUTERS:
-                settings["net.ipv4.ip_forward"] = "1"
-                settings["net.ipv4.conf.all.send_redirects"] = "0"
-                settings["net.ipv4.conf.default.send_redirects"] = "0"
-            self._sysctl(name, settings)
+            self._sysctl(name, self._sysctl_settings(role))
+        # A LAN with several hosts is a bridge in its router: bridged frames between those
+        # hosts must not go through the router's (IPv4 and IPv6) firewall, as in a real one.
+        for router in plan.routers:
+            if len(router.members) > 1:
+                _check(
+                    [self._ip, "netns", "exec", ns[router.name], "sh", "-c",
+                     "for f in /proc/sys/net/bridge/bridge-nf-call-ip*tables; do "
+                     '[ ! -e "$f" ] || echo 0 > "$f"; done'],
+                )  # fmt: skip
 
         internet = ["link set lo up"]
         if self.delays is None:
             internet.append("link add br0 type bridge stp_state 0 forward_delay 0")
-        public = [("relay", RELAY_IP)] + ([("relay2", RELAY2_IP)] if self.has_relay2 else [])
-        for role, _ in public:
+        for role in self._public:
             internet.append(f"link add p-{role} type veth peer name eth0 netns {ns[role]}")
-        for router in _ROUTERS:
-            internet.append(f"link add p-{router} type veth peer name wan0 netns {ns[router]}")
-        for port in [role for role, _ in public] + list(_ROUTERS):
+        for router_name in plan.internet_routers():
+            internet.append(
+                f"link add p-{router_name} type veth peer name wan0 netns {ns[router_name]}"
+            )
+        for port in self.switch_ports:
             if self.delays is None:
                 internet.append(f"link set p-{port} master br0")
             internet.append(f"link set p-{port} up")
@@ -631,39 +727,106 @@ class NatLab:
             internet.append("link set br0 up")
         self._batch(ns["internet"], internet)
 
-        for role, address in public:
-            self._batch(
-                ns[role],
-                ["link set lo up", f"addr add {address}/24 dev eth0", "link set eth0 up"],
-            )
-        for router, site_name in _ROUTERS.items():
-            site = _SITES[site_name]
-            self._batch(
-                ns[router],
-                [
-                    "link set lo up",
-                    f"link add lan0 type veth peer name eth0 netns {ns[site_name]}",
-                    f"addr add {site.wan_ip}/24 dev wan0",
-                    f"addr add {site.lan_router_ip}/{site.prefix_len} dev lan0",
-                    "link set wan0 up",
-                    "link set lan0 up",
-                ],
-            )
-            _check(
-                [self._ip, "netns", "exec", ns[router], self._nft, "-f", "-"],
-                input=_nft_ruleset(site, self.modes[site_name], self.filtering[site_name]),
-            )
-            self._batch(
-                ns[site_name],
-                [
-                    "link set lo up",
-                    f"addr add {site.host_ip}/{site.prefix_len} dev eth0",
-                    "link set eth0 up",
-                    f"route add default via {site.lan_router_ip}",
-                ],
-            )
+        # IPv6 routing on the internet: each LAN prefix via its router, no default route.
+        routes6 = [
+            (router.lan6_net, router.wan6)
+            for router in plan.routers
+            if router.lan6_net is not None and router.wan6 is not None
+        ]
+        for role, (address, address6) in self._public.items():
+            lines = ["link set lo up", f"addr add {address}/24 dev eth0"]
+            if plan.ipv6:
+                lines.append(f"addr add {address6}/64 dev eth0 nodad")
+            lines.append("link set eth0 up")
+            if plan.ipv6:
+                lines += [f"route add {net} via {via}" for net, via in routes6]
+            self._batch(ns[role], lines)
+        for router in plan.routers:
+            self._build_router(router, routes6)
+        for host, address in plan.host_ips.items():
+            router = plan.router_of(host)
+            lines = [
+                "link set lo up",
+                f"addr add {address}/{router.lan_len} dev eth0",
+                "link set eth0 up",
+                f"route add default via {router.lan_ip}",
+            ]
+            if host in plan.host_ip6s:
+                lines += [
+                    f"addr add {plan.host_ip6s[host]}/64 dev eth0 nodad",
+                    f"route add default via {router.lan6_ip}",
+                ]
+            self._batch(ns[host], lines)
         if self.links is not None:
             self._start_switch(self.links)
+
+    def _sysctl_settings(self, role: str) -> dict[str, str]:
+        settings: dict[str, str] = {}
+        if self.plan.ipv6 and role != "internet":
+            # IPv6 without duplicate address detection (addresses usable at once) and without
+            # router advertisements: every address and route is configured.
+            for scope in ("all", "default"):
+                settings[f"net.ipv6.conf.{scope}.disable_ipv6"] = "0"
+                settings[f"net.ipv6.conf.{scope}.accept_dad"] = "0"
+                settings[f"net.ipv6.conf.{scope}.dad_transmits"] = "0"
+                settings[f"net.ipv6.conf.{scope}.accept_ra"] = "0"
+                settings[f"net.ipv6.conf.{scope}.router_solicitations"] = "0"
+        else:
+            # No IPv6 (no link-local chatter, no DAD).
+            settings["net.ipv6.conf.all.disable_ipv6"] = "1"
+            settings["net.ipv6.conf.default.disable_ipv6"] = "1"
+        if role in self.routers:  # forwarding only inside routers
+            settings["net.ipv4.ip_forward"] = "1"
+            settings["net.ipv4.conf.all.send_redirects"] = "0"
+            settings["net.ipv4.conf.default.send_redirects"] = "0"
+            if self.plan.ipv6:
+                settings["net.ipv6.conf.all.forwarding"] = "1"
+        return settings
+
+    def _build_router(self, router: Router, routes6: Sequence[tuple[str, str]]) -> None:
+        """Its LAN side (with its members' ends), addresses, routes and nftables rules; its
+        ``wan0`` already exists (made by the internet or by the router in front)."""
+        ns = self._ns
+        lines = ["link set lo up"]
+        if len(router.members) == 1:
+            ((member, _),) = router.members
+            end = "wan0" if member in self.routers else "eth0"
+            lines.append(f"link add lan0 type veth peer name {end} netns {ns[member]}")
+        else:
+            lines.append("link add lan0 type bridge stp_state 0 forward_delay 0")
+            for member, _ in router.members:
+                end = "wan0" if member in self.routers else "eth0"
+                lines += [
+                    f"link add l-{member} type veth peer name {end} netns {ns[member]}",
+                    f"link set l-{member} master lan0",
+                    f"link set l-{member} up",
+                ]
+                if self.client_isolation:
+                    lines.append(f"link set l-{member} type bridge_slave isolated on")
+        lines += [
+            f"addr add {router.wan_ip}/{router.wan_len} dev wan0",
+            f"addr add {router.lan_ip}/{router.lan_len} dev lan0",
+        ]
+        if router.wan6 is not None and router.lan6_ip is not None:
+            lines += [
+                f"addr add {router.wan6}/64 dev wan0 nodad",
+                f"addr add {router.lan6_ip}/64 dev lan0 nodad",
+            ]
+        lines += ["link set wan0 up", "link set lan0 up"]
+        if router.gateway is not None:
+            lines.append(f"route add {INTERNET_NET} via {router.gateway}")
+        if router.upstream == "internet":
+            lines += [f"route add {net} via {via}" for net, via in routes6 if via != router.wan6]
+        self._batch(ns[router.name], lines)
+        rules = nat_ruleset(
+            router,
+            self.mapping[router.name],
+            self.router_filtering[router.name],
+            hairpin=self.hairpin,
+        )
+        if router.wan6 is not None:
+            rules += firewall6_ruleset(router, self.router_filtering[router.name])
+        _check([self._ip, "netns", "exec", ns[router.name], self._nft, "-f", "-"], input=rules)
 
     def _start_switch(self, links: Mapping[str, Link]) -> None:
         """Run ``delay_switch.py`` on the internet's veth ends; wait until it forwards."""
@@ -838,13 +1001,61 @@ class NatLab:
         out: str = self.run(router, [self._nft, "list", "ruleset"]).stdout
         return out
 
-    def dropped(self, router: str) -> dict[str, int]:
-        """Packets the router dropped or rejected so far:
-        ``{"wan_in": n, "wan_in_rejected": r, "forward": m}``."""
-        if router not in _ROUTERS:
-            raise ValueError(f"{router!r} is not a router (use 'ra' or 'rb')")
-        out = self.run(router, [self._nft, "list", "counters", "table", "ip", "natlab"]).stdout
-        counts: dict[str, int] = {}
-        for counter, packets in re.findall(r"counter (\w+) \{\s*packets (\d+)", out):
-            counts[counter.removesuffix("_dropped")] = int(packets)
-        return counts
+    def conntrack(self, host: str) -> list[dict[str, Any]]:
+        """The host's conntrack table (``/proc/net/nf_conntrack`` of its namespace), one dict
+        per entry: ``family`` ("ipv4"/"ipv6"), ``proto`` ("tcp", "udp", ...), ``state`` (TCP's,
+        e.g. "SYN_SENT", "ESTABLISHED", "CLOSE"; None for others), ``original`` and ``reply``
+        (each ``{"src", "dst", "sport", "dport"}``, ports as ints where the protocol has them)
+        and ``flags`` (e.g. ``["ASSURED"]``). A NAT's mapping shows in ``reply``: the packet
+        that would come back is addressed to the external address and port."""
+        out: str = self.run(host, ["cat", "/proc/net/nf_conntrack"]).stdout
+        entries = []
+        for line in out.splitlines():
+            fields = line.split()
+            if len(fields) < 5:
+                continue
+            entry: dict[str, Any] = {
+                "family": fields[0],
+                "proto": fields[2],
+                "state": None,
+                "original": {},
+                "reply": {},
+                "flags": [],
+            }
+            for field in fields[5:]:
+                if field.startswith("["):
+                    entry["flags"].append(field.strip("[]"))
+                elif "=" in field:
+                    key, value = field.split("=", 1)
+                    if key not in ("src", "dst", "sport", "dport"):
+                        continue
+                    side = "original" if key not in entry["original"] else "reply"
+                    entry[side][key] = int(value) if key in ("sport", "dport") else value
+                elif field.isupper():
+                    entry["state"] = field
+            entries.append(entry)
+        return entries
+
+    def counters(self, router: str, *, ipv6: bool = False) -> dict[str, int]:
+        """The packet counts of the router's nftables counters (``table ip natlab``, or with
+        ``ipv6`` the firewall's ``table ip6 natlab6``), by counter name."""
+        if router not in self.routers:
+            raise ValueError(f"{router!r} is not a router (this lab has {self.routers})")
+        table = ["ip6", "natlab6"] if ipv6 else ["ip", "natlab"]
+        out = self.run(router, [self._nft, "list", "counters", "table", *table]).stdout
+        return {
+            counter: int(packets)
+            for counter, packets in re.findall(r"counter (\w+) \{\s*packets (\d+)", out)
+        }
+
+    def dropped(self, router: str, *, ipv6: bool = False) -> dict[str, int]:
+        """Packets the router dropped or rejected so far: ``{"wan_in": n, "wan_in_rejected":
+        r, "forward": m, "invalid": i}`` (unsolicited from the WAN, refused by the firewall,
+        dropped while forwarding, invalid for conntrack), for IPv4 also ``"loopback"`` /
+        ``"loopback_rejected"`` (LAN packets for the WAN address that were not hairpinned).
+        With ``ipv6``: the IPv6 firewall's."""
+        return {
+            name.removesuffix("_dropped"): packets
+            for name, packets in self.counters(router, ipv6=ipv6).items()
+            if name.endswith(("_dropped", "_rejected"))
+        }

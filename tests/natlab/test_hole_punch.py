@@ -3,12 +3,16 @@
 relay.py runs on the public relay host, listener.py behind router B, dialer.py behind router A
 (so the dialer is DCUtR's A and the listener its B). Through two endpoint-independent NATs the
 dialer must end on a direct connection to router B's public address; through a symmetric NAT
-the punch must fail with a reason while the relayed connection keeps working.
+the punch must fail with a reason while the relayed connection keeps working. In the other
+topologies (``topology.py``) the direct connection must come too: over the LAN or by
+hairpinning behind one NAT, through a CGNAT and a home NAT on each side, over IPv6 through
+stateful firewalls.
 """
 
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +20,7 @@ import pytest
 
 from tests.examples.vocabulary import check_line
 from tests.natlab.lab import NatLab, Program
+from tests.natlab.topology import EIM_SHIFT_XOR
 
 pytestmark = pytest.mark.natlab
 
@@ -26,13 +31,15 @@ def start(lab: NatLab, host: str, script: str, *args: str) -> Program:
     return lab.spawn_example(host, script, *args)
 
 
-_held: dict[int, list[dict[str, Any]]] = {}
+# Keyed by the program itself, not id(program): an id is reused once a program of an earlier
+# test is garbage-collected, and that program's held lines would then be handed to a new one.
+_held: weakref.WeakKeyDictionary[Program, list[dict[str, Any]]] = weakref.WeakKeyDictionary()
 
 
 def wait_for(program: Program, event: str, timeout: float = STEP) -> dict[str, Any]:
     """The first line of ``program`` with this ``event`` not yet taken; lines of other events
     are held for later calls."""
-    held = _held.setdefault(id(program), [])
+    held = _held.setdefault(program, [])
     for line in held:
         if line["event"] == event:
             held.remove(line)
@@ -58,15 +65,20 @@ def lines_until(program: Program, event: str, timeout: float = STEP) -> list[dic
             return out
 
 
-def relay_and_listener(lab: NatLab) -> tuple[Program, Program, str, int]:
+def any_addr(ipv6: bool) -> str:
+    return "/ip6/::" if ipv6 else "/ip4/0.0.0.0"
+
+
+def relay_and_listener(lab: NatLab, *, ipv6: bool = False) -> tuple[Program, Program, str, int]:
     """Start the relay and a listener with a reservation; returns the listener's relayed
-    address and its listen port."""
-    relay = start(lab, "relay", "relay.py", "--listen", f"/ip4/0.0.0.0/tcp/{lab.fresh_port()}")
+    address and its listen port. With ``ipv6`` all of it over IPv6 only."""
+    relay = start(lab, "relay", "relay.py", "--listen", f"{any_addr(ipv6)}/tcp/{lab.fresh_port()}")
     ready = wait_for(relay, "ready")
-    (relay_addr,) = [a for a in ready["addrs"] if f"/ip4/{lab.ip('relay')}/" in a]
+    relay_ip = f"/ip6/{lab.ip6('relay')}/" if ipv6 else f"/ip4/{lab.ip('relay')}/"
+    (relay_addr,) = [a for a in ready["addrs"] if relay_ip in a]
     port = lab.fresh_port()
     listener = start(
-        lab, "b", "listener.py", "--relay", relay_addr, "--listen", f"/ip4/0.0.0.0/tcp/{port}"
+        lab, "b", "listener.py", "--relay", relay_addr, "--listen", f"{any_addr(ipv6)}/tcp/{port}"
     )
     reservation = wait_for(listener, "reservation")
     assert reservation["limits"] == {"duration": 120, "data": 131072}
@@ -76,7 +88,7 @@ def relay_and_listener(lab: NatLab) -> tuple[Program, Program, str, int]:
 
 
 def run_dialer(
-    lab: NatLab, target: str, timeout: float = 20.0, *extra: str
+    lab: NatLab, target: str, timeout: float = 20.0, *extra: str, ipv6: bool = False
 ) -> tuple[int, list[dict[str, Any]]]:
     dialer = start(
         lab,
@@ -85,7 +97,7 @@ def run_dialer(
         "--target",
         target,
         "--listen",
-        f"/ip4/0.0.0.0/tcp/{lab.fresh_port()}",
+        f"{any_addr(ipv6)}/tcp/{lab.fresh_port()}",
         "--timeout",
         str(timeout),
         *extra,
@@ -257,3 +269,54 @@ def test_a_peer_that_knows_its_nat_is_symmetric_fails_at_once_and_tells_the_othe
     assert dialer_punch["attempt"] == 1
     assert [e["via"] for e in events["echo"]] == ["relayed"]
     assert events["echo"][0]["ok"]
+
+
+# Each topology's direct path: where the dialer's direct connection must go ("lan": b's LAN
+# address; "public": b's public mapping, router B's or the CGNAT's or, in "same-nat", the one
+# router's address, looped back by hairpinning; "ipv6": b's own IPv6 address; "shifted": the
+# mapping of b's listen port by an endpoint-independent NAT that does not keep ports).
+OTHER_TOPOLOGIES = [
+    pytest.param({"topology": "same-nat"}, {"lan"}, id="same-nat"),
+    pytest.param(
+        {"topology": "same-nat", "hairpin": True}, {"lan", "public"}, id="same-nat-hairpin"
+    ),
+    pytest.param(
+        {"topology": "same-nat", "hairpin": True, "client_isolation": True},
+        {"public"},
+        id="same-nat-isolated-hairpin",
+    ),
+    pytest.param({"topology": "double-nat"}, {"public"}, id="double-nat"),
+    pytest.param({"a": "eim-shifted", "b": "eim-shifted"}, {"shifted"}, id="two-eim-shifted"),
+    pytest.param({"topology": "ipv6"}, {"ipv6"}, id="ipv6-only"),
+]
+
+
+@pytest.mark.parametrize(("lab", "paths"), OTHER_TOPOLOGIES, indirect=["lab"])
+def test_hole_punch_in_other_topologies(lab: NatLab, paths: set[str]) -> None:
+    ipv6 = lab.topology == "ipv6"
+    _relay, listener, relayed, listener_port = relay_and_listener(lab, ipv6=ipv6)
+    code, lines = run_dialer(lab, relayed, ipv6=ipv6)
+    events = by_event(lines)
+    (result,) = events["result"]
+    assert code == 0, (lines, listener.stderr)
+    assert result["ok"], result
+    # Over the LAN, b may dial a plainly first (attempt 0, connection reversal), from an
+    # ephemeral port; any other direct path is a punch from the listen port.
+    addrs = {
+        "lan": f"/ip4/{lab.ip('b')}/tcp/",
+        "public": f"/ip4/{lab.public_ip('b')}/tcp/{listener_port}",
+        "ipv6": f"/ip6/{lab.ip6('b') if ipv6 else ''}/tcp/{listener_port}",
+        # Endpoint-independent but not port-preserving: the listen port's mapping.
+        "shifted": f"/ip4/{lab.public_ip('b')}/tcp/{listener_port ^ EIM_SHIFT_XOR}",
+    }
+    direct = result["direct_addr"]
+    assert any(
+        direct.startswith(addrs[path]) if path == "lan" else direct == addrs[path] for path in paths
+    ), result
+    assert [e["via"] for e in events["echo"]] == ["relayed", "direct"]
+    assert all(e["ok"] for e in events["echo"])
+    (punch,) = events["hole_punch"]
+    assert punch["ok"]
+    assert wait_for(listener, "hole_punch")["ok"]
+    if result["direct_addr"] == addrs["public"] and lab.topology == "same-nat":
+        assert lab.counters("ra")["hairpinned"] >= 1

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import pytest
 
 from tests.natlab.lab import NatLab, Program, lab_unavailable_reason, require_lab
+from tests.natlab.topology import EIM_SHIFT_XOR
 
 pytestmark = pytest.mark.natlab
 
@@ -54,6 +55,10 @@ def hard_timeout(seconds: float) -> Callable[[F], F]:
 _PRELUDE = """
 import json, os, socket, sys, threading
 
+# IPv4 unless LAB_IPV6 is set in the environment (the "ipv6" topology's hosts have both).
+FAMILY = socket.AF_INET6 if os.environ.get("LAB_IPV6") else socket.AF_INET
+ANY = "::" if FAMILY == socket.AF_INET6 else "0.0.0.0"
+
 def say(**message):
     sys.stdout.write(json.dumps(message) + "\\n")
     sys.stdout.flush()
@@ -64,10 +69,10 @@ def exit_on_stdin_eof():
     os._exit(0)
 
 def reusable_socket(local_port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s = socket.socket(FAMILY, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    s.bind(("0.0.0.0", local_port))
+    s.bind((ANY, local_port))
     return s
 
 def read_line(s, limit=4096):
@@ -85,13 +90,16 @@ def _program(body: str) -> str:
     return _PRELUDE + body
 
 
+# Every program speaks IPv6 when started with LAB_IPV6=1 in its environment (addresses are
+# then reported as [ip, port] too).
+
 # Listens on argv[1]; tells each client the address it sees it from (like identify's
 # observed address) and keeps the connection open, as a relay would. Exits on stdin EOF.
 SERVER = _program("""
 port = int(sys.argv[1])
-listener = socket.socket()
+listener = socket.socket(FAMILY)
 listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-listener.bind(("0.0.0.0", port))
+listener.bind((ANY, port))
 listener.listen(64)
 say(listening=port)
 kept = []
@@ -99,9 +107,9 @@ kept = []
 def serve():
     while True:
         conn, addr = listener.accept()
-        conn.sendall((json.dumps({"observed": list(addr)}) + "\\n").encode())
+        conn.sendall((json.dumps({"observed": list(addr)[:2]}) + "\\n").encode())
         kept.append(conn)
-        say(accepted=list(addr))
+        say(accepted=list(addr)[:2])
 
 threading.Thread(target=serve, daemon=True).start()
 exit_on_stdin_eof()
@@ -113,13 +121,13 @@ CLIENT = _program("""
 local_port = int(sys.argv[1])
 kept = []
 for target in sys.argv[2:]:
-    ip, port = target.split(":")
+    ip, port = target.rsplit(":", 1)
     s = reusable_socket(local_port)
     s.settimeout(5)
     s.connect((ip, int(port)))
     observed = json.loads(read_line(s))["observed"]
     kept.append(s)
-    say(target=target, local=list(s.getsockname()), observed=observed)
+    say(target=target, local=list(s.getsockname())[:2], observed=observed)
 exit_on_stdin_eof()
 """)
 
@@ -149,8 +157,8 @@ for attempt in range(order["attempts"]):
     s.settimeout(5)
     s.sendall(("hello from " + name + "\\n").encode())
     received = read_line(s).strip()
-    say(connected=True, attempt=attempt, local=list(s.getsockname()),
-        remote=list(s.getpeername()), received=received, errors=errors)
+    say(connected=True, attempt=attempt, local=list(s.getsockname())[:2],
+        remote=list(s.getpeername())[:2], received=received, errors=errors)
     break
 else:
     say(connected=False, errors=errors)
@@ -165,7 +173,7 @@ import errno
 
 def probe(target):
     kind = socket.SOCK_STREAM if target["proto"] == "tcp" else socket.SOCK_DGRAM
-    with socket.socket(socket.AF_INET, kind) as s:
+    with socket.socket(FAMILY, kind) as s:
         s.settimeout(target["timeout"])
         try:
             s.connect((target["ip"], target["port"]))
@@ -197,8 +205,13 @@ for target, result in zip(targets, results):
 """)
 
 
-def _start_server(lab: NatLab, host: str, port: int) -> Program:
-    server = lab.spawn_python(host, SERVER, str(port), name=f"server@{host}")
+def _env(ipv6: bool, **extra: str) -> dict[str, str]:
+    """The environment for a program above: IPv6 with ``ipv6``."""
+    return {**os.environ, **extra, **({"LAB_IPV6": "1"} if ipv6 else {})}
+
+
+def _start_server(lab: NatLab, host: str, port: int, *, ipv6: bool = False) -> Program:
+    server = lab.spawn_python(host, SERVER, str(port), name=f"server@{host}", env=_env(ipv6))
     assert server.expect(10) == {"listening": port}
     return server
 
@@ -223,7 +236,14 @@ def test_topology(lab: NatLab) -> None:
         assert "default" not in lab.run(router, ["ip", "route"]).stdout
         forward = lab.run(router, ["cat", "/proc/sys/net/ipv4/ip_forward"]).stdout.strip()
         assert forward == "1"
-        assert lab.dropped(router) == {"wan_in": 0, "wan_in_rejected": 0, "forward": 0}
+        assert lab.dropped(router) == {
+            "wan_in": 0,
+            "wan_in_rejected": 0,
+            "forward": 0,
+            "invalid": 0,
+            "loopback": 0,
+            "loopback_rejected": 0,
+        }
     for host in ("relay", "relay2", "a", "b", "internet"):
         forward = lab.run(host, ["cat", "/proc/sys/net/ipv4/ip_forward"]).stdout.strip()
         assert forward == "0", host
@@ -249,7 +269,7 @@ def test_topology(lab: NatLab) -> None:
 
 
 @hard_timeout(30)
-@pytest.mark.parametrize("mode", ["eim", "symmetric"])
+@pytest.mark.parametrize("mode", ["eim", "eim-shifted", "symmetric"])
 def test_mapping(nat_lab: Callable[..., NatLab], mode: str) -> None:
     lab = nat_lab(a=mode)
     server_port = lab.fresh_port()
@@ -269,9 +289,22 @@ def test_mapping(nat_lab: Callable[..., NatLab], mode: str) -> None:
         assert report["local"] == [lab.ip("a"), local_port]
         assert report["observed"][0] == lab.public_ip("a")
     ports = [report["observed"][1] for report in seen]
+    # Router A's conntrack holds those mappings: the reply comes back to the observed port.
+    mappings = {
+        (entry["original"]["dst"], entry["reply"]["dst"], entry["reply"]["dport"])
+        for entry in lab.conntrack("ra")
+        if entry["proto"] == "tcp" and entry["original"]["sport"] == local_port
+    }
+    wan = lab.public_ip("a")
+    assert mappings == {(lab.relay_ip, wan, ports[0]), (lab.relay2_ip, wan, ports[1])}
     if mode == "eim":
         # Port preserved, and the same mapping whichever destination: endpoint-independent.
         assert ports == [local_port, local_port]
+    elif mode == "eim-shifted":
+        # The same mapping whichever destination, but not the source port: bit 10 flipped.
+        assert ports[0] == ports[1] != local_port
+        assert ports[0] == local_port ^ EIM_SHIFT_XOR
+        assert abs(ports[0] - local_port) == 1024
     else:
         # A fresh random port per destination.
         assert ports[0] != ports[1]
@@ -335,7 +368,9 @@ def test_unsolicited_inbound_is_refused_by_a_rejecting_or_unfiltered_router(
 # --- 3. simultaneous open ----------------------------------------------------------------------
 
 
-def _punchers(lab: NatLab, relay_port: int) -> tuple[Program, Program, dict[str, list[Any]]]:
+def _punchers(
+    lab: NatLab, relay_port: int, *, ipv6: bool = False
+) -> tuple[Program, Program, dict[str, list[Any]]]:
     programs = {}
     observed = {}
     for host in ("a", "b"):
@@ -344,14 +379,14 @@ def _punchers(lab: NatLab, relay_port: int) -> tuple[Program, Program, dict[str,
             host,
             PUNCH,
             str(local_port),
-            lab.relay_ip,
+            lab.ip6("relay") if ipv6 else lab.relay_ip,
             str(relay_port),
             name=f"punch@{host}",
-            env={**os.environ, "PUNCH_NAME": host},
+            env=_env(ipv6, PUNCH_NAME=host),
         )
     for host, program in programs.items():
         observed[host] = program.expect(10)["observed"]
-        assert observed[host][0] == lab.public_ip(host)
+        assert observed[host][0] == (lab.ip6(host) if ipv6 else lab.public_ip(host))
     return programs["a"], programs["b"], observed
 
 
@@ -363,15 +398,23 @@ def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def _assert_punched(
-    a: dict[str, Any], b: dict[str, Any], lab: NatLab, observed: dict[str, Any]
+    a: dict[str, Any],
+    b: dict[str, Any],
+    lab: NatLab,
+    observed: dict[str, Any],
+    *,
+    ipv6: bool = False,
+    port_preserving: bool = True,
 ) -> None:
     assert (a["connected"], b["connected"]) == (True, True), (a, b)
     assert a["received"] == "hello from b"
     assert b["received"] == "hello from a"
     # Each side sees the other's public (mapped) address; its own socket is its LAN address.
     assert (a["remote"], b["remote"]) == (observed["b"], observed["a"])
-    assert a["local"] == [lab.ip("a"), observed["a"][1]]
-    assert b["local"] == [lab.ip("b"), observed["b"][1]]
+    for host, result in (("a", a), ("b", b)):
+        assert result["local"][0] == (lab.ip6(host) if ipv6 else lab.ip(host))
+        if port_preserving:
+            assert result["local"][1] == observed[host][1]
 
 
 @hard_timeout(40)

@@ -35,6 +35,7 @@ from libp2p.relay.circuit_v2.dcutr_core import (
     encode_hole_punch,
     looks_endpoint_dependent,
     punch_dial_timeout,
+    punch_handshake_timeout,
     redial_pause,
     redial_silence,
 )
@@ -123,7 +124,12 @@ def test_a_whole_attempt_back_to_back_with_the_spec_roles() -> None:
     a_acts = pair.take(pair.a)
     claims = of(a_acts, ClaimInbound)
     a_dials = of(a_acts, Dial)
-    assert claims == [ClaimInbound(tuple(B_ADDRS), None)]
+    # Handshakes on a punched connection get ten relayed round trips (at least 2 s).
+    assert pair.a.rtt is not None
+    handshake = punch_handshake_timeout(pair.a.rtt, CONFIG.stream_timeout)
+    assert handshake == pytest.approx(3.0)
+    assert claims == [ClaimInbound(tuple(B_ADDRS), None, handshake)]
+    assert all(d.handshake_within == handshake for d in a_dials)
     assert [d.addr for d in a_dials] == B_ADDRS
     assert pair.b.get_timer() == pytest.approx(10.3)
     assert not of(pair.take(pair.b), Dial)  # not yet

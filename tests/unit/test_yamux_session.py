@@ -616,3 +616,96 @@ async def test_goaway_is_flushed_even_when_the_owner_cancels_at_once(garbage: by
         frames = await peer.read_until_eof()
     assert session.closed_reason is CloseReason.PROTOCOL_ERROR
     assert frames[-1] == (FrameType.GO_AWAY, 0, 0, GoAwayCode.PROTOCOL_ERROR, b"")
+
+
+# -- when a stream is finished ----------------------------------------------------------------
+
+
+class Finished:
+    """Records ``call_when_finished`` callbacks and lets a test wait for one."""
+
+    def __init__(self) -> None:
+        self.streams: list[YamuxStream] = []
+        self.event = trio.Event()
+
+    def __call__(self, stream: YamuxStream) -> None:
+        self.streams.append(stream)
+        self.event.set()
+
+
+async def test_stream_is_finished_once_both_fins_crossed() -> None:
+    async with session_pair(QUIET, QUIET) as (client, server):
+        ours = await client.open_stream()
+        await ours.send_all(b"x")
+        theirs = await server.accept_stream()
+        ours_done, theirs_done = Finished(), Finished()
+        ours.call_when_finished(ours_done)
+        theirs.call_when_finished(theirs_done)
+        await ours.send_eof()
+        assert await read_all(theirs) == b"x"
+        # Half-closed is not finished: the server may still answer.
+        assert not theirs.is_finished
+        assert not ours.is_finished
+        await theirs.send_all(b"answer")
+        await theirs.send_eof()
+        await theirs_done.event.wait()
+        assert await read_all(ours) == b"answer"
+        await ours_done.event.wait()
+        assert ours_done.streams == [ours]
+        assert theirs_done.streams == [theirs]
+        assert ours.is_finished
+        assert theirs.is_finished
+        assert client.num_streams == server.num_streams == 0
+
+
+async def test_stream_closed_locally_is_finished_and_forgotten_when_the_peers_fin_arrives() -> None:
+    # We close first (aclose: FIN, stop reading); the peer's FIN comes later. The session
+    # used to keep the stream's record forever in that order (a leak per ping we sent, and
+    # per identify we answered); now the stream is finished and dropped.
+    async with session_pair(QUIET, QUIET) as (client, server):
+        ours = await client.open_stream()
+        await ours.send_all(b"x")
+        theirs = await server.accept_stream()
+        done = Finished()
+        ours.call_when_finished(done)
+        await ours.aclose()
+        assert not ours.is_finished  # the peer has not finished sending
+        assert await read_all(theirs) == b"x"
+        await theirs.aclose()
+        await done.event.wait()
+        assert ours.is_finished
+        assert client._streams == {}  # the session's own table
+        assert client.num_streams == server.num_streams == 0
+
+
+async def test_reset_finishes_the_stream_on_both_sides() -> None:
+    async with session_pair(QUIET, QUIET) as (client, server):
+        ours = await client.open_stream()
+        await ours.send_all(b"x")
+        theirs = await server.accept_stream()
+        ours_done, theirs_done = Finished(), Finished()
+        ours.call_when_finished(ours_done)
+        theirs.call_when_finished(theirs_done)
+        await ours.reset()
+        assert ours.is_finished  # at once: a local reset needs no answer
+        await theirs_done.event.wait()
+        assert theirs.is_finished
+        # Registering after the fact calls back at once.
+        late = Finished()
+        theirs.call_when_finished(late)
+        assert late.streams == [theirs]
+
+
+async def test_end_of_session_finishes_every_stream() -> None:
+    async with session_pair(QUIET, QUIET) as (client, server):
+        streams = [await client.open_stream() for _ in range(3)]
+        done = Finished()
+        for stream in streams:
+            stream.call_when_finished(done)
+        for _ in streams:
+            await server.accept_stream()
+        await server.aclose()
+        await done.event.wait()
+        # All at once: the session ends every stream in one step.
+        assert sorted(s.stream_id for s in done.streams) == [1, 3, 5]
+        assert all(s.is_finished for s in streams)

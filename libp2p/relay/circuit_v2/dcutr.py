@@ -385,7 +385,7 @@ class DcutrService:
             self._release(punch)
 
             async def claimed(raw: TcpStream) -> None:
-                await self._claimed(punch, raw, action.yield_role_within)
+                await self._claimed(punch, raw, action)
 
             punch.claim = self.host.swarm.claim_inbound(list(action.sources), claimed)
             punch.claim.__enter__()
@@ -513,13 +513,14 @@ class DcutrService:
                 yield_role_within=dial.yield_role_within,
                 reuse_only=dial.from_listen_port,
                 redial=dial.redial,
+                handshake_within=dial.handshake_within,
             )
         except (Libp2pError, trio.TooSlowError) as exc:
             logger.debug("dial %s for the hole punch to %s failed: %s", dial.addr, peer, exc)
             punch.machine.dial_failed(dial.addr, dial.attempt, trio.current_time(), str(exc))
             self._pump(punch)
 
-    async def _claimed(self, punch: _Punch, raw: TcpStream, yield_within: float | None) -> None:
+    async def _claimed(self, punch: _Punch, raw: TcpStream, claim: ClaimInbound) -> None:
         """A: B's punch reached our listener before our own SYN left (no NAT or filter in
         front of us, or loopback): the listener would upgrade it as responder, and B is the
         responder too. It is the punched connection: we initiate on it."""
@@ -530,7 +531,8 @@ class DcutrService:
                 initiator=True,
                 direction=Direction.INBOUND,
                 remote_addr=raw.remote_addr,
-                yield_role_within=yield_within,
+                yield_role_within=claim.yield_role_within,
+                handshake_within=claim.handshake_within,
             )
         except Libp2pError as exc:
             # Only this socket is lost; the attempt goes on with our own dials.
@@ -566,8 +568,8 @@ class DcutrService:
             )
         )
         grace = self.config.relay_close_grace
-        if grace is not None and self._nursery is not None:
-            self._nursery.start_soon(self._close_later, relayed, grace)
+        if grace is not None:
+            relayed.close_when_idle(grace)
 
     def _failed(self, punch: _Punch, result: Failed) -> None:
         relayed = punch.relayed
@@ -593,12 +595,6 @@ class DcutrService:
             )
         )
 
-    @staticmethod
-    async def _close_later(conn: Connection, grace: float) -> None:
-        await trio.sleep(grace)
-        if not conn.is_closed:
-            await conn.aclose()
-
     # -- pieces --------------------------------------------------------------------------------
 
     def _our_addrs(self) -> list[Multiaddr]:
@@ -622,6 +618,7 @@ class DcutrService:
         yield_role_within: float | None = None,
         reuse_only: bool = True,
         redial: Redial | None = None,
+        handshake_within: float | None = None,
     ) -> Connection:
         """Dial ``addr`` from the listen port and upgrade in the DCUtR role.
 
@@ -667,6 +664,7 @@ class DcutrService:
             direction=Direction.OUTBOUND,
             remote_addr=addr,
             yield_role_within=yield_role_within,
+            handshake_within=handshake_within,
         )
 
     async def _upgrade_punched(
@@ -678,8 +676,10 @@ class DcutrService:
         direction: Direction,
         remote_addr: Multiaddr,
         yield_role_within: float | None = None,
+        handshake_within: float | None = None,
     ) -> Connection:
         """Upgrade a punched socket in its DCUtR role (see :meth:`_punch_dial`)."""
+        within = handshake_within if handshake_within is not None else self.config.stream_timeout
         stream: trio.abc.Stream = raw
         try:
             if initiator and yield_role_within is not None:
@@ -697,7 +697,7 @@ class DcutrService:
             # peer may already count this connection as made, and one cut off half way is a
             # connection it sees closed under its streams. A connection that loses the race
             # stays open as a second direct connection.
-            with trio.CancelScope(shield=True), trio.fail_after(self.config.stream_timeout):
+            with trio.CancelScope(shield=True), trio.fail_after(within):
                 conn = await self.host.swarm.upgrade_stream(
                     stream,
                     initiator=initiator,

@@ -93,6 +93,7 @@ __all__ = [
     "encode_hole_punch",
     "looks_endpoint_dependent",
     "punch_dial_timeout",
+    "punch_handshake_timeout",
     "redial_pause",
     "redial_silence",
 ]
@@ -201,8 +202,9 @@ class HolePunchConfig:
     #: Time the connection reversal may take.
     reversal_timeout: float = 2.0
     #: Seconds the relayed connection stays open once the direct one is ready and the
-    #: relayed one carries no streams of ours or the peer's; streams opened on it before the
-    #: switch keep it open until they end (within the relay's limits). ``None`` keeps it.
+    #: relayed one carries no streams of ours or the peer's; streams on it (opened by either
+    #: side, before the switch or after) keep it open until they end, within the relay's
+    #: limits (:meth:`~libp2p.network.connection.Connection.close_when_idle`). ``None`` keeps it.
     relay_close_grace: float | None = 2.0
 
 
@@ -259,6 +261,13 @@ class Redial:
             return redial_pause(took, rng, self.spacing)
 
         return pause
+
+
+def punch_handshake_timeout(rtt: float, stream_timeout: float) -> float:
+    """Time the handshakes on a punched connection may take: ten relayed round trips, at
+    least 2 s, at most the exchange's ``stream_timeout``. A punched connection whose
+    handshakes stall (a half-open leftover of a redial) must not hold up the attempt."""
+    return min(max(2.0, 10 * rtt), stream_timeout)
 
 
 def redial_silence(rtt: float) -> float:
@@ -387,6 +396,9 @@ class Dial:
     yield_role_within: float | None = None
     #: For a punch: dial again after refusals and silence (see :class:`Redial`); None: once.
     redial: Redial | None = None
+    #: Time the handshakes (multistream, Noise, Yamux) may take once the TCP connection is
+    #: up; None: the exchange's own ``stream_timeout``.
+    handshake_within: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,6 +408,8 @@ class ClaimInbound:
 
     sources: tuple[Multiaddr, ...]
     yield_role_within: float | None = None
+    #: As :attr:`Dial.handshake_within`.
+    handshake_within: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -913,11 +927,12 @@ class HolePunch:
         self._phase = _Phase.DIALING
         self._deadline = None
         self._dials = {}
+        handshake = punch_handshake_timeout(rtt, self.config.stream_timeout)
         if a:
-            self._emit(ClaimInbound(tuple(self._peer_addrs), yield_within))
+            self._emit(ClaimInbound(tuple(self._peer_addrs), yield_within, handshake))
         for addr in self._peer_addrs:
             redial = Redial(MAX_REDIALS, redial_silence(rtt), self._rng.getrandbits(64))
-            dial = Dial(addr, self.attempt, a, True, now + timeout, yield_within, redial)
+            dial = Dial(addr, self.attempt, a, True, now + timeout, yield_within, redial, handshake)
             self._dials[addr] = _DialState(dial)
             self._emit(dial)
 

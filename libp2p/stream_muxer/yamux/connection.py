@@ -757,5 +757,7 @@ class YamuxConnection:
     def _recv_fin(self, st: _Stream, events: list[YamuxEvent]) -> None:
         old = st.state
         self._set_state(st, next_state(old, StreamEvent.RECV_FIN))
-        if old is _OPEN or old is _HALF_CLOSED_LOCAL:
+        # Reported for a stream the application closed too (LOCAL_CLOSED): nobody reads it
+        # any more, but the driver must learn that the stream is over to forget it.
+        if old is _OPEN or old is _HALF_CLOSED_LOCAL or old is _LOCAL_CLOSED:
             events.append(StreamEnded(st.stream_id))

@@ -104,7 +104,11 @@ class DataReceived(_Event):
 
 
 class StreamEnded(_Event):
-    """The peer half-closed the stream (FIN): no more data will arrive on it."""
+    """The peer half-closed the stream (FIN): no more data will arrive on it.
+
+    Also reported for a stream the application already closed (``aclose``), whose record
+    the driver can then drop: with our FIN sent too, the stream is over.
+    """
 
     __slots__ = ("stream_id",)
     __match_args__ = ("stream_id",)

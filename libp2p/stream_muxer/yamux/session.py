@@ -38,6 +38,9 @@ peer's FIN return the buffered bytes, then ``b""``; after a reset they raise
 :class:`~libp2p.exceptions.StreamReset`. ``aclose`` sends FIN (if not yet sent) and stops
 reading: unread bytes are discarded and credited back, and if the peer keeps sending anyway it
 gets RST, so its writes fail instead of blocking forever. ``reset()`` aborts both directions.
+A stream is *finished* (:attr:`YamuxStream.is_finished`, :meth:`YamuxStream.call_when_finished`)
+when the session drops it: FIN sent and received, a reset either way, or the end of the session;
+this is how the connection above knows which streams are still in use.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ import enum
 import logging
 import operator
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import trio
@@ -345,6 +348,7 @@ class YamuxSession:
                     if not stream._accepted:
                         # Reset before the application saw it: drop it from the queue.
                         self._accept_queue.remove(stream)
+                    stream._on_finished()
                 self._open_lot.unpark_all()
             elif isinstance(event, StreamAcknowledged | GoAwayReceived):
                 self._open_lot.unpark_all()
@@ -357,8 +361,11 @@ class YamuxSession:
             self._forget_if_done(stream)
 
     def _forget_if_done(self, stream: YamuxStream) -> None:
-        if not self._conn.has_stream(stream.stream_id):
-            self._streams.pop(stream.stream_id, None)
+        if (
+            not self._conn.has_stream(stream.stream_id)
+            and self._streams.pop(stream.stream_id, None) is not None
+        ):
+            stream._on_finished()
 
     def _after_local_change(self, stream: YamuxStream) -> None:
         self._writer_lot.unpark()
@@ -376,9 +383,11 @@ class YamuxSession:
             message += f" ({error})"
         self._close_message = message
         by_remote = reason not in _LOCAL_REASONS
-        for stream in self._streams.values():
-            stream._on_session_closed(message, by_remote=by_remote, cause=error)
+        streams = list(self._streams.values())
         self._streams.clear()
+        for stream in streams:
+            stream._on_session_closed(message, by_remote=by_remote, cause=error)
+            stream._on_finished()
         self._accept_queue.clear()
         for waiter in self._ping_waiters.values():
             waiter.event.set()
@@ -515,6 +524,8 @@ class YamuxStream(trio.abc.HalfCloseableStream):
         self._accepted = accepted
         self._bytes_sent = 0
         self._bytes_received = 0
+        self._finished = False
+        self._finish_callbacks: list[Callable[[YamuxStream], None]] | None = None
 
     def __repr__(self) -> str:
         return f"<YamuxStream {self.stream_id} buffered={self._buffered}>"
@@ -543,6 +554,28 @@ class YamuxStream(trio.abc.HalfCloseableStream):
     def receive_window(self) -> int:
         """The current (auto-tuned) receive window, 0 once the stream is finished."""
         return self._conn.receive_window(self.stream_id)
+
+    @property
+    def is_finished(self) -> bool:
+        """True once the stream is over for both sides and the session has let go of it:
+        both sides sent FIN (the application's ``aclose`` counts as ours), either side
+        reset it, or the session ended. Bytes already received stay readable."""
+        return self._finished
+
+    def call_when_finished(self, callback: Callable[[YamuxStream], None]) -> None:
+        """Call ``callback(stream)`` once, when :attr:`is_finished` becomes true; at once if
+        it already is.
+
+        The callback runs synchronously inside the session's bookkeeping (from the reader
+        task, or from the call that finished the stream), so it must not block or raise:
+        note the fact and wake whoever waits for it.
+        """
+        if self._finished:
+            callback(self)
+        elif self._finish_callbacks is None:
+            self._finish_callbacks = [callback]
+        else:
+            self._finish_callbacks.append(callback)
 
     # -- events from the session -------------------------------------------------------
 
@@ -574,6 +607,16 @@ class YamuxStream(trio.abc.HalfCloseableStream):
         self, message: str, *, by_remote: bool, cause: BaseException | None = None
     ) -> None:
         self._on_abort(message, by_remote=by_remote, cause=cause)
+
+    def _on_finished(self) -> None:
+        # The session dropped the stream (each stream leaves its table once): run callbacks.
+        if self._finished:
+            return
+        self._finished = True
+        callbacks, self._finish_callbacks = self._finish_callbacks, None
+        if callbacks is not None:
+            for callback in callbacks:
+                callback(self)
 
     def _discard_buffer(self) -> int:
         n = self._buffered
