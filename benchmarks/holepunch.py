@@ -43,7 +43,8 @@ from tests.interop.jspeer import (  # noqa: E402
 )
 from tests.natlab.lab import LabError, NatLab, Program, lab_unavailable_reason  # noqa: E402
 
-# {"ok": bool, "ms": float | None, "reason": str | None, "detail": str | None (optional)}
+# {"ok": bool, "ms": float | None, "reason": str | None; optional: "detail" (a failure's
+# attempts and time), "addr" (the direct connection's remote address)}
 Result = dict[str, Any]
 
 #: Seconds one dialer run may take before it counts as failed (``"run_timeout"``) and its
@@ -117,6 +118,7 @@ async def our_dialer(lab: NatLab, target: str, limit: float = RUN_TIMEOUT, ip: i
         "ms": result["direct_ms"],
         "reason": result["reason"],
         "detail": detail,
+        "addr": result["direct_addr"],
     }
 
 
@@ -183,7 +185,8 @@ async def pairing(
 def _progress(name: str, run: int, result: Result) -> None:
     ms = "-" if result["ms"] is None else f"{result['ms']:.0f} ms"
     why = "" if result["ok"] else f" {result.get('reason')} ({result.get('detail') or '-'})"
-    print(f"[bench] {name} run {run + 1}: ok={result['ok']} {ms}{why}", file=sys.stderr)
+    addr = f" via {result['addr']}" if result.get("addr") else ""
+    print(f"[bench] {name} run {run + 1}: ok={result['ok']} {ms}{why}{addr}", file=sys.stderr)
 
 
 def floor_ms(lab: NatLab) -> float:
