@@ -720,11 +720,11 @@ class DcutrService:
 async def _abort(raw: TcpStream) -> None:
     """Close a punched socket whose handshakes failed with an RST, not a FIN.
 
-    A punch can leave the two NATs disagreeing about the connection: seen in the NAT lab at
-    round trips of microseconds, after hundreds of redials, one router held it established
-    while the other still saw a simultaneous open in progress and dropped the data as
-    invalid. An RST ends the entries where it is valid, so that the next attempt's SYNs from
-    the same ports start afresh instead of meeting a half-open leftover for minutes.
+    A punch can leave the two NATs disagreeing about the connection (seen in the NAT lab at
+    round trips of microseconds, after hundreds of redials: one router held it established,
+    the other still saw a simultaneous open in progress and dropped the data as invalid).
+    An RST ends the entry where it is valid instead of leaving a half-open connection there
+    for minutes.
     """
     with trio.CancelScope(shield=True):
         try:
