@@ -39,7 +39,10 @@ median's excess over it and its ratio to it, and why failed runs failed. Then th
 as a grid. Issue 11 wants 19 of 20 in every cell and the median within 1.2x of the floor. The
 ratio is shown only where the floor is at least 10 ms: below that the time is the peers' own
 work (processes, Noise handshakes), a roughly constant excess that the ratio would magnify
-into nonsense (see the excess column instead). Nothing here is a test.
+into nonsense (see the excess column instead). The ``/f+work`` column divides by the floor plus
+the pairing's own work per punch, measured in the same run as its median at 0 ms through drop
+filtering: what the network's delay costs beyond the round trips the protocol needs. Nothing
+here is a test.
 """
 
 from __future__ import annotations
@@ -148,7 +151,19 @@ def percentile(times: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def row(cell: Cell) -> str:
+def work_ms(cells: list[Cell], pairing: str) -> float | None:
+    """The pairing's own work per punch, measured in this run: its median time at 0 ms through
+    drop filtering (no network delay, no refusals), else through any filtering at 0 ms."""
+    for filtering in ("drop", *FILTERINGS):
+        for c in cells:
+            if (c.pairing, c.filtering, c.rtt_ms) == (pairing, filtering, 0.0):
+                times = [r["ms"] for r in c.results if r["ok"] and r["ms"] is not None]
+                if times:
+                    return float(statistics.median(times))
+    return None
+
+
+def row(cell: Cell, work: float | None = None) -> str:
     head = f"  {cell.pairing:<12} {cell.filtering:<7} {cell.rtt_ms:>6g}"
     if cell.error:
         return f"{head}   lab/peer start failed: {cell.error}"
@@ -159,8 +174,9 @@ def row(cell: Cell) -> str:
         line += f" {median:>9.1f} {percentile(times, 0.9):>8.1f} {cell.floor:>8.1f}"
         line += f" {median - cell.floor:>+7.1f}"
         line += f" {median / cell.floor:>7.2f}" if cell.floor >= RATIO_MIN_FLOOR else f" {'-':>7}"
+        line += f" {median / (cell.floor + work):>7.2f}" if work and cell.rtt_ms else f" {'-':>7}"
     else:
-        line += f" {'-':>9} {'-':>8} {cell.floor:>8.1f} {'-':>7} {'-':>7}"
+        line += f" {'-':>9} {'-':>8} {cell.floor:>8.1f} {'-':>7} {'-':>7} {'-':>7}"
     reasons = collections.Counter(r["reason"] or "?" for r in cell.results if not r["ok"])
     if reasons:
         line += "  " + ", ".join(f"{why} x{n}" for why, n in reasons.most_common())
@@ -214,12 +230,15 @@ async def run_all(args: argparse.Namespace) -> int:
     )
     print(
         f"  {'pairing':<12} {'filter':<7} {'RTT ms':>6} {'direct':>8} {'median ms':>9} "
-        f"{'p90 ms':>8} {'floor ms':>8} {'excess':>7} {'/floor':>7}  failures"
+        f"{'p90 ms':>8} {'floor ms':>8} {'excess':>7} {'/floor':>7} {'/f+work':>7}  failures"
     )
     for cell in cells:
-        print(row(cell))
+        print(row(cell, work_ms(cells, cell.pairing)))
     print("  (time: the dialer's, from its relayed connection to its direct one; floor: 2 mean")
-    print("   relayed + 2 mean direct round trips, see benchmarks/holepunch.py floor_ms)")
+    print("   relayed + 2 mean direct round trips, see benchmarks/holepunch.py floor_ms;")
+    print("   /f+work: the median over the floor plus the pairing's own work per punch, its")
+    print("   median at 0 ms through drop measured in this run: how much the network's delay")
+    print("   costs beyond the round trips the protocol needs)")
     print("Direct connections per cell (issue 11 wants at least 19/20 everywhere):")
     for line in grid(cells, args.rtt_ms):
         print(line)
