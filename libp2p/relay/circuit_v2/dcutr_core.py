@@ -483,11 +483,10 @@ class _Phase(enum.Enum):
 
 
 class _DialState:
-    __slots__ = ("attempt", "dial", "done")
+    __slots__ = ("dial", "done")
 
     def __init__(self, dial: Dial) -> None:
         self.dial = dial
-        self.attempt = dial.attempt
         self.done = False
 
 
@@ -639,14 +638,7 @@ class HolePunch:
             return
         ours = self.policy.filter(list(self._our_addrs()))
         if self._mapping_dependent:
-            self._emit(Send(encode_hole_punch(CONNECT)))
-            self._emit(CloseStream())
-            self._fail(
-                HolePunchFailure.SYMMETRIC_NAT,
-                "our NAT maps each destination to another port, so a punch cannot reuse the "
-                f"mapping the peer would dial ({self._mapping_reason or 'observers disagree'})",
-                now,
-            )
+            self._give_up_symmetric(now)
             return
         self._emit(Send(encode_hole_punch(CONNECT, ours)))
         if not ours:
@@ -789,31 +781,12 @@ class HolePunch:
         if self._sent_at is None:
             return  # an answer before we sent CONNECT cannot be (the stream is ours)
         if type_ != CONNECT:
-            self._emit(CloseStream(reset=True))
-            self._fail(
-                HolePunchFailure.PROTOCOL_ERROR, f"expected CONNECT, got message type {type_}", now
-            )
+            self._unexpected(type_, "CONNECT", now)
             return
         self.rtt = max(now - self._sent_at, 0.0)
         self._sent_at = None
-        dialable = self.policy.filter(addrs)
-        if not dialable:
-            self._emit(CloseStream(reset=True))
-            self._fail(
-                HolePunchFailure.PEER_NO_ADDRESS,
-                "the peer offered no address we could dial (it has none, or it knows its NAT "
-                "maps each destination to another port)",
-                now,
-            )
-            return
-        if looks_endpoint_dependent(dialable):
-            self._emit(CloseStream(reset=True))
-            self._fail(
-                HolePunchFailure.PEER_SYMMETRIC_NAT,
-                "the peer offered several ports on one address, each what another observer "
-                f"saw: its NAT maps per destination ({', '.join(map(str, dialable))})",
-                now,
-            )
+        dialable = self._dialable(addrs, now)
+        if dialable is None:
             return
         self._peer_addrs = dialable
         self._emit(Send(encode_hole_punch(SYNC)))
@@ -863,39 +836,13 @@ class HolePunch:
 
     def _a_on_connect(self, type_: int, addrs: list[Multiaddr], now: float) -> None:
         if type_ != CONNECT:
-            self._emit(CloseStream(reset=True))
-            self._fail(
-                HolePunchFailure.PROTOCOL_ERROR, f"expected CONNECT, got message type {type_}", now
-            )
+            self._unexpected(type_, "CONNECT", now)
             return
-        dialable = self.policy.filter(addrs)
-        if not dialable:
-            self._emit(CloseStream(reset=True))
-            self._fail(
-                HolePunchFailure.PEER_NO_ADDRESS,
-                "the peer offered no address we could dial (it has none, or it knows its NAT "
-                "maps each destination to another port)",
-                now,
-            )
+        dialable = self._dialable(addrs, now)
+        if dialable is None:
             return
         if self._mapping_dependent:
-            self._emit(Send(encode_hole_punch(CONNECT)))
-            self._emit(CloseStream())
-            self._fail(
-                HolePunchFailure.SYMMETRIC_NAT,
-                "our NAT maps each destination to another port, so a punch cannot reuse the "
-                f"mapping the peer would dial ({self._mapping_reason or 'observers disagree'})",
-                now,
-            )
-            return
-        if looks_endpoint_dependent(dialable):
-            self._emit(CloseStream(reset=True))
-            self._fail(
-                HolePunchFailure.PEER_SYMMETRIC_NAT,
-                "the peer offered several ports on one address, each what another observer "
-                f"saw: its NAT maps per destination ({', '.join(map(str, dialable))})",
-                now,
-            )
+            self._give_up_symmetric(now)
             return
         self._peer_addrs = dialable
         ours = self.policy.filter(list(self._our_addrs()))
@@ -906,16 +853,54 @@ class HolePunch:
     def _a_on_sync(self, type_: int, now: float) -> None:
         assert self._sent_at is not None
         if type_ != SYNC:
-            self._emit(CloseStream(reset=True))
-            self._fail(
-                HolePunchFailure.PROTOCOL_ERROR, f"expected SYNC, got message type {type_}", now
-            )
+            self._unexpected(type_, "SYNC", now)
             return
         self.rtt = max(now - self._sent_at, 0.0)
         self._emit(CloseStream())
         self._start_dials(now)
 
     # -- both -------------------------------------------------------------------------------
+
+    def _dialable(self, addrs: list[Multiaddr], now: float) -> list[Multiaddr] | None:
+        """The peer's addresses we can punch to; None (and the failure) when there are none
+        or they show that the peer's NAT maps per destination."""
+        dialable = self.policy.filter(addrs)
+        if not dialable:
+            self._emit(CloseStream(reset=True))
+            self._fail(
+                HolePunchFailure.PEER_NO_ADDRESS,
+                "the peer offered no address we could dial (it has none, or it knows its NAT "
+                "maps each destination to another port)",
+                now,
+            )
+            return None
+        if looks_endpoint_dependent(dialable):
+            self._emit(CloseStream(reset=True))
+            self._fail(
+                HolePunchFailure.PEER_SYMMETRIC_NAT,
+                "the peer offered several ports on one address, each what another observer "
+                f"saw: its NAT maps per destination ({', '.join(map(str, dialable))})",
+                now,
+            )
+            return None
+        return dialable
+
+    def _give_up_symmetric(self, now: float) -> None:
+        """Our NAT maps per destination: tell the peer (an empty CONNECT) and fail."""
+        self._emit(Send(encode_hole_punch(CONNECT)))
+        self._emit(CloseStream())
+        self._fail(
+            HolePunchFailure.SYMMETRIC_NAT,
+            "our NAT maps each destination to another port, so a punch cannot reuse the "
+            f"mapping the peer would dial ({self._mapping_reason or 'observers disagree'})",
+            now,
+        )
+
+    def _unexpected(self, type_: int, wanted: str, now: float) -> None:
+        self._emit(CloseStream(reset=True))
+        self._fail(
+            HolePunchFailure.PROTOCOL_ERROR, f"expected {wanted}, got message type {type_}", now
+        )
 
     def _start_dials(self, now: float) -> None:
         rtt = self.rtt or 0.0

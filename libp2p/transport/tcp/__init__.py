@@ -87,9 +87,13 @@ def sockaddr_to_multiaddr(family: int, sockaddr: tuple[object, ...]) -> Multiadd
     return Multiaddr(f"/ip4/{host}/tcp/{port}")
 
 
-def _set_reuse(sock: trio.socket.SocketType) -> None:
+def _set_reuse(sock: trio.socket.SocketType | _stdsocket.socket) -> None:
+    """Options of a socket that shares the listen port (IPv6 ones stay IPv6-only, as the
+    listener is)."""
     sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEADDR, 1)
     sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEPORT, 1)
+    if sock.family == _stdsocket.AF_INET6:
+        sock.setsockopt(_stdsocket.IPPROTO_IPV6, _stdsocket.IPV6_V6ONLY, 1)
 
 
 async def _check_port_free(maddr: Multiaddr, family: int, host: str, port: int) -> None:
@@ -363,10 +367,7 @@ class TcpTransport:
                     )
                 sock = _stdsocket.socket(family, _stdsocket.SOCK_STREAM)
                 try:
-                    sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEADDR, 1)
-                    sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEPORT, 1)
-                    if family == _stdsocket.AF_INET6:
-                        sock.setsockopt(_stdsocket.IPPROTO_IPV6, _stdsocket.IPV6_V6ONLY, 1)
+                    _set_reuse(sock)
                     sock.bind(source)
                     sock.settimeout(min(remaining, silence))
                     began = time.monotonic()
@@ -426,8 +427,6 @@ class TcpTransport:
         try:
             if source is not None:
                 _set_reuse(sock)
-                if family == _stdsocket.AF_INET6:
-                    sock.setsockopt(_stdsocket.IPPROTO_IPV6, _stdsocket.IPV6_V6ONLY, 1)
                 await sock.bind(source)
             await sock.connect((host, port))
         except BaseException:
