@@ -57,6 +57,14 @@ class BufferedStream(trio.abc.HalfCloseableStream):
         if data:
             self._buf[self._pos : self._pos] = data
 
+    async def wait_buffered(self, n: int) -> None:
+        """Read until at least ``n`` bytes are buffered, consuming none of them.
+
+        Safe to cancel: whatever arrived stays buffered. :class:`UnexpectedEOF` if the stream
+        ends first."""
+        while self.buffered < n:
+            await self._fill("buffered bytes", n)
+
     def take_buffered(self) -> bytes:
         """Remove and return every buffered byte."""
         data = bytes(self._buf[self._pos :])

@@ -24,6 +24,7 @@ initiator pipelined behind it stay in the :class:`~libp2p.io.BufferedStream` for
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Container, Sequence
 
 import trio
@@ -38,8 +39,10 @@ __all__ = [
     "MAX_PROPOSALS",
     "PROTOCOL_ID",
     "LazyNegotiatedStream",
+    "RoleRule",
     "encode_message",
     "handle",
+    "negotiate_either_role",
     "read_message",
     "select",
     "select_lazy",
@@ -142,14 +145,16 @@ class LazyNegotiatedStream(trio.abc.HalfCloseableStream):
       read our request drops the request (py-libp2p drops identify-push that way).
     """
 
-    __slots__ = ("_checked", "_failed", "_lock", "protocol", "stream")
+    __slots__ = ("_checked", "_failed", "_header_read", "_lock", "protocol", "stream")
 
-    def __init__(self, stream: BufferedStream, protocol: str) -> None:
+    def __init__(self, stream: BufferedStream, protocol: str, *, header_read: bool = False) -> None:
         #: The underlying buffered stream.
         self.stream = stream
         #: The protocol that was proposed.
         self.protocol = protocol
         self._checked = False
+        # The responder's header was read already (see negotiate_either_role).
+        self._header_read = header_read
         # The error the answer was (na, garbage, EOF), once read: never read twice.
         self._failed: Libp2pError | None = None
         self._lock = trio.Lock()
@@ -164,7 +169,8 @@ class LazyNegotiatedStream(trio.abc.HalfCloseableStream):
             if self._checked:
                 return
             try:
-                await _expect_header(self.stream)
+                if not self._header_read:
+                    await _expect_header(self.stream)
                 reply = await read_message(self.stream)
                 if reply == _NA:
                     raise ProtocolNotSupported(f"peer does not support {self.protocol!r}")
@@ -230,6 +236,12 @@ async def handle(
         # The initiator may wait for our header before proposing: send it now.
         await stream.send_all(pending)
         pending = b""
+    return await _answer(stream, accepts, pending)
+
+
+async def _answer(stream: BufferedStream, accepts: Callable[[str], bool], pending: bytes) -> str:
+    """The responder's loop: answer proposals until one is accepted (``pending`` goes out
+    in front of the first answer)."""
     for _ in range(MAX_PROPOSALS):
         raw = await stream.read_lp_or_eof(MAX_MESSAGE_SIZE)
         if raw is None:
@@ -241,3 +253,55 @@ async def handle(
         await stream.send_all(pending + _NA_MSG)
         pending = b""
     raise DecodeError(f"initiator made more than {MAX_PROPOSALS} proposals")
+
+
+class RoleRule(enum.Enum):
+    """How :func:`negotiate_either_role` settles who initiates."""
+
+    #: Initiate, unless the peer's header came with a proposal: then respond.
+    INITIATE_UNLESS_PROPOSED = "initiate_unless_proposed"
+    #: Respond, unless the peer has proposed nothing within the patience: then initiate.
+    RESPOND_UNLESS_SILENT = "respond_unless_silent"
+
+
+async def negotiate_either_role(
+    stream: BufferedStream, protocol: str, *, rule: RoleRule, patience: float = 0.0
+) -> tuple[bool, trio.abc.HalfCloseableStream]:
+    """Agree on ``protocol`` on a connection that both ends opened, where either may initiate.
+
+    After a TCP simultaneous open (a hole punch) both sides called ``connect()``. DCUtR
+    says which of them initiates, but deployed peers disagree: go-libp2p before v0.41 has
+    the roles the wrong way round on every attempt, and later go B's initiate on their last
+    attempt. Two initiators, or two responders, cannot agree on anything, so both rules
+    start by sending only the header (which both roles send) and let the peer's first
+    bytes decide:
+
+    * :attr:`RoleRule.INITIATE_UNLESS_PROPOSED` (DCUtR's A): read the peer's header; if a
+      proposal came with it (an initiator writes header and proposal at once, as go,
+      rust, js and we do), respond to it; otherwise the peer is a responder: propose.
+    * :attr:`RoleRule.RESPOND_UNLESS_SILENT` (DCUtR's B): wait up to ``patience`` seconds
+      for a proposal and answer it; a peer that proposed nothing by then is a responder
+      waiting for us (an old go A): propose. The patience must exceed the time an
+      :attr:`~RoleRule.INITIATE_UNLESS_PROPOSED` peer takes to see our header and answer
+      with its proposal (one round trip); otherwise both would propose.
+
+    Only ``protocol`` is accepted or proposed. Returns ``(initiator, channel)``: our role,
+    and the stream to speak ``protocol`` on (as initiator the answer to our proposal is
+    checked on its first read, as with :func:`select_lazy`).
+    """
+    await stream.send_all(_HEADER)
+    if rule is RoleRule.INITIATE_UNLESS_PROPOSED:
+        await _expect_header(stream)
+        proposed = stream.buffered > 0
+    else:
+        with trio.move_on_after(patience):
+            await stream.wait_buffered(len(_HEADER) + 1)
+        proposed = stream.buffered > len(_HEADER)
+        if proposed:
+            await _expect_header(stream)
+    if proposed:
+        await _answer(stream, lambda p: p == protocol, b"")
+        return False, stream
+    await stream.send_all(encode_message(protocol))
+    header_read = rule is RoleRule.INITIATE_UNLESS_PROPOSED
+    return True, LazyNegotiatedStream(stream, protocol, header_read=header_read)

@@ -13,6 +13,7 @@ from typing import Protocol
 import trio
 from multiaddr import Multiaddr
 
+from ..multistream import RoleRule
 from ..peer.id import PeerID
 from .connection import Connection, ConnectionLimit, Direction
 from .swarm import ConnectionObserver
@@ -50,4 +51,6 @@ class UpgradesStreams(Protocol):
         remote_addr: Multiaddr | None = None,
         relayed: bool = False,
         limit: ConnectionLimit | None = None,
+        role_rule: RoleRule | None = None,
+        role_patience: float = 0.0,
     ) -> Connection: ...

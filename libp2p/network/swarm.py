@@ -43,13 +43,14 @@ from ..exceptions import (
     RemoteProtocolError,
     TransportError,
 )
+from ..multistream import RoleRule
 from ..peer.id import PeerID
 from ..stream_muxer.yamux import YamuxConfig
 from ..transport.tcp import TcpListener, TcpStream, TcpTransport
 from .addrs import is_circuit_addr, split_peer_id
 from .connection import Connection, ConnectionLimit, Direction, NetStream, StreamHandler
 from .resolve import resolve
-from .upgrader import upgrade
+from .upgrader import upgrade, upgrade_either_role
 
 __all__ = ["CircuitDialer", "ConnectionObserver", "Swarm"]
 
@@ -503,19 +504,36 @@ class Swarm:
         remote_addr: Multiaddr | None = None,
         relayed: bool = False,
         limit: ConnectionLimit | None = None,
+        role_rule: RoleRule | None = None,
+        role_patience: float = 0.0,
     ) -> Connection:
         """Upgrade any byte stream with an explicit role and start the connection.
 
         ``relayed`` and ``limit`` describe a connection through a relay (``limit`` being what
         the relay announced, which makes the connection :attr:`~Connection.limited`).
+
+        ``role_rule`` (a hole-punched connection): the role is not fixed by ``initiator``
+        but settled with the peer as the rule says, waiting up to ``role_patience`` where
+        it does (see :func:`~libp2p.network.upgrader.upgrade_either_role`);
+        :attr:`Connection.is_initiator` tells the outcome.
         """
-        upgraded = await upgrade(
-            raw,
-            self.key,
-            initiator=initiator,
-            expected_peer=expected_peer,
-            yamux_config=self.yamux_config,
-        )
+        if role_rule is None:
+            upgraded = await upgrade(
+                raw,
+                self.key,
+                initiator=initiator,
+                expected_peer=expected_peer,
+                yamux_config=self.yamux_config,
+            )
+        else:
+            upgraded = await upgrade_either_role(
+                raw,
+                self.key,
+                rule=role_rule,
+                patience=role_patience,
+                expected_peer=expected_peer,
+                yamux_config=self.yamux_config,
+            )
         conn = Connection(
             upgraded,
             direction=direction,

@@ -34,7 +34,7 @@ from ..security.noise import NoiseSession, noise_handshake
 from ..stream_muxer.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from ..stream_muxer.yamux import YamuxConfig, YamuxSession
 
-__all__ = ["NOISE_PROTOCOL_ID", "UpgradedConnection", "upgrade"]
+__all__ = ["NOISE_PROTOCOL_ID", "UpgradedConnection", "upgrade", "upgrade_either_role"]
 
 #: Security protocol negotiated with multistream-select on raw connections.
 NOISE_PROTOCOL_ID = "/noise"
@@ -82,6 +82,53 @@ async def upgrade(
     else:
         await multistream.handle(stream, (NOISE_PROTOCOL_ID,))
         channel = stream
+    return await _secure_and_mux(
+        channel,
+        local_key,
+        initiator=initiator,
+        expected_peer=expected_peer,
+        yamux_config=yamux_config,
+        inline_muxer=inline_muxer,
+    )
+
+
+async def upgrade_either_role(
+    raw: trio.abc.Stream,
+    local_key: PrivateKey,
+    *,
+    rule: multistream.RoleRule,
+    patience: float = 0.0,
+    expected_peer: PeerID | None = None,
+    yamux_config: YamuxConfig | None = None,
+) -> UpgradedConnection:
+    """:func:`upgrade` a connection both ends opened, on which the peer may turn out to be
+    the initiator or the responder (a hole punch): the first multistream-select exchange
+    settles the role as ``rule`` says (see :func:`multistream.negotiate_either_role
+    <libp2p.multistream.negotiate_either_role>`), and Noise and Yamux follow it.
+    :attr:`UpgradedConnection.initiator` tells the role we ended up with."""
+    stream = BufferedStream.wrap(raw)
+    initiator, channel = await multistream.negotiate_either_role(
+        stream, NOISE_PROTOCOL_ID, rule=rule, patience=patience
+    )
+    return await _secure_and_mux(
+        channel,
+        local_key,
+        initiator=initiator,
+        expected_peer=expected_peer,
+        yamux_config=yamux_config,
+        inline_muxer=True,
+    )
+
+
+async def _secure_and_mux(
+    channel: trio.abc.Stream,
+    local_key: PrivateKey,
+    *,
+    initiator: bool,
+    expected_peer: PeerID | None,
+    yamux_config: YamuxConfig | None,
+    inline_muxer: bool,
+) -> UpgradedConnection:
     secure = await noise_handshake(
         channel,
         local_key,

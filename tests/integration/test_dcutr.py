@@ -343,11 +343,13 @@ async def test_connection_reversal_when_the_dialer_is_reachable() -> None:
             await relayed.wait_closed()
 
 
-async def test_a_yields_the_initiator_role_to_a_b_that_speaks_first() -> None:
-    """go B's act as the initiator on their last attempt: A's last punch lets them."""
+async def test_a_answers_a_b_that_initiates_on_a_punch() -> None:
+    """go B's before v0.41 initiate on every attempt: A's punch dial becomes the responder
+    (through the driver: the punch's socket, the swarm, the connection's role)."""
     from libp2p.crypto.keys import generate_ed25519
     from libp2p.network.upgrader import upgrade
     from libp2p.peer.id import PeerID
+    from libp2p.relay.circuit_v2.dcutr_core import role_patience
 
     b_key = generate_ed25519()
     b_peer = PeerID.from_public_key(b_key.public_key)
@@ -369,7 +371,7 @@ async def test_a_yields_the_initiator_role_to_a_b_that_speaks_first() -> None:
                     b_peer,
                     initiator=True,
                     connect_within=5.0,
-                    yield_role_within=5.0,
+                    role_patience=role_patience(0.0),
                 )
             assert not conn.is_initiator  # A answered as the responder
             assert conn.remote_peer == b_peer
@@ -377,20 +379,40 @@ async def test_a_yields_the_initiator_role_to_a_b_that_speaks_first() -> None:
             await listener.aclose()
 
 
-async def test_a_still_initiates_on_its_last_attempt_when_b_is_silent() -> None:
+async def test_b_initiates_when_a_stays_a_responder() -> None:
+    """go A's before v0.41 wait as the responder: B's punch dial proposes once A has been
+    silent for the patience, on any attempt, and the connection carries streams."""
+    with trio.fail_after(TIMEOUT):
+        async with (
+            Host(listen=["/ip4/127.0.0.1/tcp/0"], config=host_config()) as a,
+            Host(listen=["/ip4/127.0.0.1/tcp/0"], config=host_config()) as b,
+        ):
+            assert b.dcutr is not None
+            # a's listener upgrades as the responder and waits for a proposal.
+            conn = await b.dcutr._punch_dial(
+                a.listen_addrs[0],
+                a.peer_id,
+                initiator=False,
+                connect_within=5.0,
+                role_patience=0.1,
+            )
+            assert conn.is_initiator
+            stream = await conn.new_stream(ping.PROTOCOL_ID)
+            (rtt,) = await ping.ping(stream)
+            assert rtt >= 0
+            await stream.aclose()
+
+
+async def test_a_initiates_when_b_is_a_responder() -> None:
     with trio.fail_after(TIMEOUT):
         async with (
             Host(listen=["/ip4/127.0.0.1/tcp/0"], config=host_config()) as a,
             Host(listen=["/ip4/127.0.0.1/tcp/0"], config=host_config()) as b,
         ):
             assert a.dcutr is not None
-            # b's listener upgrades as the responder and waits: a initiates after its wait.
+            # b's listener upgrades as the responder: a's header gets b's header alone.
             conn = await a.dcutr._punch_dial(
-                b.listen_addrs[0],
-                b.peer_id,
-                initiator=True,
-                connect_within=5.0,
-                yield_role_within=0.1,
+                b.listen_addrs[0], b.peer_id, initiator=True, connect_within=5.0, role_patience=0.0
             )
             assert conn.is_initiator
             stream = await conn.new_stream(ping.PROTOCOL_ID)

@@ -38,6 +38,7 @@ from libp2p.relay.circuit_v2.dcutr_core import (
     punch_handshake_timeout,
     redial_pause,
     redial_silence,
+    role_patience,
 )
 from libp2p.varint import decode_uvarint
 
@@ -128,7 +129,7 @@ def test_a_whole_attempt_back_to_back_with_the_spec_roles() -> None:
     assert pair.a.rtt is not None
     handshake = punch_handshake_timeout(pair.a.rtt, CONFIG.stream_timeout)
     assert handshake == pytest.approx(3.0)
-    assert claims == [ClaimInbound(tuple(B_ADDRS), None, handshake)]
+    assert claims == [ClaimInbound(tuple(B_ADDRS), handshake)]
     assert all(d.handshake_within == handshake for d in a_dials)
     assert [d.addr for d in a_dials] == B_ADDRS
     assert pair.b.get_timer() == pytest.approx(10.3)
@@ -144,8 +145,8 @@ def test_a_whole_attempt_back_to_back_with_the_spec_roles() -> None:
     timeout = punch_dial_timeout(0.2)
     assert b_dials[0].connect_by == pytest.approx(10.3 + timeout)
     # A direct connection arrives: each side reports this attempt, in its own role.
-    pair.a.direct_connection(10.35, we_initiated=True)
-    pair.b.direct_connection(10.35, we_initiated=False)
+    pair.a.direct_connection(10.35, punched=True)
+    pair.b.direct_connection(10.35, punched=True)
     assert pair.a.outcome == Succeeded(1, pytest.approx(0.3))
     assert pair.b.outcome == Succeeded(1, pytest.approx(0.2))
     assert ReleaseInbound() in pair.take(pair.a)
@@ -162,22 +163,32 @@ def test_a_connection_b_initiated_is_its_reversal_not_the_punch() -> None:
     # The reversal dials A's advertised addresses plainly: as initiator, from another port.
     assert [d.addr for d in reversal] == A_ADDRS
     assert all(d.initiator and not d.from_listen_port and d.attempt == 0 for d in reversal)
-    b.direct_connection(0.3, we_initiated=True)
+    b.direct_connection(0.3, punched=False)
     assert b.outcome == Succeeded(0, None)
 
 
-def test_a_lets_b_speak_first_only_on_the_last_attempt() -> None:
+def test_every_punch_settles_its_role_with_the_peer() -> None:
+    """Deployed peers disagree on the punched connection's roles on any attempt (go before
+    v0.41 swaps them): every punch dial of both sides, on every attempt, carries the patience
+    that lets the role be settled on the connection; the reversal's role is fixed."""
     pair = Pair()
     pair.b.start(0.0)
     pair.a.start(0.0)
-    yields = []
+    patiences = []
     for attempt in range(1, 4):
         t = attempt * 10.0
         pair.exchange(t, t + 0.1, t + 0.15)
         a_dials = of(pair.take(pair.a), Dial)
-        yields.append({d.yield_role_within for d in a_dials})
         pair.b.handle_timer(timer_of(pair.b))
-        for dial in of(pair.take(pair.b), Dial):
+        b_dials = of(pair.take(pair.b), Dial)
+        assert all(d.initiator for d in a_dials)
+        assert not any(d.initiator for d in b_dials)
+        assert pair.a.rtt is not None
+        assert pair.b.rtt is not None
+        assert {d.role_patience for d in a_dials} == {role_patience(pair.a.rtt)}
+        assert {d.role_patience for d in b_dials} == {role_patience(pair.b.rtt)}
+        patiences.append(pair.b.rtt)
+        for dial in b_dials:
             pair.b.dial_failed(dial.addr, dial.attempt, t + 0.2, "unreachable")
         for dial in a_dials:
             pair.a.dial_failed(dial.addr, dial.attempt, t + 0.2, "unreachable")
@@ -185,10 +196,15 @@ def test_a_lets_b_speak_first_only_on_the_last_attempt() -> None:
         pair.b.handle_timer(t + 5.0)
         pair.opened = bool(of(pair.take(pair.b), OpenStream))
         pair.take(pair.a)
-    assert yields[:2] == [{None}, {None}]
-    (last,) = yields[2]
-    assert last is not None
-    assert 0.05 <= last <= 0.5
+    # B measured a round trip of 0.1 s on each attempt: it waits 0.2 s for A to propose.
+    assert patiences == [pytest.approx(0.1)] * 3
+    assert role_patience(0.1) == pytest.approx(0.2)
+    assert role_patience(0.0) == 0.1
+    assert role_patience(5.0) == 1.0
+    b = machine(HolePunchRole.LISTENER, B_ADDRS, HolePunchConfig())
+    b.start(0.0)
+    b.identified(0.1, speaks_dcutr=True, addrs=A_ADDRS)
+    assert {d.role_patience for d in of(b.actions(), Dial)} == {None}
 
 
 # -- refused SYNs --------------------------------------------------------------------------------
@@ -478,7 +494,7 @@ def test_any_order_of_events_gives_at_most_one_outcome_and_never_raises(
         elif name == "dial_failed" and dials:
             m.dial_failed(dials[-1].addr, dials[-1].attempt, now)
         elif name == "direct":
-            m.direct_connection(now, we_initiated=step > 0.25)
+            m.direct_connection(now, punched=step > 0.25)
         elif name == "closed":
             m.relay_closed(now)
         elif name == "timer":

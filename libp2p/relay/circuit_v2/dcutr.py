@@ -37,6 +37,7 @@ from ...exceptions import (
 )
 from ...identify.nat_mapping import NatMapping, NatMappingChanged, NatMappingStatus
 from ...io import BufferedStream
+from ...multistream import RoleRule
 from ...network.addrs import is_circuit_addr
 from ...network.connection import Connection, Direction, NetStream
 from ...network.interfaces import EventPublisher, ObservesConnections, UpgradesStreams
@@ -235,6 +236,9 @@ class _Punch:
         self.pending_writes = receive
         #: Set when the writer has written everything and the channel closed.
         self.written = trio.Event()
+        #: (local, remote) address of each punched socket being upgraded: a connection
+        #: that comes of one is the punch's, whichever role it settled on.
+        self.punched: set[tuple[str, str]] = set()
 
 
 class DcutrService:
@@ -293,7 +297,12 @@ class DcutrService:
         for punch in list(self._punches.values()):
             if punch.relayed.remote_peer == conn.remote_peer and not punch.machine.finished:
                 punch.direct = conn
-                punch.machine.direct_connection(trio.current_time(), we_initiated=conn.is_initiator)
+                # One of our punch sockets, or (B) A's punch accepted by our listener, where
+                # we respond as the spec says (our reversal is the one we initiate).
+                punched = (str(conn.local_addr), str(conn.remote_addr)) in punch.punched or (
+                    punch.machine.role is HolePunchRole.LISTENER and not conn.is_initiator
+                )
+                punch.machine.direct_connection(trio.current_time(), punched=punched)
                 self._pump(punch)
 
     def connection_closed(self, conn: Connection) -> None:
@@ -512,7 +521,8 @@ class DcutrService:
                 peer,
                 initiator=dial.initiator,
                 connect_within=max(dial.connect_by - trio.current_time(), 0.0),
-                yield_role_within=dial.yield_role_within,
+                role_patience=dial.role_patience,
+                punched=punch.punched if dial.from_listen_port else None,
                 reuse_only=dial.from_listen_port,
                 redial=dial.redial,
                 handshake_within=dial.handshake_within,
@@ -525,7 +535,7 @@ class DcutrService:
     async def _claimed(self, punch: _Punch, raw: TcpStream, claim: ClaimInbound) -> None:
         """A: B's punch reached our listener before our own SYN left (no NAT or filter in
         front of us, or loopback): the listener would upgrade it as responder, and B is the
-        responder too. It is the punched connection: we initiate on it."""
+        responder too. It is the punched connection: we take A's role on it."""
         try:
             await self._upgrade_punched(
                 raw,
@@ -533,8 +543,9 @@ class DcutrService:
                 initiator=True,
                 direction=Direction.INBOUND,
                 remote_addr=raw.remote_addr,
-                yield_role_within=claim.yield_role_within,
+                role_patience=0.0,
                 handshake_within=claim.handshake_within,
+                punched=punch.punched,
             )
         except Libp2pError as exc:
             # Only this socket is lost; the attempt goes on with our own dials.
@@ -617,10 +628,11 @@ class DcutrService:
         *,
         initiator: bool,
         connect_within: float,
-        yield_role_within: float | None = None,
+        role_patience: float | None = None,
         reuse_only: bool = True,
         redial: Redial | None = None,
         handshake_within: float | None = None,
+        punched: set[tuple[str, str]] | None = None,
     ) -> Connection:
         """Dial ``addr`` from the listen port and upgrade in the DCUtR role.
 
@@ -636,11 +648,9 @@ class DcutrService:
         handshakes get the exchange's own time, so a connection made late in the window is
         not cut off half way (which would reset it for the peer too).
 
-        ``yield_role_within`` (A's last attempt): before initiating, wait that long for the
-        peer to speak first. go-libp2p B's since 2026 act as the initiator on their last
-        attempt (a fallback for old go A's, whose roles were swapped); a B that sends the
-        multistream header first gets a responder. A B that follows the spec never speaks
-        first, so this costs it only the wait.
+        ``role_patience`` (a punch): ``initiator`` is only our preferred role, settled with
+        the peer on the connection (see :meth:`_upgrade_punched`); None: the role is fixed.
+        ``punched``: where to record the socket as a punch's (see :attr:`_Punch.punched`).
         """
         transport = self.host.swarm.transport
         raw: TcpStream | None = None
@@ -665,8 +675,9 @@ class DcutrService:
             initiator=initiator,
             direction=Direction.OUTBOUND,
             remote_addr=addr,
-            yield_role_within=yield_role_within,
+            role_patience=role_patience,
             handshake_within=handshake_within,
+            punched=punched,
         )
 
     async def _upgrade_punched(
@@ -677,36 +688,48 @@ class DcutrService:
         initiator: bool,
         direction: Direction,
         remote_addr: Multiaddr,
-        yield_role_within: float | None = None,
+        role_patience: float | None = None,
         handshake_within: float | None = None,
+        punched: set[tuple[str, str]] | None = None,
     ) -> Connection:
-        """Upgrade a punched socket in its DCUtR role (see :meth:`_punch_dial`)."""
+        """Upgrade a punched socket in its DCUtR role (see :meth:`_punch_dial`).
+
+        With ``role_patience`` the role is settled with the peer: as A (``initiator``) we
+        initiate unless B's first bytes propose (a go B before v0.41, or on its last
+        attempt), as B we respond unless A stays silent for ``role_patience`` (a go A
+        before v0.41 waits as a responder). See
+        :func:`~libp2p.multistream.negotiate_either_role`.
+        """
         within = handshake_within if handshake_within is not None else self.config.stream_timeout
-        stream: trio.abc.Stream = raw
+        rule: RoleRule | None = None
+        if role_patience is not None:
+            rule = (
+                RoleRule.INITIATE_UNLESS_PROPOSED if initiator else RoleRule.RESPOND_UNLESS_SILENT
+            )
+        key = (str(raw.local_addr), str(remote_addr))
+        if punched is not None:
+            punched.add(key)
         try:
-            if initiator and yield_role_within is not None:
-                buffered = BufferedStream(raw)
-                first = b""
-                with trio.move_on_after(yield_role_within):
-                    first = bytes(await buffered.receive_some())
-                    if not first:
-                        raise TransportError(f"{remote_addr} closed the punched connection")
-                    logger.info("%s spoke first on the punched connection: responding", peer)
-                    buffered.unread(first)
-                    initiator = False
-                stream = buffered
             # Shielded from the race's cancellation (its own deadline still applies): the
             # peer may already count this connection as made, and one cut off half way is a
             # connection it sees closed under its streams. A connection that loses the race
             # stays open as a second direct connection.
             with trio.CancelScope(shield=True), trio.fail_after(within):
                 conn = await self.host.swarm.upgrade_stream(
-                    stream,
+                    raw,
                     initiator=initiator,
                     expected_peer=peer,
                     direction=direction,
                     local_addr=raw.local_addr,
                     remote_addr=remote_addr,
+                    role_rule=rule,
+                    role_patience=role_patience or 0.0,
+                )
+            if rule is not None and conn.is_initiator != initiator:
+                logger.info(
+                    "%s took the other role on the punched connection: we %s",
+                    peer,
+                    "initiate" if conn.is_initiator else "respond",
                 )
             return conn
         except trio.TooSlowError as exc:
@@ -715,6 +738,9 @@ class DcutrService:
         except BaseException:
             await _abort(raw)
             raise
+        finally:
+            if punched is not None:
+                punched.discard(key)
 
 
 async def _abort(raw: TcpStream) -> None:

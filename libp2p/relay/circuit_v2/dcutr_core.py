@@ -17,11 +17,15 @@ The algorithm, on top of the spec (libp2p specs ``relay/DCUtR.md``):
   sends ``SYNC`` and dials A's addresses half a round trip later; A dials B's addresses as
   soon as ``SYNC`` arrives. The SYNs cross and each NAT takes the other's SYN for the answer
   to its own: one TCP connection by simultaneous open.
-* **Roles on the punched connection are the spec's, whoever's socket it is**: A is the
-  initiator of multistream-select, Noise and Yamux, B the responder. A punch of B's that
-  lands on A's listener (no NAT in front of A) is *claimed* by A, which initiates on it too.
-  On its last attempt A first waits a moment for B to speak: go's B's act as initiator there
-  (a fallback for old go A's whose roles were swapped).
+* **Roles on the punched connection**: the spec makes A the initiator of multistream-select,
+  Noise and Yamux and B the responder, whoever's socket it is; a punch of B's that lands on
+  A's listener (no NAT in front of A) is *claimed* by A like its own. Deployed peers
+  disagree: go-libp2p before v0.41 (hivemind's daemon among them) has the roles swapped on
+  every attempt, and later go B's initiate on their last attempt for those. So the role is
+  settled on the connection itself (:func:`libp2p.multistream.negotiate_either_role`): both
+  send the multistream header first; A initiates unless B's header came with a proposal,
+  B responds unless A proposed nothing within :func:`role_patience` (an old go A waits as a
+  responder: B then initiates, on any attempt).
 * **Refused SYNs are dialed again.** Many routers answer a SYN that arrives before their own
   host's SYN went out with an RST (OpenWrt's default firewall rejects; a box that only does
   SNAT has its own stack answer). The RST also ends the mapping our SYN made, so at short
@@ -94,6 +98,7 @@ __all__ = [
     "looks_endpoint_dependent",
     "punch_dial_timeout",
     "punch_handshake_timeout",
+    "role_patience",
     "redial_pause",
     "redial_silence",
 ]
@@ -270,6 +275,15 @@ def punch_handshake_timeout(rtt: float, stream_timeout: float) -> float:
     return min(max(2.0, 10 * rtt), stream_timeout)
 
 
+def role_patience(rtt: float) -> float:
+    """How long B waits on a punched connection for A to propose before B proposes itself
+    (A then acts as a responder, as go-libp2p before v0.41 does): twice the relayed round
+    trip, between 100 ms and 1 s. A that initiates proposes one direct round trip after
+    the connection is up (when B's header reaches it), and the relayed round trip is rarely
+    shorter than the direct one."""
+    return min(max(2 * rtt, 0.1), 1.0)
+
+
 def redial_silence(rtt: float) -> float:
     """How long a punch SYN may go unanswered before it is sent again: twice the relayed
     round trip (no shorter than the direct one), between 50 ms and 1 s."""
@@ -385,7 +399,10 @@ class Dial:
     (A initiates, B responds; B's connection reversal initiates). ``from_listen_port``:
     leave from the listen port (a punch) or from an ephemeral one (the reversal).
     ``connect_by`` bounds the TCP connect; the handshakes after it get their own time.
-    ``yield_role_within``: before initiating, wait this long for the peer to speak first.
+    ``role_patience`` None: the role is fixed (the reversal); otherwise (a punch) it is
+    our preferred role, settled with the peer: as initiator we respond to a peer that
+    proposes first, as responder we initiate once the peer has been silent this long
+    (see the module's notes on roles).
     """
 
     addr: Multiaddr
@@ -393,7 +410,7 @@ class Dial:
     initiator: bool
     from_listen_port: bool
     connect_by: float
-    yield_role_within: float | None = None
+    role_patience: float | None = None
     #: For a punch: dial again after refusals and silence (see :class:`Redial`); None: once.
     redial: Redial | None = None
     #: Time the handshakes (multistream, Noise, Yamux) may take once the TCP connection is
@@ -404,10 +421,9 @@ class Dial:
 @dataclass(frozen=True, slots=True)
 class ClaimInbound:
     """A: a connection from one of ``sources`` that reaches our listener is B's punch;
-    upgrade it as the initiator (after ``yield_role_within``, as for :class:`Dial`)."""
+    upgrade it in A's role, as for a punch :class:`Dial` (initiating unless B proposes)."""
 
     sources: tuple[Multiaddr, ...]
-    yield_role_within: float | None = None
     #: As :attr:`Dial.handshake_within`.
     handshake_within: float | None = None
 
@@ -735,19 +751,19 @@ class HolePunch:
         if state is not None:
             self._dial_over(state, now)
 
-    def direct_connection(self, now: float, *, we_initiated: bool) -> None:
+    def direct_connection(self, now: float, *, punched: bool) -> None:
         """A direct connection to the peer is ready (from any source).
 
-        It counts as this attempt's punch when it is in the punch's roles (A initiates) and
-        came while the attempt was dialing; otherwise (B's reversal, a dial of the peer's own)
-        it is reported as attempt 0.
+        It counts as this attempt's punch when it came of a punch (``punched``: one of the
+        attempt's :class:`Dial` s from the listen port, or a :class:`ClaimInbound` ed
+        connection) while the attempt was dialing; otherwise (B's reversal, a dial of the
+        peer's own) it is reported as attempt 0.
         """
         if self.finished:
             return
         # B's punch may land before B's own dial leaves (A's SYN reaches B's listener when
         # nothing filters in front of B): B counts from its SYNC on.
         punching = self._phase in (_Phase.SYNC_WAIT, _Phase.DIALING, _Phase.LINGERING)
-        punched = we_initiated == (self.role is HolePunchRole.DIALER)
         attempt = self.attempt if punching and punched else 0
         self._dials.clear()
         if self.role is HolePunchRole.DIALER and self._phase in (
@@ -906,18 +922,16 @@ class HolePunch:
         rtt = self.rtt or 0.0
         timeout = self.config.dial_timeout or punch_dial_timeout(rtt)
         a = self.role is HolePunchRole.DIALER
-        # On the last attempt a go B may act as the initiator: A lets it speak first.
-        last = self.attempt >= self.config.max_attempts
-        yield_within = min(max(2 * rtt, 0.05), 0.5) if a and last else None
+        patience = role_patience(rtt)
         self._phase = _Phase.DIALING
         self._deadline = None
         self._dials = {}
         handshake = punch_handshake_timeout(rtt, self.config.stream_timeout)
         if a:
-            self._emit(ClaimInbound(tuple(self._peer_addrs), yield_within, handshake))
+            self._emit(ClaimInbound(tuple(self._peer_addrs), handshake))
         for addr in self._peer_addrs:
             redial = Redial(MAX_REDIALS, redial_silence(rtt), self._rng.getrandbits(64))
-            dial = Dial(addr, self.attempt, a, True, now + timeout, yield_within, redial, handshake)
+            dial = Dial(addr, self.attempt, a, True, now + timeout, patience, redial, handshake)
             self._dials[addr] = _DialState(dial)
             self._emit(dial)
 
