@@ -207,6 +207,35 @@ def test_every_punch_settles_its_role_with_the_peer() -> None:
     assert {d.role_patience for d in of(b.actions(), Dial)} == {None}
 
 
+@pytest.mark.parametrize(
+    ("agent", "known", "checked"),
+    [
+        ("trio-libp2p-nat/0.1.0", ("trio-libp2p-nat/",), False),
+        ("p2pd/0.1", ("trio-libp2p-nat/",), True),
+        (None, ("trio-libp2p-nat/",), True),
+        ("trio-libp2p-nat/0.1.0", (), True),
+    ],
+)
+def test_a_checks_the_role_unless_b_is_known_to_respond(
+    agent: str | None, known: tuple[str, ...], checked: bool
+) -> None:
+    pair = Pair(config=HolePunchConfig(spec_role_agents=known))
+    pair.b.start(0.0)
+    pair.a.start(0.0)
+    pair.a.identified(0.05, speaks_dcutr=True, addrs=B_ADDRS, agent_version=agent)
+    pair.take(pair.a)
+    pair.exchange(1.0, 1.1, 1.15)
+    a_dials = of(pair.take(pair.a), Dial)
+    assert a_dials
+    assert pair.a.rtt is not None
+    expected = role_patience(pair.a.rtt) if checked else None
+    assert {d.role_patience for d in a_dials} == {expected}
+    # B always checks: a silent A gets a B that initiates.
+    pair.b.handle_timer(timer_of(pair.b))
+    assert pair.b.rtt is not None
+    assert {d.role_patience for d in of(pair.take(pair.b), Dial)} == {role_patience(pair.b.rtt)}
+
+
 # -- refused SYNs --------------------------------------------------------------------------------
 
 

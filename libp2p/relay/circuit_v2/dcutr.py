@@ -330,6 +330,7 @@ class DcutrService:
             trio.current_time(),
             speaks_dcutr=PROTOCOL_ID in event.protocols,
             addrs=self.host.peerstore.addrs(event.connection.remote_peer),
+            agent_version=event.agent_version,
         )
         self._pump(punch)
 

@@ -25,7 +25,9 @@ The algorithm, on top of the spec (libp2p specs ``relay/DCUtR.md``):
   settled on the connection itself (:func:`libp2p.multistream.negotiate_either_role`): both
   send the multistream header first; A initiates unless B's header came with a proposal,
   B responds unless A proposed nothing within :func:`role_patience` (an old go A waits as a
-  responder: B then initiates, on any attempt).
+  responder: B then initiates, on any attempt). With a B known to respond
+  (:attr:`HolePunchConfig.spec_role_agents`, this implementation by default) A initiates at
+  once, as before: the check costs half a direct round trip.
 * **Refused SYNs are dialed again.** Many routers answer a SYN that arrives before their own
   host's SYN went out with an RST (OpenWrt's default firewall rejects; a box that only does
   SNAT has its own stack answer). The RST also ends the mapping our SYN made, so at short
@@ -211,6 +213,11 @@ class HolePunchConfig:
     #: side, before the switch or after) keep it open until they end, within the relay's
     #: limits (:meth:`~libp2p.network.connection.Connection.close_when_idle`). ``None`` keeps it.
     relay_close_grace: float | None = 2.0
+    #: Agent versions (prefixes, from identify) of peers known to take the spec's roles on
+    #: a punched connection as B: with them A initiates at once instead of first seeing
+    #: whether B proposes, which saves half a direct round trip. This implementation is one
+    #: (a B that initiates only when A stays silent); an empty tuple checks every peer.
+    spec_role_agents: tuple[str, ...] = ("trio-libp2p-nat/",)
 
 
 def punch_dial_timeout(rtt: float) -> float:
@@ -399,7 +406,8 @@ class Dial:
     (A initiates, B responds; B's connection reversal initiates). ``from_listen_port``:
     leave from the listen port (a punch) or from an ephemeral one (the reversal).
     ``connect_by`` bounds the TCP connect; the handshakes after it get their own time.
-    ``role_patience`` None: the role is fixed (the reversal); otherwise (a punch) it is
+    ``role_patience`` None: the role is fixed (the reversal, or A's punch toward a B known
+    to respond, see :attr:`HolePunchConfig.spec_role_agents`); otherwise (a punch) it is
     our preferred role, settled with the peer: as initiator we respond to a peer that
     proposes first, as responder we initiate once the peer has been silent this long
     (see the module's notes on roles).
@@ -552,6 +560,7 @@ class HolePunch:
         # Identify on the relayed connection: None until it finished.
         self._identified: bool | None = None
         self._peer_speaks_dcutr = False
+        self._peer_agent: str | None = None
         self._peer_advertised: list[Multiaddr] = []
         # Why B's stream broke, decided once identify tells whether the peer speaks DCUtR.
         self._broken_detail: str | None = None
@@ -622,12 +631,21 @@ class HolePunch:
         self._mapping_dependent = dependent
         self._mapping_reason = reason
 
-    def identified(self, now: float, *, speaks_dcutr: bool, addrs: Sequence[Multiaddr]) -> None:
-        """Identify finished on the relayed connection: the peer's protocols and addresses."""
+    def identified(
+        self,
+        now: float,
+        *,
+        speaks_dcutr: bool,
+        addrs: Sequence[Multiaddr],
+        agent_version: str | None = None,
+    ) -> None:
+        """Identify finished on the relayed connection: the peer's protocols and addresses
+        (and its agent version, see :attr:`HolePunchConfig.spec_role_agents`)."""
         if self.finished or self._identified is not None:
             return
         self._identified = True
         self._peer_speaks_dcutr = speaks_dcutr
+        self._peer_agent = agent_version
         self._peer_advertised = self.policy.filter([a for a in addrs if not is_circuit_addr(a)])
         if self.role is HolePunchRole.DIALER:
             if self._phase is _Phase.WAITING_FOR_PEER and self.attempt == 0:
@@ -922,7 +940,10 @@ class HolePunch:
         rtt = self.rtt or 0.0
         timeout = self.config.dial_timeout or punch_dial_timeout(rtt)
         a = self.role is HolePunchRole.DIALER
-        patience = role_patience(rtt)
+        patience: float | None = role_patience(rtt)
+        agent = self._peer_agent or ""
+        if a and any(agent.startswith(p) for p in self.config.spec_role_agents if p):
+            patience = None  # B is known to respond: A's role is fixed, no check
         self._phase = _Phase.DIALING
         self._deadline = None
         self._dials = {}
