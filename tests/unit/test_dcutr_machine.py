@@ -17,6 +17,7 @@ from multiaddr import Multiaddr
 from libp2p.relay.circuit_v2.dcutr_core import (
     CONNECT,
     MAX_REDIALS,
+    START_TIMEOUT,
     SYNC,
     AttemptFailed,
     ClaimInbound,
@@ -355,10 +356,13 @@ def test_a_is_told_when_b_never_starts_and_when_b_has_no_dcutr() -> None:
     a.start(0.0)
     assert a.get_timer() is None  # until identify says B speaks DCUtR
     a.identified(0.5, speaks_dcutr=True, addrs=[])
-    assert a.get_timer() == pytest.approx(10.5)
-    a.handle_timer(10.5)
+    # B may first dial A directly (go for 5 s, py-libp2p for 10 s): A waits start_timeout.
+    assert a.get_timer() == pytest.approx(0.5 + START_TIMEOUT)
+    assert START_TIMEOUT > 10.0 + 5.0
+    a.handle_timer(0.5 + START_TIMEOUT)
     assert isinstance(a.outcome, Failed)
     assert a.outcome.reason is HolePunchFailure.TIMEOUT
+    assert f"within {START_TIMEOUT:g} s" in a.outcome.detail
     silent = machine(HolePunchRole.DIALER, A_ADDRS)
     silent.start(0.0)
     silent.identified(0.5, speaks_dcutr=False, addrs=[])

@@ -76,6 +76,7 @@ __all__ = [
     "MAX_PEER_ADDRS",
     "MAX_REDIALS",
     "PROTOCOL_ID",
+    "START_TIMEOUT",
     "STREAM_TIMEOUT",
     "SYNC",
     "AttemptFailed",
@@ -113,6 +114,10 @@ MAX_MESSAGE_SIZE: Final = 4096
 MAX_ATTEMPTS: Final = 3
 #: Time for one CONNECT/CONNECT/SYNC exchange (rust: 10 s for the handshake stream).
 STREAM_TIMEOUT: Final = 10.0
+#: How long A waits after identify for B's first CONNECT. B's may first try a plain direct
+#: dial to A's advertised addresses and wait it out where a firewall drops it: go-libp2p for
+#: 5 s, py-libp2p 0.8.1 for 10 s.
+START_TIMEOUT: Final = 20.0
 #: Addresses sent in one CONNECT (rust sends at most 20 candidates).
 MAX_ADDRS: Final = 20
 #: Addresses taken from a peer's CONNECT, the first ones in its order of preference. Each
@@ -199,8 +204,10 @@ class HolePunchConfig:
     #: Attempts before giving up (spec: 3).
     max_attempts: int = MAX_ATTEMPTS
     #: Time for one CONNECT/CONNECT/SYNC exchange on the relayed connection; also how long
-    #: A waits for B to start (after identify) or to start its next attempt.
+    #: A waits for B to start its next attempt.
     stream_timeout: float = STREAM_TIMEOUT
+    #: How long A waits after identify for B to start at all (see :data:`START_TIMEOUT`).
+    start_timeout: float = START_TIMEOUT
     #: Time each attempt's dials may take; ``None`` adapts it to the measured round trip
     #: (see :func:`punch_dial_timeout`).
     dial_timeout: float | None = None
@@ -654,9 +661,9 @@ class HolePunch:
                         HolePunchFailure.NO_STREAM, f"{self._peer} does not speak {PROTOCOL_ID}"
                     )
                     return
-                # B starts right after identify at the latest; one that never does is
-                # reported instead of leaving us waiting in silence.
-                self._deadline = now + self.config.stream_timeout
+                # B starts soon after identify (after a direct dial of its own, for some);
+                # one that never does is reported instead of leaving us waiting in silence.
+                self._deadline = now + self.config.start_timeout
             return
         if self._broken_detail is not None:
             self._decide_broken(now)
@@ -981,7 +988,9 @@ class HolePunch:
             self._fail(
                 HolePunchFailure.TIMEOUT,
                 f"the peer did not start {'another attempt' if self.attempt else PROTOCOL_ID} "
-                f"within {self.config.stream_timeout:g} s",
+                f"within "
+                f"{self.config.stream_timeout if self.attempt else self.config.start_timeout:g}"
+                " s",
                 now,
             )
         elif phase in (_Phase.OPENING, _Phase.EXCHANGE):
