@@ -24,7 +24,7 @@ The algorithm, on top of the spec (libp2p specs ``relay/DCUtR.md``):
   every attempt, and later go B's initiate on their last attempt for those. So the role is
   settled on the connection itself (:func:`libp2p.multistream.negotiate_either_role`): both
   send the multistream header first; A initiates unless B's header came with a proposal,
-  B responds unless A proposed nothing within :func:`role_patience` (an old go A waits as a
+  B responds unless A proposed nothing within ``role_patience()`` (an old go A waits as a
   responder: B then initiates, on any attempt). With a B known to respond
   (:attr:`HolePunchConfig.spec_role_agents`, this implementation by default) A initiates at
   once, as before: the check costs half a direct round trip.
