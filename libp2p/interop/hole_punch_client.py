@@ -332,7 +332,7 @@ async def run_relay(
     """A relay for a contract run: serve Circuit Relay v2 and push our address to Redis.
 
     The address pushed is our first non-loopback IPv4 TCP address with ``/p2p/<id>``, pushed
-    :data:`RELAY_ADDRESS_PUSHES` times (one per client), as the suite's relay does. Runs until
+    ``RELAY_ADDRESS_PUSHES`` (2) times, one per client, as the suite's relay does. Runs until
     cancelled; ``task_status.started`` gets the address.
     """
     config = HostConfig(relay_service=RelayConfig(), hole_punching=None, autonat_client=None)
