@@ -224,16 +224,18 @@ async def _join_relay(host: Host, relay: Multiaddr) -> None:
 async def run_listener(
     settings: ContractSettings,
     *,
+    listen: Sequence[str] = (LISTEN_ADDR,),
     task_status: trio.TaskStatus[PeerID] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """The ``listen`` role: reserve on the relay, publish our peer ID, serve until cancelled.
 
+    ``listen``: our listen addresses (the contract's: every interface, any port).
     ``task_status.started`` gets our peer ID once it is in Redis (for ``nursery.start``).
     """
     redis = await connect_when_ready(settings.redis_addr)
     async with redis:
         relay = _relay_addr(await _pop(redis, RELAY_TCP_ADDRESS))
-        async with Host(listen=[LISTEN_ADDR], config=_host_config()) as host:
+        async with Host(listen=list(listen), config=_host_config()) as host:
             log.info("peer %s listening on %s", host.peer_id, host.listen_addrs)
             await _join_relay(host, relay)
             with host.events.subscribe(HolePunchSucceeded, HolePunchFailed) as outcomes:
@@ -262,8 +264,12 @@ async def run_listener(
                         )
 
 
-async def run_dialer(settings: ContractSettings) -> float:
+async def run_dialer(
+    settings: ContractSettings, *, listen: Sequence[str] = (LISTEN_ADDR,)
+) -> float:
     """The ``dial`` role: hole punch to the listener, then ping it over the direct connection.
+
+    ``listen``: our listen addresses (the contract's: every interface, any port).
 
     Returns the round trip in seconds; raises :class:`~libp2p.relay.circuit_v2.HolePunchError`
     when no direct connection came of the relayed one.
@@ -271,7 +277,7 @@ async def run_dialer(settings: ContractSettings) -> float:
     redis = await connect_when_ready(settings.redis_addr)
     async with redis:
         relay = _relay_addr(await _pop(redis, RELAY_TCP_ADDRESS))
-        async with Host(listen=[LISTEN_ADDR], config=_host_config()) as host:
+        async with Host(listen=list(listen), config=_host_config()) as host:
             log.info("peer %s listening on %s", host.peer_id, host.listen_addrs)
             await _join_relay(host, relay)
             listener = _peer_id(await _pop(redis, LISTEN_CLIENT_PEER_ID))
@@ -331,20 +337,19 @@ async def run_relay(
 ) -> None:
     """A relay for a contract run: serve Circuit Relay v2 and push our address to Redis.
 
-    The address pushed is our first non-loopback IPv4 TCP address with ``/p2p/<id>``, pushed
+    The address pushed is our first non-loopback IPv4 TCP address (loopback when we listen
+    on nothing else) with ``/p2p/<id>``, pushed
     ``RELAY_ADDRESS_PUSHES`` (2) times, one per client, as the suite's relay does. Runs until
     cancelled; ``task_status.started`` gets the address.
     """
     config = HostConfig(relay_service=RelayConfig(), hole_punching=None, autonat_client=None)
     redis = await connect_when_ready(redis_addr)
     async with redis, Host(listen=list(listen), config=config) as host:
-        candidates = [
-            a
-            for a in host.addrs
-            if str(a).startswith("/ip4/") and not str(a).startswith("/ip4/127.")
-        ]
+        ipv4 = [a for a in host.addrs if str(a).startswith("/ip4/")]
+        # Loopback only when it is all we listen on (a run on one machine).
+        candidates = [a for a in ipv4 if not str(a).startswith("/ip4/127.")] or ipv4
         if not candidates:
-            raise ContractConfigError(f"the relay has no non-loopback IPv4 address: {host.addrs}")
+            raise ContractConfigError(f"the relay has no IPv4 TCP address: {host.addrs}")
         addr = Multiaddr(f"{candidates[0]}/p2p/{host.peer_id}")
         for _ in range(RELAY_ADDRESS_PUSHES):
             await redis.rpush(RELAY_TCP_ADDRESS, str(addr))
