@@ -148,8 +148,12 @@ replies: st.SearchStrategy[Reply] = st.recursive(
     st.none()
     | st.integers(-(2**63), 2**63 - 1)
     | st.binary(max_size=64)
-    | st.text(st.characters(blacklist_characters="\r\n"), max_size=20).map(SimpleString)
-    | st.text(st.characters(blacklist_characters="\r\n"), max_size=20).map(ErrorReply),
+    | st.text(
+        st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), max_size=20
+    ).map(SimpleString)
+    | st.text(
+        st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), max_size=20
+    ).map(ErrorReply),
     lambda children: st.lists(children, max_size=5),
     max_leaves=20,
 )
