@@ -27,6 +27,11 @@ result: the dialer's last stdout line  :func:`~libp2p.interop.hole_punch_client.
                                        on the dialer's whole stdout: stricter, exactly one line
 =====================================  ==========================================================
 
+Round trips between any two hosts match the suite's. One path differs: the suite delays at the
+routers' interfaces, so the RST that router B's own stack sends back to an early punch SYN
+crosses B's WAN side only (SYN to RST at A: 150 ms there); the switch delays by port, so that
+RST takes the full 100 ms back (200 ms here). A refused early SYN costs a little more here.
+
 Clients are commands, so any implementation that follows the contract can run here: ours is
 ``python -m libp2p.interop.hole_punch_client`` (the ``hole-punch-client`` console script), js
 runs behind ``python -m tests.interop.js_contract_client``. The dialer runs in host ``a``
