@@ -5,7 +5,8 @@
 #   - the go-libp2p interop peer (p2pd v0.32.1 out of hivemind 1.1.12's wheel, sha256-checked)
 #     and the py-libp2p 0.8.1 interop peer (in its own .venv-pylibp2p),
 #   - nftables for the NAT lab, when running as root on a machine with apt-get,
-#   - Debian's chromium for the documentation's browser test (tests/docs), likewise.
+#   - Debian's chromium for the documentation's browser test (tests/docs), likewise,
+#   - Debian's redis-server for the hole-punch contract and Redis client tests, likewise.
 # The documentation (docs/) is built by the tests themselves, with Sphinx and warnings as
 # errors (tests/docs/conftest.py: sphinx-build -W --keep-going), into a temporary directory.
 # Extra arguments are passed to pytest, e.g. `bash scripts/test.sh -k noise`.
@@ -26,6 +27,17 @@ if [ "$(id -u)" = 0 ] && ! command -v nft >/dev/null 2>&1 && [ ! -x /usr/sbin/nf
     if ! { apt-get update -qq \
         && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables >/dev/null; }; then
         echo "warning: could not install nftables; the NAT lab tests will report why" >&2
+    fi
+fi
+
+# The test-plans hole-punch contract (tests/natlab/test_hole_punch_contract.py) and our Redis
+# client's tests coordinate through a real Redis: Debian's redis-server, installed the same way
+# (the tests start their own server on a free port; the package's service is not used).
+if [ "$(id -u)" = 0 ] && ! command -v redis-server >/dev/null 2>&1 \
+    && [ ! -x /usr/bin/redis-server ] && command -v apt-get >/dev/null 2>&1; then
+    if ! { apt-get update -qq \
+        && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }; then
+        echo "warning: could not install redis-server; the Redis tests will report why" >&2
     fi
 fi
 

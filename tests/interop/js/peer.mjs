@@ -88,6 +88,10 @@
 //   "requested", "status", "statusText", "addr"}; {"event": "autonat", "addr", "reachable"};
 //   {"event": "observed", "addr", "from"} (--fix-observed); {"event": "dial-port", "port"};
 //   {"event": "addresses", "addrs"} when the announced addresses change.
+//   --ping-direct (with --report-connections): ping once over each direct connection that
+//   followed a relayed one with the same peer (a hole punch): {"event": "ping-direct",
+//   "remotePeer", "remoteAddr", "rttMs", "reportedMs"} (what the test-plans hole-punch
+//   clients report; tests/interop/js_contract_client.py), or "ping-direct-error".
 //
 // Common options: --no-monitor turns off the connection monitor's pings; --no-conn-limits
 // allow-lists loopback in the connection manager, which otherwise refuses more than
@@ -988,6 +992,7 @@ function connectionReporter (values) {
         direction: described.direction,
         sinceRelayedSeconds: since == null ? null : (performance.now() - since) / 1000
       })
+      if (values['ping-direct'] && since != null) pingDirect(conn, described, event)
     }
   }
   const onClose = (conn) => {
@@ -999,6 +1004,23 @@ function connectionReporter (values) {
     for (const line of lines) emit(line)
   }
   return { onConnection, onClose, event, ready }
+}
+
+function pingDirect (conn, described, event) {
+  // --ping-direct: one ping over a direct connection that followed a relayed one with the
+  // same peer (a hole punch), as the test-plans hole-punch clients measure their result:
+  // {"event": "ping-direct", "remotePeer", "remoteAddr", "rttMs", "reportedMs"} or
+  // {"event": "ping-direct-error", "remotePeer", "error"}.
+  runPingOnConnection(conn, 1).then(
+    (result) => event({
+      event: 'ping-direct',
+      remotePeer: described.remotePeer,
+      remoteAddr: described.remoteAddr,
+      rttMs: result.rttsMs[0],
+      reportedMs: result.reportedMs[0]
+    }),
+    (err) => event({ event: 'ping-direct-error', remotePeer: described.remotePeer, error: String(err?.message ?? err) })
+  )
 }
 
 function reportAddresses (node, reporter) {
@@ -1289,7 +1311,8 @@ async function main () {
       announce: { type: 'string', multiple: true },
       'fix-dial-port': { type: 'boolean' },
       'fix-responder': { type: 'boolean' },
-      'dial-port': { type: 'string' }
+      'dial-port': { type: 'string' },
+      'ping-direct': { type: 'boolean' }
     }
   })
   const [mode, target] = positionals
