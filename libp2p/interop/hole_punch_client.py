@@ -28,7 +28,7 @@ its result. The suite kills a run after 60 s.
 
 ``hole-punch-relay`` (:func:`relay_main`) is the other half of a run: a Circuit Relay v2 relay
 that pushes its address to ``RELAY_TCP_ADDRESS`` twice, as the suite's own relay does, so a run
-can be made of this library's parts alone (``interop/hole-punch/`` and
+can be made of this library's parts alone (``examples/hole-punch-interop/`` and
 ``tests/natlab/contract.py`` do).
 """
 
