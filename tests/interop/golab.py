@@ -405,6 +405,72 @@ async def go_dialer_run(
     return result
 
 
+# Our dialer without examples/nat/dialer.py's echo: p2pd serves protocols through its control
+# socket and closes that socket as soon as the remote half-closes, so the example's echo (send,
+# half-close, read) gets its stream reset by a go listener (go-libp2p-daemon's stream pipe, not
+# DCUtR). Connects to argv[1] (a relayed address) from listen address argv[2] and prints the
+# hole punch's outcome: {"event": "result", "ok": true, "ms" (from the relayed connection's
+# opening to the direct one), "addr", "attempt"} or {"ok": false, "reason", "detail"}.
+OUR_DIALER = """
+import json, sys
+sys.path.insert(0, {root!r})
+import trio
+from libp2p import Host
+from libp2p.relay.circuit_v2 import HolePunchFailed, HolePunchSucceeded
+
+async def main():
+    async with Host(listen=[sys.argv[2]]) as host:
+        with host.events.subscribe(HolePunchSucceeded, HolePunchFailed) as outcomes:
+            relayed = await host.connect(sys.argv[1])
+            async for ev in outcomes:
+                if ev.peer != relayed.remote_peer:
+                    continue
+                if isinstance(ev, HolePunchSucceeded):
+                    out = dict(ok=True, ms=ev.elapsed * 1000, addr=str(ev.direct_addr),
+                               attempt=ev.attempt)
+                else:
+                    out = dict(ok=False, reason=ev.reason.value, detail=str(ev.detail),
+                               attempts=ev.attempts)
+                print(json.dumps(dict(event="result", **out)), flush=True)
+                return
+
+trio.run(main)
+"""
+
+
+def start_our_plain_dialer(lab: NatLab, target: str, listen: str, host: str = "a") -> Program:
+    """:data:`OUR_DIALER` in ``host``, dialing ``target`` from ``listen``."""
+    return lab.spawn_python(
+        host, OUR_DIALER.format(root=str(REPO_ROOT)), target, listen, name=f"dialer@{host}"
+    )
+
+
+async def our_plain_dialer_run(
+    lab: NatLab, target: str, limit: float = 30.0, ip: int = 6, host: str = "a"
+) -> Result:
+    """One run of :data:`OUR_DIALER` (a fresh process, identity and port) against ``target``,
+    bounded by ``limit`` seconds: a ``Result``."""
+    listen = (
+        f"/ip6/::/tcp/{lab.fresh_port()}" if ip == 6 else f"/ip4/0.0.0.0/tcp/{lab.fresh_port()}"
+    )
+    program = start_our_plain_dialer(lab, target, listen, host)
+    try:
+        deadline = time.monotonic() + limit
+        while True:
+            line = await trio.to_thread.run_sync(program.expect, deadline - time.monotonic())
+            if line.get("event") == "result":
+                break
+    except LabError as exc:
+        reason = "run_timeout" if "no output within" in str(exc) else "dialer_exited"
+        return {"ok": False, "ms": None, "reason": reason, "detail": str(exc)[-200:]}
+    finally:
+        if program.popen.poll() is None:
+            program.popen.kill()
+    if line["ok"]:
+        return {"ok": True, "ms": line["ms"], "reason": None, "detail": None, "addr": line["addr"]}
+    return {"ok": False, "ms": None, "reason": line["reason"], "detail": line["detail"]}
+
+
 def relay_addr_in(addrs: Sequence[str], lab: NatLab, ip: int = 6) -> str:
     """The one of ``addrs`` on the relay's public address in IP version ``ip``."""
     public = lab.ip6("relay") if ip == 6 else lab.ip("relay")

@@ -93,44 +93,9 @@ async def our_dialer(lab: NatLab, target: str, limit: float = 20.0) -> dict[str,
     return await until(dialer, "result", limit + 10)
 
 
-# Our dialer without the example's echo: p2pd serves protocols through its control socket and
-# closes that socket as soon as the remote half-closes, so dialer.py's echo (send, half-close,
-# read) gets its stream reset by a go listener (go-libp2p-daemon's stream pipe, not DCUtR).
-# Connects to argv[1] (a relayed address) from listen address argv[2] and prints the outcome
-# of the hole punch: {"ok", "ms" (the relayed connection's opening to the direct one), "addr",
-# "attempt"} or {"ok": false, "reason", "detail"}.
-OUR_DIALER = """
-import json, sys
-sys.path.insert(0, {root!r})
-import trio
-from libp2p import Host
-from libp2p.relay.circuit_v2 import HolePunchFailed, HolePunchSucceeded
-
-async def main():
-    async with Host(listen=[sys.argv[2]]) as host:
-        with host.events.subscribe(HolePunchSucceeded, HolePunchFailed) as outcomes:
-            relayed = await host.connect(sys.argv[1])
-            async for ev in outcomes:
-                if ev.peer != relayed.remote_peer:
-                    continue
-                if isinstance(ev, HolePunchSucceeded):
-                    out = dict(ok=True, ms=ev.elapsed * 1000, addr=str(ev.direct_addr),
-                               attempt=ev.attempt)
-                else:
-                    out = dict(ok=False, reason=ev.reason.value, detail=str(ev.detail),
-                               attempts=ev.attempts)
-                print(json.dumps(dict(event="result", **out)), flush=True)
-                return
-
-trio.run(main)
-"""
-
-
 async def our_plain_dialer(lab: NatLab, target: str) -> dict[str, Any]:
-    """OUR_DIALER behind NAT A: the hole punch's outcome."""
-    program = lab.spawn_python(
-        "a", OUR_DIALER.format(root=str(golab.REPO_ROOT)), target, port6(lab), name="dialer@a"
-    )
+    """Our dialer without the example's echo (see ``golab.OUR_DIALER``): the outcome line."""
+    program = golab.start_our_plain_dialer(lab, target, port6(lab))
     try:
         return await until(program, "result")
     finally:
