@@ -467,7 +467,13 @@ async def our_plain_dialer_run(
         if program.popen.poll() is None:
             program.popen.kill()
     if line["ok"]:
-        return {"ok": True, "ms": line["ms"], "reason": None, "detail": None, "addr": line["addr"]}
+        return {
+            "ok": True,
+            "ms": line["ms"],
+            "reason": None,
+            "detail": f"attempt {line['attempt']}",
+            "addr": line["addr"],
+        }
     return {"ok": False, "ms": None, "reason": line["reason"], "detail": line["detail"]}
 
 
