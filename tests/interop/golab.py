@@ -41,7 +41,9 @@ go before v0.41 has the TCP roles on the punched connection swapped: its B initi
 multistream-select, Noise and Yamux (``WithSimultaneousConnect(isClient=true)``), its A acts
 as the server (go's TCP transport upgrades an outbound simultaneous-connect dial with
 ``isClient=false`` as inbound). Two go peers agree with each other; with a peer that follows
-the spec, both ends initiate (go B, spec A) or both wait (spec B, go A) unless that peer adapts.
+the spec, both ends initiate (go B, spec A: go logs "noise: message is too short") or both wait
+(spec B, go A) unless that peer adapts, as ours do (the punched connection's role is settled
+on the connection: ``libp2p.network.upgrader.upgrade_either_role``).
 
 Direct connections are seen in go's own view: LIST_PEERS has one entry per connection with its
 remote address (a ``/p2p-circuit`` one is relayed). p2pd runs with its ``p2p-holepunch`` logger
