@@ -60,7 +60,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -402,8 +401,6 @@ async def go_dialer_run(
             result = await dial_and_wait_direct(go, target, limit)
     except (GoPeerError, trio.TooSlowError, LabError) as exc:
         return {"ok": False, "ms": None, "reason": "go_error", "detail": str(exc)[:200]}
-    if not result["ok"]:
-        print(f"[go dialer] {result}", file=sys.stderr)
     return result
 
 
