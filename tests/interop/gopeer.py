@@ -25,11 +25,13 @@ The process is ended through the ``trio.Process`` started here only: SIGTERM, th
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import re
 import signal
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -180,6 +182,17 @@ class GoPeerView:
     streams: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class GoLogLine:
+    """One JSON log line of p2pd (``GOLOG_LOG_FMT=json``) and when we read it (trio clock)."""
+
+    logger: str
+    level: str
+    msg: str
+    fields: dict[str, object]
+    read_at: float
+
+
 @dataclass
 class GoPeer:
     """A running p2pd."""
@@ -195,6 +208,9 @@ class GoPeer:
     _stdout_changed: trio.Event = field(default_factory=trio.Event, repr=False)
     _handler_count: int = field(default=0, repr=False)
     _stdout_closed: bool = field(default=False, repr=False)
+    #: p2pd's JSON log lines so far (the loggers turned on by ``go_peer(log_levels=...)``).
+    logs: list[GoLogLine] = field(default_factory=list)
+    _logs_changed: trio.Event = field(default_factory=trio.Event, repr=False)
 
     @property
     def addr(self) -> str:
@@ -250,6 +266,54 @@ class GoPeer:
         request = pb.Request(type=pb.Request.DISCONNECT)
         request.disconnect.peer = peer.to_bytes()
         await self._request(request)
+
+    async def connections(self) -> list[tuple[str, str]]:
+        """Every open connection as ``(peer id, remote multiaddr)`` (LIST_PEERS has one entry
+        per connection: a peer with a relayed and a direct connection appears twice)."""
+        response = await self._request(pb.Request(type=pb.Request.LIST_PEERS))
+        return [
+            (str(PeerID.from_bytes(p.id)), str(Multiaddr(a)))
+            for p in response.peers
+            for a in p.addrs
+        ]
+
+    async def wait_log(self, start: int, predicate: Callable[[GoLogLine], bool]) -> GoLogLine:
+        """The first log line from index ``start`` on that satisfies ``predicate``, waiting for
+        it (no time limit of its own: put one around it)."""
+        index = start
+        while True:
+            while index < len(self.logs):
+                line = self.logs[index]
+                index += 1
+                if predicate(line):
+                    return line
+            if self.process.returncode is not None:
+                raise GoPeerError("p2pd exited", stderr=self.stderr)
+            await self._logs_changed.wait()
+
+    def _add_log(self, raw: str | None) -> None:
+        """A line p2pd wrote on stderr, or None at the end of it."""
+        if raw is None:
+            self._logs_changed.set()
+            return
+        try:
+            entry = json.loads(raw)
+        except json.JSONDecodeError:
+            return  # not one of go-log's JSON lines (a panic, a plain print)
+        if not isinstance(entry, dict):
+            return
+        known = ("logger", "level", "msg", "ts", "caller")
+        self.logs.append(
+            GoLogLine(
+                logger=str(entry.get("logger", "")),
+                level=str(entry.get("level", "")),
+                msg=str(entry.get("msg", "")),
+                fields={k: v for k, v in entry.items() if k not in known},
+                read_at=trio.current_time(),
+            )
+        )
+        self._logs_changed.set()
+        self._logs_changed = trio.Event()
 
     async def list_peers(self) -> dict[str, list[str]]:
         """Connected peers and their addresses, as go sees them (LIST_PEERS)."""
@@ -382,12 +446,24 @@ async def _serve_handler(
         await trio.serve_listeners(one, [listener])
 
 
-async def _collect_tail(stream: trio.abc.ReceiveStream, buf: bytearray) -> None:
+async def _collect_tail(
+    stream: trio.abc.ReceiveStream,
+    buf: bytearray,
+    on_line: Callable[[str | None], None] | None = None,
+) -> None:
+    rest = b""
     with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
         while chunk := await stream.receive_some():
             buf += chunk
             if len(buf) > _STDERR_TAIL:
                 del buf[: len(buf) - _STDERR_TAIL]
+            if on_line is not None:
+                rest += chunk
+                *lines, rest = rest.split(b"\n")
+                for line in lines:
+                    on_line(line.decode(errors="replace"))
+    if on_line is not None:
+        on_line(None)
 
 
 async def _collect_lines(
@@ -425,6 +501,9 @@ async def go_peer(
     relay: bool = True,
     startup_timeout: float = 20.0,
     stop_timeout: float = 5.0,
+    command_prefix: Sequence[str] = (),
+    log_levels: Mapping[str, str] | None = None,
+    require_addrs: bool = True,
 ) -> AsyncIterator[GoPeer]:
     """Run p2pd for the duration of the ``async with`` block.
 
@@ -434,12 +513,26 @@ async def go_peer(
     defaults turn it on and its ``-relay`` flag can only turn it on, so this passes a JSON
     config (``-f``) with ``Relay.Enabled`` false as well as ``-relay=false``; otherwise
     p2pd serves hop (``-relayService=false`` alone does not remove it).
+    ``command_prefix`` goes before the command (e.g. ``NatLab.exec_argv(host, [])`` to run it in
+    a lab namespace: ``ip netns exec`` execs p2pd, so the process we end is p2pd itself; the
+    control socket is a file, reachable from any namespace). ``log_levels`` turns on go-log
+    loggers (``{"p2p-holepunch": "debug"}``), logged as JSON lines on stderr and parsed into
+    :attr:`GoPeer.logs`; others stay at ``error``. ``require_addrs=False`` accepts a p2pd that
+    announces no TCP address (auto-relay while private announces only relayed addresses, none
+    before it reserved): then :attr:`GoPeer.addrs` is empty.
     Ready once it printed its peer ID (its control socket is listening by then) and
     answered IDENTIFY.
     """
     with tempfile.TemporaryDirectory(prefix="p2pd.") as tmpdir:
         control = str(Path(tmpdir) / "control.sock")
-        cmd = [str(P2PD), "-listen", f"/unix{control}", "-hostAddrs", ",".join(host_addrs)]
+        cmd = [
+            *command_prefix,
+            str(P2PD),
+            "-listen",
+            f"/unix{control}",
+            "-hostAddrs",
+            ",".join(host_addrs),
+        ]
         if key_file is not None:
             cmd += ["-id", key_file]
         if not relay:
@@ -448,6 +541,10 @@ async def go_peer(
             cmd += ["-f", str(config), "-relay=false"]
         cmd += list(args)
         stderr = bytearray()
+        env = None
+        if log_levels:
+            levels = ",".join(["error", *(f"{k}={v}" for k, v in log_levels.items())])
+            env = {**os.environ, "GOLOG_LOG_LEVEL": levels, "GOLOG_LOG_FMT": "json"}
         async with trio.open_nursery() as nursery:
             process = await trio.lowlevel.open_process(
                 cmd,
@@ -455,12 +552,13 @@ async def go_peer(
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 cwd=tmpdir,
+                env=env,
             )
             assert process.stdout is not None
             assert process.stderr is not None
             try:
-                nursery.start_soon(_collect_tail, process.stderr, stderr)
                 peer = GoPeer("", [], process, control, nursery, tmpdir, stderr)
+                nursery.start_soon(_collect_tail, process.stderr, stderr, peer._add_log)
                 nursery.start_soon(_collect_lines, process.stdout, peer._add_stdout)
                 with trio.move_on_after(startup_timeout) as waited:
                     while not any(ln.startswith("Peer ID: ") for ln in peer._stdout_lines):
@@ -478,7 +576,7 @@ async def go_peer(
                 peer_id, addrs = await peer.identify()
                 peer.peer_id = peer_id
                 peer.addrs = [f"{a}/p2p/{peer_id}" for a in addrs if "/tcp/" in a]
-                if not peer.addrs:
+                if not peer.addrs and require_addrs:
                     raise GoPeerError(
                         f"p2pd listens on no TCP address: {addrs}", stderr=peer.stderr
                     )

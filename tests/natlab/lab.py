@@ -19,7 +19,9 @@ the machine)::
 LAN behind router A, optionally with ``hairpin`` and ``client_isolation``), ``"double-nat"``
 (a carrier-grade NAT in 100.64.0.0/10 in front of each home router) or ``"ipv6"`` (two-nats
 plus untranslated IPv6 on 2001:db8::/32 behind stateful firewalls; :meth:`NatLab.ip6`).
-``topology.py`` draws and describes them, with the nftables rules.
+``topology.py`` draws and describes them, with the nftables rules. ``NatLab(observers=4)``
+adds a public host ``"observers"`` with four more addresses (distinct IPv4 /32s and IPv6 /56s)
+for peers that trust an observed address only once several observers report it (go-libp2p).
 
 Each router masquerades its LAN behind its WAN address with nftables, in one of
 ``NAT_MODES``:
@@ -132,6 +134,8 @@ from tests.natlab.topology import (
     FILTERINGS,
     INTERNET_NET,
     NAT_MODES,
+    OBSERVERS6_IP,
+    OBSERVERS_IP,
     RELAY2_6_IP,
     RELAY2_IP,
     RELAY6_IP,
@@ -142,6 +146,7 @@ from tests.natlab.topology import (
     firewall6_ruleset,
     make_plan,
     nat_ruleset,
+    observer_addresses,
 )
 
 __all__ = [
@@ -440,6 +445,8 @@ class NatLab:
     module docstring, :meth:`rtt` and :meth:`switch_stats`); so do ``jitter`` (seconds) and
     ``loss`` (probability) per public host, with ``jitter_distribution`` (``"uniform"`` or
     ``"normal"``), ``reorder`` and ``seed`` for the switch (module docstring).
+    ``observers`` adds the public host ``"observers"`` with that many more addresses, each a
+    distinct observer group (:meth:`observer_ips`, :meth:`observer_ip6s`; ``topology.py``).
 
     Set-up runs in ``__enter__`` (or :meth:`start`); it is blocking and takes a fraction of a
     second. Use it before ``trio.run`` or from a worker thread.
@@ -465,6 +472,7 @@ class NatLab:
         jitter_distribution: str = "uniform",
         reorder: bool = False,
         seed: int | None = None,
+        observers: int = 0,
     ) -> None:
         #: The address plan (see ``topology.py``).
         self.plan = make_plan(topology)
@@ -494,6 +502,8 @@ class NatLab:
             raise ValueError("client_isolation: only the same-nat topology has a shared LAN")
         self.client_isolation = client_isolation
         self.has_relay2 = relay2
+        #: The ``observers`` host's extra addresses (``topology.observer_addresses``).
+        self.observers = observer_addresses(observers)
         # The link of each switch port (public host); None: the kernel bridge, no switch.
         self.links = _links(self.switch_ports, delays, jitter, loss)
         #: One-way latency per switch port; None without the switch.
@@ -533,6 +543,8 @@ class NatLab:
         hosts = {"relay": (RELAY_IP, RELAY6_IP)}
         if self.has_relay2:
             hosts["relay2"] = (RELAY2_IP, RELAY2_6_IP)
+        if self.observers:
+            hosts["observers"] = (OBSERVERS_IP, OBSERVERS6_IP)
         return hosts
 
     @property
@@ -592,6 +604,16 @@ class NatLab:
         if host in self._public:
             return self._public[host][1]
         raise ValueError(f"host {host!r} has no address")
+
+    def observer_ips(self) -> list[str]:
+        """The ``observers`` host's observer addresses (IPv4), one per observer group."""
+        return [observer.ip for observer in self.observers]
+
+    def observer_ip6s(self) -> list[str]:
+        """The ``observers`` host's IPv6 observer addresses, each in a /56 of its own."""
+        if not self.has_ipv6:
+            raise ValueError(f"the {self.topology!r} topology has no IPv6")
+        return [observer.ip6 for observer in self.observers]
 
     def public_ip(self, host: str) -> str:
         """The IPv4 address the internet sees for ``host``: the WAN address of the router it
@@ -733,13 +755,21 @@ class NatLab:
             for router in plan.routers
             if router.lan6_net is not None and router.wan6 is not None
         ]
+        # ... and each observer's /56 via the observers host.
+        if plan.ipv6:
+            routes6 += [(observer.prefix6, OBSERVERS6_IP) for observer in self.observers]
         for role, (address, address6) in self._public.items():
             lines = ["link set lo up", f"addr add {address}/24 dev eth0"]
             if plan.ipv6:
                 lines.append(f"addr add {address6}/64 dev eth0 nodad")
+            if role == "observers":
+                for observer in self.observers:
+                    lines.append(f"addr add {observer.ip}/24 dev eth0")
+                    if plan.ipv6:
+                        lines.append(f"addr add {observer.ip6}/128 dev eth0 nodad")
             lines.append("link set eth0 up")
             if plan.ipv6:
-                lines += [f"route add {net} via {via}" for net, via in routes6]
+                lines += [f"route add {net} via {via}" for net, via in routes6 if via != address6]
             self._batch(ns[role], lines)
         for router in plan.routers:
             self._build_router(router, routes6)

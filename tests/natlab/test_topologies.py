@@ -556,6 +556,52 @@ def test_simultaneous_open_through_two_ipv6_firewalls(nat_lab: Callable[..., Nat
     _assert_punched(a.expect(15), b.expect(15), lab, observed, ipv6=True)
 
 
+# --- observers -----------------------------------------------------------------------------------
+
+
+@hard_timeout(40)
+@pytest.mark.parametrize("topology", ["ipv6", "two-nats"])
+def test_observers_are_distinct_public_addresses(
+    nat_lab: Callable[..., NatLab], topology: str
+) -> None:
+    lab = nat_lab(topology=topology, observers=4)
+    assert lab.hosts == ["internet", "relay", "relay2", "observers", *lab.routers, "a", "b"]
+    assert lab.observer_ips() == [f"198.51.100.{n}" for n in (21, 22, 23, 24)]
+    ipv6 = topology == "ipv6"
+    if ipv6:
+        ip6s = lab.observer_ip6s()
+        assert ip6s == ["2001:db8:100::1", "2001:db8:200::1", "2001:db8:300::1", "2001:db8:400::1"]
+        assert len({ip.split(":")[2] for ip in ip6s}) == 4  # four /56s (and /48s)
+    else:
+        with pytest.raises(ValueError, match="has no IPv6"):
+            lab.observer_ip6s()
+    # One server on every address of the observers host: each observer address reaches it and
+    # sees the host from the same address and port (from one local port, as a peer that dials
+    # from its listen port), translated for IPv4, untranslated for IPv6.
+    port = lab.fresh_port()
+    server = _start_server(lab, "observers", port, ipv6=ipv6)
+    targets = lab.observer_ip6s() if ipv6 else lab.observer_ips()
+    for host in ("a", "b"):
+        local_port = lab.fresh_port()
+        reports = _observe(lab, host, local_port, [f"{ip}:{port}" for ip in targets], ipv6=ipv6)
+        seen = [lab.ip6(host) if ipv6 else lab.public_ip(host), local_port]
+        assert [r["target"] for r in reports] == [f"{ip}:{port}" for ip in targets]
+        assert [r["observed"] for r in reports] == [seen] * 4
+        assert [server.expect(10)["accepted"] for _ in targets] == [seen] * 4
+    if ipv6:
+        # The relay reaches the observers too (a route per /56 on every public host).
+        (report,) = _observe(lab, "relay", lab.fresh_port(), [f"{targets[3]}:{port}"], ipv6=True)
+        assert report["observed"][0] == lab.ip6("relay")
+
+
+def test_bad_observer_counts_are_refused() -> None:
+    require_lab()
+    with pytest.raises(ValueError, match="observers"):
+        NatLab(observers=17)
+    with pytest.raises(ValueError, match="observers"):
+        NatLab(observers=-1)
+
+
 # --- the delaying switch in other topologies ---------------------------------------------------
 
 SLACK = 0.040  # above the configured RTT: the switch's loop and two busy CPUs

@@ -37,6 +37,14 @@ Topologies (``TOPOLOGIES``; on the internet, 198.51.100.0/24, only the last byte
     stateful firewall (:func:`firewall6_ruleset`). Public hosts and routers have a route per LAN
     prefix via its router, never a default route.
 
+Observers (``NatLab(observers=n)``, any topology): one more public host, ``observers``
+(198.51.100.20, and 2001:db8::20 where the topology has IPv6), that holds ``n`` more addresses,
+one per observer peer (:func:`observer_addresses`): IPv4 198.51.100.21, .22, ... on the
+internet's subnet, and IPv6 2001:db8:100::1, 2001:db8:200::1, ..., each in a /56 of its own,
+routed via 2001:db8::20 by the other public hosts and the routers on the internet. Peers that
+count an address of theirs only once several distinct observers report it (go-libp2p: four,
+IPv4 /32 and, in later versions, IPv6 /56 groups) learn it from peers listening there.
+
 Mapping modes (``NAT_MODES``), per NAT router:
 
 ``"eim"``
@@ -78,6 +86,12 @@ CGNAT_NET = "100.64.0.0/10"
 INTERNET6_NET = "2001:db8::/64"
 RELAY6_IP = "2001:db8::10"
 RELAY2_6_IP = "2001:db8::11"
+
+#: The ``observers`` host (``NatLab(observers=n)``) on the internet.
+OBSERVERS_IP = "198.51.100.20"
+OBSERVERS6_IP = "2001:db8::20"
+#: At most this many observer addresses (198.51.100.21-.36).
+MAX_OBSERVERS = 16
 
 #: ``"eim-shifted"``: the external port is the source port XOR this.
 EIM_SHIFT_XOR = 0x0400
@@ -155,6 +169,28 @@ class Plan:
 
     def home_router(self, site: str) -> str:
         return self.router_of(site).name
+
+
+@dataclass(frozen=True)
+class Observer:
+    """One observer address of the ``observers`` host: IPv4 on the internet's subnet, IPv6
+    in a /56 of its own (``prefix6``, routed via :data:`OBSERVERS6_IP`)."""
+
+    ip: str
+    ip6: str
+    prefix6: str
+
+
+def observer_addresses(n: int) -> list[Observer]:
+    """The first ``n`` observer addresses: 198.51.100.21 + i and 2001:db8:(i+1)00::1 in
+    2001:db8:(i+1)00::/56, i = 0 .. n-1 (distinct /32s and /56s, so distinct observer groups
+    for go-libp2p)."""
+    if not 0 <= n <= MAX_OBSERVERS:
+        raise ValueError(f"observers: want 0 to {MAX_OBSERVERS}, not {n!r}")
+    return [
+        Observer(f"198.51.100.{21 + i}", f"2001:db8:{i + 1:x}00::1", f"2001:db8:{i + 1:x}00::/56")
+        for i in range(n)
+    ]
 
 
 def make_plan(topology: str) -> Plan:
