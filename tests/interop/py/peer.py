@@ -29,6 +29,9 @@ Circuit Relay v2 and DCUtR, all py-libp2p 0.8.1's own classes, unpatched:
 - ``--connect MA`` (repeatable; a ``.../p2p-circuit/p2p/ID`` address) dials through the relay
   after the ready line and keeps the connection: ``{"event": "connected", "target",
   "remotePeer", "remoteAddr"}`` or ``{"event": "connect-error", "target", "error"}``.
+- ``--nat-example`` also serves ``/nat-example/1.0.0`` with the handler of py-libp2p's own
+  NAT example (``examples.nat.listener.handle_example_protocol`` from the 0.8.1 wheel, as
+  it is: reads one message, answers with a greeting, closes).
 - ``--report-connections`` prints ``{"event": "connection", "remotePeer", "remoteAddr",
   "relayed", "direction"}`` for each connection py-libp2p's swarm reports, and
   ``{"event": "direct", "remotePeer", "remoteAddr", "sinceRelayedSeconds"}`` when a
@@ -304,6 +307,10 @@ async def _serve(args: argparse.Namespace) -> None:
     relaying = Relaying(host, args.dcutr) if (args.relay or args.dcutr or args.connect) else None
     async with host.run(listen_addrs=listen), trio.open_nursery() as services:
         host.set_stream_handler(ECHO, _echo)
+        if args.nat_example:
+            from examples.nat.listener import EXAMPLE_PROTOCOL_ID, handle_example_protocol
+
+            host.set_stream_handler(EXAMPLE_PROTOCOL_ID, handle_example_protocol)
         if args.report_connections:
             host.get_network().register_notifee(Reporter())
         relayed: list[str] = []
@@ -392,6 +399,7 @@ def main() -> None:
     listen.add_argument("--dcutr", action="store_true")
     listen.add_argument("--connect", action="append", default=[])
     listen.add_argument("--report-connections", action="store_true")
+    listen.add_argument("--nat-example", action="store_true")
     args = parser.parse_args()
     trio.run(_serve, args)
 
