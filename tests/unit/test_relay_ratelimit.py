@@ -29,7 +29,7 @@ IP1, IP2 = "198.51.100.1", "198.51.100.2"
 
 
 def test_a_bucket_admits_its_burst_then_its_rate() -> None:
-    limiter: RateLimiter[str] = RateLimiter(RateLimit(rate=2.0, burst=3))
+    limiter = RateLimiter(RateLimit(rate=2.0, burst=3))
     assert [limiter.take("k", 0.0) for _ in range(4)] == [True, True, True, False]
     assert limiter.ready_at("k", 0.0) == 0.5
     assert not limiter.take("k", 0.499)
@@ -41,7 +41,7 @@ def test_a_bucket_admits_its_burst_then_its_rate() -> None:
 
 
 def test_refilled_buckets_are_forgotten() -> None:
-    limiter: RateLimiter[str] = RateLimiter(RateLimit(rate=1.0, burst=2))  # refills in 2 s
+    limiter = RateLimiter(RateLimit(rate=1.0, burst=2))  # refills in 2 s
     limiter.take("a", 0.0)
     limiter.take("b", 1.0)
     assert len(limiter) == 2
@@ -53,7 +53,7 @@ def test_refilled_buckets_are_forgotten() -> None:
 
 
 def test_a_clock_that_goes_back_refills_nothing() -> None:
-    limiter: RateLimiter[str] = RateLimiter(RateLimit(rate=1.0, burst=1))
+    limiter = RateLimiter(RateLimit(rate=1.0, burst=1))
     assert limiter.take("k", 5.0)
     assert not limiter.take("k", 4.0)
     assert limiter.tokens("k", 4.0) == 0.0
@@ -77,7 +77,7 @@ def test_a_limit_must_make_sense(rate: float, burst: int) -> None:
 def test_admitted_requests_never_exceed_burst_plus_rate_times_time(
     rate: float, burst: int, gaps: list[float]
 ) -> None:
-    limiter: RateLimiter[str] = RateLimiter(RateLimit(rate, burst))
+    limiter = RateLimiter(RateLimit(rate, burst))
     now, admitted = 0.0, 0
     for gap in gaps:
         now += gap
@@ -96,7 +96,7 @@ def test_admitted_requests_never_exceed_burst_plus_rate_times_time(
 def test_a_client_slower_than_the_rate_is_never_refused(
     rate: float, burst: int, slack: float, count: int
 ) -> None:
-    limiter: RateLimiter[str] = RateLimiter(RateLimit(rate, burst))
+    limiter = RateLimiter(RateLimit(rate, burst))
     interval = slack / rate
     assert all(limiter.take("k", i * interval) for i in range(count))
 

@@ -9,7 +9,7 @@ counted per peer, as source or target, and capped; a ``CONNECT`` needs the targe
 live reservation.
 
 Before any of that, a ``RESERVE`` must pass the rate limits per peer and per IP address
-(:class:`~.ratelimit.ReserveRateLimiter`): one over them is refused with
+(:class:`~libp2p.relay.circuit_v2.ratelimit.ReserveRateLimiter`): one over them is refused with
 ``RESOURCE_LIMIT_EXCEEDED`` and a time to answer at (the relay holds the refusal until then;
 see :class:`~.config.RelayConfig`), and changes no reservation.
 

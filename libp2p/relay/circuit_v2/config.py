@@ -84,7 +84,8 @@ class RelayConfig:
         self.reserve_limits()
 
     def reserve_limits(self) -> tuple[RateLimit | None, RateLimit | None]:
-        """The per-peer and per-IP :class:`RateLimit` of ``RESERVE`` (``None``: off)."""
+        """The per-peer and per-IP
+        :class:`~libp2p.relay.circuit_v2.ratelimit.RateLimit` of ``RESERVE`` (``None``: off)."""
         peer = self.reserve_rate_per_peer
         ip = self.reserve_rate_per_ip
         return (

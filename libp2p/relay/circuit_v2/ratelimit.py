@@ -31,11 +31,8 @@ from __future__ import annotations
 import collections
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
 
 __all__ = ["RateLimit", "RateLimiter", "RateRefusal", "ReserveRateLimiter"]
-
-K = TypeVar("K", bound=Hashable)
 
 # A bucket refilled to 0.9999999999 tokens at the very time ready_at() named has its token:
 # floating-point sums must not refuse a client that keeps exactly to the rate.
@@ -67,13 +64,13 @@ class _Bucket:
     at: float  # when ``tokens`` was last brought up to date
 
 
-class RateLimiter(Generic[K]):
-    """Token buckets keyed by ``K``; see the module docstring."""
+class RateLimiter:
+    """Token buckets keyed by any hashable value; see the module docstring."""
 
     def __init__(self, limit: RateLimit) -> None:
         self.limit = limit
         # Least recently touched first, so buckets that have refilled are found at the front.
-        self._buckets: collections.OrderedDict[K, _Bucket] = collections.OrderedDict()
+        self._buckets: collections.OrderedDict[Hashable, _Bucket] = collections.OrderedDict()
 
     def __len__(self) -> int:
         return len(self._buckets)
@@ -87,7 +84,7 @@ class RateLimiter(Generic[K]):
                 return
             del buckets[key]
 
-    def tokens(self, key: K, now: float) -> float:
+    def tokens(self, key: Hashable, now: float) -> float:
         """Tokens ``key`` has at ``now`` (``burst`` for a key not seen lately)."""
         bucket = self._buckets.get(key)
         if bucket is None:
@@ -97,17 +94,17 @@ class RateLimiter(Generic[K]):
         elapsed = max(now - bucket.at, 0.0)
         return min(float(self.limit.burst), bucket.tokens + elapsed * self.limit.rate)
 
-    def has_token(self, key: K, now: float) -> bool:
+    def has_token(self, key: Hashable, now: float) -> bool:
         """Whether ``key`` may spend a token at ``now``."""
         return self.tokens(key, now) >= 1.0 - _EPSILON
 
-    def ready_at(self, key: K, now: float) -> float:
+    def ready_at(self, key: Hashable, now: float) -> float:
         """When ``key`` will have a token (``now`` if it has one already)."""
         if self.has_token(key, now):
             return now
         return now + (1.0 - self.tokens(key, now)) / self.limit.rate
 
-    def spend(self, key: K, now: float) -> None:
+    def spend(self, key: Hashable, now: float) -> None:
         """Take one token from ``key`` (the caller checked :meth:`tokens` first)."""
         tokens = max(self.tokens(key, now) - 1.0, 0.0)
         self._buckets.pop(key, None)
@@ -120,7 +117,7 @@ class RateLimiter(Generic[K]):
             return float("-inf")
         return next(reversed(self._buckets.values())).at
 
-    def take(self, key: K, now: float) -> bool:
+    def take(self, key: Hashable, now: float) -> bool:
         """Spend a token of ``key`` if it has one; returns whether it had."""
         if not self.has_token(key, now):
             self._forget_full(now)
@@ -152,10 +149,8 @@ class ReserveRateLimiter:
     def __init__(
         self, per_peer: RateLimit | None, per_ip: RateLimit | None, refusal_hold: float
     ) -> None:
-        self.peers: RateLimiter[Hashable] | None = (
-            None if per_peer is None else RateLimiter(per_peer)
-        )
-        self.ips: RateLimiter[Hashable] | None = None if per_ip is None else RateLimiter(per_ip)
+        self.peers: RateLimiter | None = None if per_peer is None else RateLimiter(per_peer)
+        self.ips: RateLimiter | None = None if per_ip is None else RateLimiter(per_ip)
         self.refusal_hold = refusal_hold
         self._held: set[Hashable] = set()
 
