@@ -96,6 +96,7 @@ async def test_our_listener_and_a_py_dialer(lab: NatLab) -> None:
             assert "/p2p-circuit" in connected["remoteAddr"]
             direct = await dialer.wait_direct(listener_id)
         punch = await until(listener, "hole_punch")
+    print(f"our listener + py dialer: {punch}; py: {direct}")
     # Our listener (B) started DCUtR and punched on its first attempt; py (A) reached router
     # B's public address on the listener's own port: a punched path, not a relayed one.
     assert punch["ok"], punch
@@ -115,6 +116,7 @@ async def test_py_on_both_ends_through_our_relay(lab: NatLab) -> None:
             with trio.fail_after(STEP):
                 await dialer.wait_event("connected", remotePeer=listener.peer_id)
                 direct = await dialer.wait_direct(listener.peer_id)
+    print(f"py + py: {direct}")
     assert direct["remoteAddr"] == f"/ip4/{lab.public_ip('b')}/tcp/{port}"
 
 
@@ -197,7 +199,7 @@ async def test_a_py_listener_and_our_dialer_that_waits_longer(lab: NatLab) -> No
         )
         await until(dialer, "relayed")
         outcome = await until(dialer, "outcome", STEP + 10)
-        print(json.dumps(outcome))
+        print(f"py listener + our patient dialer: {json.dumps(outcome)}")
     # py (B) started DCUtR once its plain dial to our LAN address timed out (10 s), and the
     # punch went through: router B's public address, on py's listen port.
     assert outcome["ok"], outcome
