@@ -23,11 +23,13 @@ What py-libp2p 0.8.1 does, from its code (``libp2p/relay/circuit_v2/dcutr.py``,
 - before each DCUtR exchange it first dials the peer's known addresses plainly
   (``_try_unilateral_upgrade``), with its 10 s ``DEFAULT_DIAL_TIMEOUT``.
 
-That last step is why a py listener and our dialer do not meet: py (B) first dials our
+That last step decides whether a py listener and our dialer meet: py (B) first dials our
 dialer's advertised LAN address (192.0.2.2, behind NAT A; its SYNs are dropped), and opens
-the DCUtR stream only when that dial times out, 10-12 s after the relayed connection; by
-then our dialer (A), which waits ``HolePunchConfig.stream_timeout`` (10 s) for B to start,
-has given up with reason ``timeout``. With a longer wait on our side the punch works.
+the DCUtR stream only when that dial times out, 10-12 s after the relayed connection. Our
+dialer (A) waits ``HolePunchConfig.stream_timeout`` (10 s) from the end of identify on the
+relayed connection for B to start, so it is a race with a margin of about a second: in our
+runs our dialer either gave up with reason ``timeout`` at 10 s or punched at about 11.5 s.
+With a longer wait on our side the punch works every time.
 """
 
 from __future__ import annotations
@@ -141,11 +143,17 @@ async def test_a_py_listener_starts_dcutr_too_late_for_our_dialer(
         )
         dialer_id = (await until(dialer, "ready"))["peer_id"]
         result = await until(dialer, "result", STEP + 10)
-    # The relayed connection and its echo work; the hole punch does not start in time.
+    print(f"py listener + our dialer: {result}")
+    # The relayed connection and its echo work. py starts DCUtR only after its plain dial
+    # times out (10 s after its loop woke): past our dialer's 10 s wait for B, which then
+    # gives up ("timeout"); on a loaded machine our wait may start late enough to catch it,
+    # and then the punch came at least those 10 s late.
     assert result["relayed_ms"] is not None
     assert result["app"] == "echoed"
-    assert not result["ok"]
-    assert result["reason"] == "timeout", result
+    if result["ok"]:
+        assert result["direct_ms"] >= 10_000, result
+    else:
+        assert result["reason"] == "timeout", result
     # Why: py (B) spent those seconds on a plain dial to our dialer's LAN address behind
     # NAT A, before any DCUtR message (its log, DEBUG, py-libp2p's own wording).
     text = log.read_text()
