@@ -9,6 +9,13 @@ again over that, and exits 0. If the hole punch fails it says why and exits 1 (t
 echo still done). ``--json`` prints one JSON object per line instead of text. A mistake (a
 target that is not a relayed address, a relay that is down, a wrong peer ID, a port in use)
 gets one line on stderr and exit code 2.
+
+``--protocol`` names the application protocol of the exchange (default ``/echo/1.0.0``): the
+dialer sends the message, half-closes and reads the reply. Only ``/echo/1.0.0`` must answer
+with the message itself; another protocol may reply with anything (py-libp2p's NAT example
+speaks ``/nat-example/1.0.0`` and answers with a greeting). A listener that does not serve
+the protocol does not change the result: the hole punch is what this script is about, so it
+reports the punch, says the protocol was not served, and exits as the punch went.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import trio
@@ -30,6 +38,7 @@ from libp2p import (
     Libp2pError,
     LocalUsageError,
     PeerIDMismatch,
+    ProtocolNotSupported,
 )
 from libp2p.relay.circuit_v2 import (
     HolePunchConfig,
@@ -39,6 +48,7 @@ from libp2p.relay.circuit_v2 import (
 )
 
 ECHO = "/echo/1.0.0"
+MAX_REPLY = 64 * 1024  # bytes of a reply kept; a protocol that streams on is cut off here
 
 
 class Output:
@@ -77,17 +87,71 @@ async def connect(host: Host, target: str) -> Connection:
     raise UserError(f"cannot connect through the relay: {hint}")
 
 
-async def echo(conn: Connection, message: bytes) -> tuple[bool, float]:
-    """Send ``message`` on a new echo stream of ``conn``; returns (echoed intact, seconds)."""
+@dataclass(frozen=True)
+class Exchange:
+    """One message sent on a new stream of the application protocol, and what came back."""
+
+    protocol: str
+    served: bool  # False: the peer refused the protocol (multistream-select said "na")
+    reply: bytes | None  # None when not served
+    seconds: float
+
+    def outcome(self, message: bytes) -> str:
+        """``echoed`` (the message came back), ``replied`` (something else came back, from
+        a protocol that is not an echo) or ``not_served``."""
+        if not self.served:
+            return "not_served"
+        return "echoed" if self.reply == message else "replied"
+
+    def failed(self, message: bytes) -> bool:
+        """Only the echo protocol promises the message back: anything else from it is a bug."""
+        return self.protocol == ECHO and self.outcome(message) != "echoed"
+
+
+async def exchange(conn: Connection, protocol: str, message: bytes) -> Exchange:
+    """Send ``message`` on a new ``protocol`` stream of ``conn``, half-close, read the reply."""
     start = trio.current_time()
-    stream = await conn.new_stream(ECHO, allow_limited=True)
-    await stream.send_all(message)
-    await stream.send_eof()
-    back = bytearray()
-    while data := await stream.receive_some():
-        back += data
-    await stream.aclose()
-    return bytes(back) == message, trio.current_time() - start
+    try:
+        stream = await conn.new_stream(protocol, allow_limited=True)
+    except ProtocolNotSupported:
+        return Exchange(protocol, False, None, trio.current_time() - start)
+    try:
+        await stream.send_all(message)
+        await stream.send_eof()
+        back = bytearray()
+        while len(back) < MAX_REPLY and (data := await stream.receive_some()):
+            back += data
+    finally:
+        await stream.aclose()
+    return Exchange(protocol, True, bytes(back[:MAX_REPLY]), trio.current_time() - start)
+
+
+def report_exchange(out: Output, done: Exchange, message: bytes, via: str) -> None:
+    """One ``echo`` line: whether the peer served the protocol and what came back."""
+    outcome = done.outcome(message)
+    took = f"{done.seconds * 1000:.1f} ms"
+    if outcome == "not_served":
+        text = f"the listener does not serve {done.protocol} over the {via} connection"
+    elif outcome == "echoed":
+        text = f"echo over the {via} connection: ok ({len(message)} bytes, {took})"
+    else:
+        assert done.reply is not None
+        shown = done.reply[:60].decode(errors="replace")
+        text = (
+            f"{done.protocol} over the {via} connection: "
+            + ("MISMATCH, " if done.failed(message) else "")
+            + f"{len(done.reply)} bytes back ({took}): {shown!r}"
+        )
+    out(
+        "echo",
+        text,
+        via=via,
+        ok=outcome == "echoed",
+        bytes=len(message),
+        protocol=done.protocol,
+        served=done.served,
+        reply_bytes=None if done.reply is None else len(done.reply),
+    )
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -104,6 +168,8 @@ async def main(args: argparse.Namespace) -> int:
         "echo_direct_ms": None,
         "direct_addr": None,
         "reason": None,
+        "protocol": args.protocol,
+        "app": None,
     }
     async with Host(key_file=args.key_file, listen=args.listen, config=config) as host:
         out(
@@ -143,15 +209,9 @@ async def main(args: argparse.Namespace) -> int:
                     if limit is None
                     else {"duration": limit.duration, "data": limit.data},
                 )
-                ok, took = await echo(relayed, message)
-                out(
-                    "echo",
-                    f"echo over the relayed connection: {'ok' if ok else 'MISMATCH'} "
-                    f"({len(message)} bytes, {took * 1000:.1f} ms)",
-                    via="relayed",
-                    ok=ok,
-                    bytes=len(message),
-                )
+                done = await exchange(relayed, args.protocol, message)
+                report_exchange(out, done, message, "relayed")
+                result["app"] = done.outcome(message)
                 async for outcome in outcomes:
                     if outcome.peer != relayed.remote_peer:
                         continue
@@ -192,18 +252,16 @@ async def main(args: argparse.Namespace) -> int:
                         f"(relayed: {direct.relayed}, limited: {direct.limited})",
                         remote_addr=result["direct_addr"],
                     )
-                    ok, took = await echo(direct, message)
-                    result["echo_direct_ms"] = round(took * 1000, 1)
-                    out(
-                        "echo",
-                        f"echo over the direct connection: {'ok' if ok else 'MISMATCH'} "
-                        f"({len(message)} bytes, {took * 1000:.1f} ms)",
-                        via="direct",
-                        ok=ok,
-                        bytes=len(message),
-                    )
-                    result["ok"] = ok
-                    if not ok:
+                    # Tried again even if the relayed try was refused: a peer may serve a
+                    # protocol on direct connections only (js and go refuse streams on
+                    # limited connections unless the protocol opts in).
+                    done = await exchange(direct, args.protocol, message)
+                    report_exchange(out, done, message, "direct")
+                    result["app"] = done.outcome(message)
+                    if done.served:
+                        result["echo_direct_ms"] = round(done.seconds * 1000, 1)
+                    result["ok"] = not done.failed(message)
+                    if done.failed(message):
                         result["reason"] = "echo_mismatch"
                     break
             if deadline.cancelled_caught:
@@ -220,6 +278,8 @@ async def main(args: argparse.Namespace) -> int:
         )
     else:
         summary = f"no direct connection: {result['reason']}; the relayed connection worked"
+    if result["app"] == "not_served":
+        summary += f" (the listener does not serve {args.protocol}: no exchange)"
     out("result", f"result: {summary}", **result)
     return 0 if result["ok"] else 1
 
@@ -234,7 +294,8 @@ class Parser(argparse.ArgumentParser):
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = Parser(
         description=__doc__.split("\n")[0],
-        epilog="Exit code: 0 direct connection and echo, 1 no direct connection, 2 error.",
+        epilog="Exit code: 0 direct connection (and, if the listener serves --protocol, the "
+        "exchange over it), 1 no direct connection (or /echo/1.0.0 did not echo), 2 error.",
     )
     parser.add_argument(
         "--target",
@@ -268,6 +329,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="give up after S seconds (default 30)",
     )
     parser.add_argument("--message", default="hello through the NAT", help="text to echo")
+    parser.add_argument(
+        "--protocol",
+        default=ECHO,
+        metavar="ID",
+        help=f"application protocol of the exchange (default {ECHO}); one the listener does "
+        "not serve is reported, and the result is still the hole punch's",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON lines")
     args = parser.parse_args(argv)
     try:
@@ -283,6 +351,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         )
     if args.timeout <= 0:
         parser.error("--timeout must be positive")
+    if not args.protocol.startswith("/") or "\n" in args.protocol:
+        parser.error(f"--protocol {args.protocol!r}: a protocol ID starts with / (e.g. {ECHO})")
     for peer in args.peer:
         try:
             Multiaddr(peer)

@@ -4,7 +4,8 @@
 
 It reserves a slot on each relay, prints the relayed address to give to the dialer, reports
 whether AutoNAT finds it reachable from outside, serves an echo protocol (``/echo/1.0.0``,
-allowed on relayed connections), and reports every connection and every upgrade of a relayed
+or the protocol ID ``--protocol`` names, with the same echo behaviour; allowed on relayed
+connections), and reports every connection and every upgrade of a relayed
 connection to a direct one (DCUtR hole punching, run by the host on its own) until Ctrl-C.
 ``--json`` prints one JSON object per line instead of text. A mistake (a bad address, a relay
 that is down or has another peer ID, a port in use) gets one line on stderr and exit code 2.
@@ -78,7 +79,7 @@ def is_loopback(addr: str) -> bool:
     return addr.startswith(("/ip4/127.", "/ip6/::1/"))
 
 
-async def serve_echo(stream: NetStream, out: Output) -> None:
+async def serve_echo(stream: NetStream, protocol: str, out: Output) -> None:
     """Write back every byte until the other side half-closes, then close our side."""
     total = 0
     while data := await stream.receive_some():
@@ -88,10 +89,11 @@ async def serve_echo(stream: NetStream, out: Output) -> None:
     via = "relayed" if stream.connection.relayed else "direct"
     out(
         "echo_served",
-        f"echoed {total} bytes to {stream.remote_peer} ({via})",
+        f"echoed {total} bytes to {stream.remote_peer} ({via}, {protocol})",
         peer=str(stream.remote_peer),
         bytes=total,
         via=via,
+        protocol=protocol,
     )
 
 
@@ -227,7 +229,9 @@ async def main(args: argparse.Namespace) -> int:
         NatMappingChanged,
     )
     async with Host(key_file=args.key_file, listen=args.listen, config=config) as host:
-        host.set_stream_handler(ECHO, lambda s: serve_echo(s, out), allow_limited=True)
+        host.set_stream_handler(
+            args.protocol, lambda s: serve_echo(s, args.protocol, out), allow_limited=True
+        )
         out(
             "ready",
             f"peer {host.peer_id} listening on " + ", ".join(str(a) for a in host.listen_addrs),
@@ -266,8 +270,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "dials from this port",
     )
     parser.add_argument("--key-file", metavar="PATH", help="keep this peer's identity in PATH")
+    parser.add_argument(
+        "--protocol",
+        default=ECHO,
+        metavar="ID",
+        help=f"serve this application protocol, as an echo (default {ECHO})",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON lines")
     args = parser.parse_args(argv)
+    if not args.protocol.startswith("/") or "\n" in args.protocol:
+        parser.error(f"--protocol {args.protocol!r}: a protocol ID starts with / (e.g. {ECHO})")
     for relay in args.relay:
         try:
             Multiaddr(relay)

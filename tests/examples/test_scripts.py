@@ -30,9 +30,9 @@ def start_relay(script: ScriptFactory, *listen: str) -> tuple[Script, str]:
     return relay, addr
 
 
-def start_listener(script: ScriptFactory, relay_addr: str) -> tuple[Script, str]:
+def start_listener(script: ScriptFactory, relay_addr: str, *more: str) -> tuple[Script, str]:
     """A listener with a reservation on ``relay_addr``; returns it and its relayed address."""
-    listener = script("listener", "--relay", relay_addr, "--listen", ANY_LOOPBACK)
+    listener = script("listener", "--relay", relay_addr, "--listen", ANY_LOOPBACK, *more)
     reservation = listener.expect("reservation")
     (relayed,) = reservation["relayed_addrs"]
     return listener, relayed
@@ -98,6 +98,7 @@ def test_relayed_then_direct_echo_on_loopback(script: ScriptFactory) -> None:
     assert connected["remote_addr"] == f"{relay_addr}/p2p-circuit"
     assert connected["limits"] == {"duration": 120, "data": 131072}
     assert (relayed_echo["via"], relayed_echo["ok"], relayed_echo["bytes"]) == ("relayed", True, 8)
+    assert (relayed_echo["protocol"], relayed_echo["served"]) == ("/echo/1.0.0", True)
     assert punch["ok"]
     assert punch["peer"] == listener_id
     # The listener's listen port when the punch made it; on loopback the listener's plain
@@ -107,6 +108,7 @@ def test_relayed_then_direct_echo_on_loopback(script: ScriptFactory) -> None:
     assert (direct_echo["via"], direct_echo["ok"], direct_echo["bytes"]) == ("direct", True, 8)
     assert result["ok"]
     assert result["reason"] is None
+    assert (result["protocol"], result["app"]) == ("/echo/1.0.0", "echoed")
     assert result["direct_addr"] == direct["remote_addr"]
     assert result["relayed_ms"] >= 0
     assert result["direct_ms"] >= 0
@@ -163,6 +165,106 @@ def test_a_failed_hole_punch_says_why_after_the_relayed_echo(script: ScriptFacto
     assert not punch["ok"]
     assert punch["reason"] == "no_public_address"
     assert dialer.stderr == ""
+
+
+def test_custom_protocol_on_both_sides(script: ScriptFactory) -> None:
+    # The listener serves the protocol it is given, as an echo, over both connections.
+    custom = "/my-app/2.0.0"
+    _relay, relay_addr = start_relay(script)
+    listener, relayed = start_listener(script, relay_addr, "--protocol", custom)
+    dialer = script("dialer", "--target", relayed, "--listen", ANY_LOOPBACK, "--protocol", custom)
+    assert dialer.wait(STEP + 30) == 0, dialer.report()
+    echoes = dialer.events("echo")
+    assert [(e["via"], e["protocol"], e["ok"], e["reply_bytes"]) for e in echoes] == [
+        ("relayed", custom, True, 21),
+        ("direct", custom, True, 21),
+    ], dialer.report()
+    result = dialer.lines[-1]
+    assert (result["event"], result["ok"], result["app"]) == ("result", True, "echoed")
+    assert result["protocol"] == custom
+    assert result["echo_direct_ms"] is not None
+    served = [listener.expect("echo_served") for _ in range(2)]
+    assert [(s["via"], s["protocol"], s["bytes"]) for s in served] == [
+        ("relayed", custom, 21),
+        ("direct", custom, 21),
+    ]
+    assert dialer.stderr == ""
+
+
+def test_a_protocol_the_listener_does_not_serve_still_gives_the_hole_punch(
+    script: ScriptFactory,
+) -> None:
+    # Our listener serves /echo/1.0.0 only; the dialer asks for py-libp2p's example protocol.
+    # The exchange is refused (multistream "na") on both connections; the hole punch is
+    # still made, reported and decides the exit status (it used to exit 2, no result line).
+    _relay, relay_addr = start_relay(script)
+    listener, relayed = start_listener(script, relay_addr)
+    dialer = script(
+        "dialer",
+        "--target",
+        relayed,
+        "--listen",
+        ANY_LOOPBACK,
+        "--protocol",
+        "/nat-example/1.0.0",
+    )
+    assert dialer.wait(STEP + 30) == 0, dialer.report()
+    events = [line["event"] for line in dialer.lines]
+    assert events == [
+        "ready",
+        "relayed_connection",
+        "echo",
+        "hole_punch",
+        "direct_connection",
+        "echo",
+        "result",
+    ], dialer.report()
+    echoes = dialer.events("echo")
+    assert [(e["via"], e["served"], e["ok"], e["reply_bytes"]) for e in echoes] == [
+        ("relayed", False, False, None),
+        ("direct", False, False, None),
+    ]
+    assert dialer.events("hole_punch")[0]["ok"]
+    result = dialer.lines[-1]
+    assert result["ok"]
+    assert (result["protocol"], result["app"]) == ("/nat-example/1.0.0", "not_served")
+    assert result["direct_addr"] is not None
+    assert result["echo_direct_ms"] is None
+    assert result["reason"] is None
+    assert dialer.stderr == ""
+    assert listener.events("echo_served") == []
+
+
+def test_a_protocol_not_served_and_a_failed_hole_punch(script: ScriptFactory) -> None:
+    # As test_a_failed_hole_punch_says_why_after_the_relayed_echo, with nothing served:
+    # exit 1 for the punch, and the result line says both.
+    _relay, relay_addr = start_relay(script)
+    by_name = relay_addr.replace("/ip4/127.0.0.1/", "/dns4/localhost/")
+    _listener, relayed = start_listener(script, by_name)
+    dialer = script(
+        "dialer", "--target", relayed, "--listen", ANY_LOOPBACK, "--timeout", "3",
+        "--protocol", "/nat-example/1.0.0",
+    )  # fmt: skip
+    assert dialer.wait(STEP) == 1, dialer.report()
+    result = dialer.lines[-1]
+    assert result["event"] == "result"
+    assert (result["ok"], result["reason"], result["app"]) == (
+        False,
+        "peer_no_address",
+        "not_served",
+    )
+    assert dialer.stderr == ""
+
+
+def test_dialer_protocol_that_is_not_a_protocol_id() -> None:
+    line = run_to_error(
+        "dialer",
+        "--target",
+        f"/ip4/127.0.0.1/tcp/1/p2p/{OTHER_PEER}/p2p-circuit/p2p/{ANOTHER_PEER}",
+        "--protocol",
+        "echo",
+    )
+    assert "--protocol" in line
 
 
 # -- mistakes: one line on stderr, no traceback, non-zero exit ---------------------------------

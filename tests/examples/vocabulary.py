@@ -47,7 +47,7 @@ VOCABULARY: dict[str, dict[str, dict[str, tuple[type, ...]]]] = {
             "direction": STR,
         },
         "hole_punch": PUNCH,
-        "echo_served": {"peer": STR, "bytes": INT, "via": STR},
+        "echo_served": {"peer": STR, "bytes": INT, "via": STR, "protocol": STR},
         "reservation_lost": {"relay": STR, "reason": STR},
         "reservation_failed": {"relay": STR, "reason": STR, "retry_in": (int, float)},
     },
@@ -55,7 +55,14 @@ VOCABULARY: dict[str, dict[str, dict[str, tuple[type, ...]]]] = {
         "ready": READY,
         "nat_mapping": NAT_MAPPING,
         "relayed_connection": {"peer": STR, "remote_addr": STR, "limits": OPT_DICT},
-        "echo": {"via": STR, "ok": BOOL, "bytes": INT},
+        "echo": {
+            "via": STR,
+            "ok": BOOL,
+            "bytes": INT,
+            "protocol": STR,
+            "served": BOOL,
+            "reply_bytes": OPT_INT,
+        },
         "hole_punch": PUNCH,
         "direct_connection": {"remote_addr": STR},
         "result": {
@@ -65,6 +72,8 @@ VOCABULARY: dict[str, dict[str, dict[str, tuple[type, ...]]]] = {
             "echo_direct_ms": OPT_NUM,
             "direct_addr": OPT_STR,
             "reason": OPT_STR,
+            "protocol": STR,
+            "app": OPT_STR,
         },
     },
 }
@@ -74,6 +83,7 @@ VALUES = {
     "direction": {"inbound", "outbound"},
     "via": {"relayed", "direct"},
     "mapping": {"endpoint-independent", "endpoint-dependent", "unknown"},
+    "app": {"echoed", "replied", "not_served", None},
 }
 
 
@@ -105,6 +115,10 @@ def check_line(line: dict[str, Any], role: str | None = None) -> None:
         assert all(isinstance(a, str) and "/0.0.0.0/" not in a for a in line["addrs"]), line
     if line["event"] == "reservation" and line["role"] == "listener":
         assert all("/p2p-circuit/p2p/" in a for a in line["relayed_addrs"]), line
+    if line["event"] == "echo":
+        # Served or not, and a reply exactly when served; ok means the message came back.
+        assert (line["reply_bytes"] is not None) == line["served"], line
+        assert not line["ok"] or line["reply_bytes"] == line["bytes"], line
     for name in ("limits",):
         if isinstance(line.get(name), dict):
             assert set(line[name]) == {"duration", "data"}, line

@@ -13,7 +13,11 @@ fail) without it. ::
         view = await py.peer_info(host.peer_id)       # py's peerstore about us
 
 ``muxer="mplex"`` makes it offer mplex only. Commands and answers are JSON lines on the
-peer's stdin and stdout (see peer.py's docstring). The process is ended only through the
+peer's stdin and stdout (see peer.py's docstring); event lines (``{"event": ...}``) collect in
+:attr:`PyPeer.events`. For DCUtR, :func:`py_dcutr_listener` (role B: reserves on relays at
+once) and :func:`py_dcutr_dialer` (role A: dials a relayed address), as jspeer's
+``js_dcutr_listener`` / ``js_dcutr_dialer``; ``command_prefix`` runs the peer inside a lab
+host's namespace. The process is ended only through the
 ``trio.Process`` started here: closing its stdin (its request to exit), then SIGTERM, then
 SIGKILL.
 """
@@ -25,7 +29,7 @@ import itertools
 import json
 import os
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,6 +90,48 @@ class PyPeer:
     _changed: trio.Event = field(default_factory=trio.Event, repr=False)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1), repr=False)
     _closed: bool = field(default=False, repr=False)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def relayed_addrs(self) -> list[str]:
+        """The ``.../p2p-circuit/p2p/<own id>`` addresses (one per ``--relay`` reserved)."""
+        return [a for a in self.addrs if "/p2p-circuit" in a]
+
+    def find_event(self, name: str, **fields: Any) -> dict[str, Any] | None:
+        """The first event line ``{"event": name, ...}`` whose keys equal ``fields``, or None."""
+        for event in self.events:
+            if event.get("event") == name and all(event.get(k) == v for k, v in fields.items()):
+                return event
+        return None
+
+    async def wait_event(self, name: str, **fields: Any) -> dict[str, Any]:
+        """Wait for an event line as :meth:`find_event` finds it (no time limit of its own:
+        put one around the call); raises PyPeerError if the peer exits first."""
+        while (event := self.find_event(name, **fields)) is None:
+            if self._closed:
+                raise PyPeerError(
+                    f"py-libp2p peer exited before {name} {fields}", stderr=self.stderr
+                )
+            await self._changed.wait()
+        return event
+
+    async def wait_direct(self, remote_peer: str) -> dict[str, Any]:
+        """Wait for a non-relayed connection to ``remote_peer`` after a relayed one (the
+        ``"direct"`` line: ``remoteAddr``, ``direction``, ``sinceRelayedSeconds``)."""
+        return await self.wait_event("direct", remotePeer=remote_peer)
+
+    async def reserve(self, relay: str) -> list[str]:
+        """Make py-libp2p reserve on ``relay`` now (which starts its refresh loop); returns the
+        relayed addresses (empty if refused)."""
+        return list((await self.command("reserve", relay=relay))["addrs"])
+
+    async def hole_punch(self, peer: PeerID) -> bool:
+        """``DCUtRProtocol.initiate_hole_punch(peer)`` in py-libp2p; returns its verdict."""
+        return bool((await self.command("hole_punch", peer=str(peer)))["direct"])
+
+    async def connections(self, peer: PeerID) -> list[dict[str, Any]]:
+        """py-libp2p's connections to ``peer``: ``[{"addrs": [...], "relayed": bool}]``."""
+        return list((await self.command("connections", peer=str(peer)))["connections"])
 
     @property
     def addr(self) -> str:
@@ -149,6 +195,8 @@ class PyPeer:
     def _add_reply(self, reply: dict[str, Any] | None) -> None:
         if reply is None:
             self._closed = True
+        elif "event" in reply and "id" not in reply:
+            self.events.append(reply)
         elif isinstance(reply.get("id"), int):
             self._replies[reply["id"]] = reply
         self._changed.set()
@@ -189,26 +237,53 @@ async def _collect_replies(stream: trio.abc.ReceiveStream, rest: bytearray, peer
         peer._add_reply(None)
 
 
-def _environ() -> dict[str, str]:
+def _environ(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env.update(extra or {})
     return env
+
+
+def py_debug_log(path: Path, *modules: str) -> dict[str, str]:
+    """Environment for :func:`py_peer` that makes py-libp2p log ``modules`` (e.g.
+    ``"relay.circuit_v2.dcutr"``) at DEBUG into ``path`` (its own ``LIBP2P_DEBUG``)."""
+    return {
+        "LIBP2P_DEBUG": ",".join(f"{m}:DEBUG" for m in modules),
+        "LIBP2P_DEBUG_FILE": str(path),
+    }
 
 
 @contextlib.asynccontextmanager
 async def py_peer(
-    *,
+    *args: str,
     muxer: str = "default",
     listen: str = "/ip4/127.0.0.1/tcp/0",
+    command_prefix: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
     startup_timeout: float = 30.0,
     stop_timeout: float = 5.0,
 ) -> AsyncIterator[PyPeer]:
-    """Run ``peer.py listen`` under py-libp2p 0.8.1 for the duration of the block.
+    """Run ``peer.py listen ARGS`` under py-libp2p 0.8.1 for the duration of the block.
 
     ``muxer`` is ``"default"`` (py-libp2p's own choice: yamux, then mplex), ``"yamux"`` or
-    ``"mplex"`` (only that one offered). Ready once it printed its peer ID and addresses.
+    ``"mplex"`` (only that one offered). ``args`` are more of peer.py's options (``--relay``,
+    ``--dcutr``, ``--connect``, ``--report-connections``); ``command_prefix`` goes before the
+    interpreter (e.g. a lab host's ``ip netns exec NS``, which execs in place, so the process
+    stopped by its PID is py-libp2p's own); ``env`` adds environment variables
+    (:func:`py_debug_log`). Ready once it printed its peer ID and addresses
+    (after reserving on every ``--relay``).
     """
-    cmd = [str(PYTHON), str(PEER_SCRIPT), "listen", "--listen", listen, "--muxer", muxer]
+    cmd = [
+        *command_prefix,
+        str(PYTHON),
+        str(PEER_SCRIPT),
+        "listen",
+        "--listen",
+        listen,
+        "--muxer",
+        muxer,
+        *args,
+    ]
     stderr = bytearray()
     async with trio.open_nursery() as nursery:
         process = await trio.lowlevel.open_process(
@@ -217,7 +292,7 @@ async def py_peer(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd="/",
-            env=_environ(),
+            env=_environ(env),
         )
         assert process.stdout is not None
         assert process.stderr is not None
@@ -225,8 +300,12 @@ async def py_peer(
             nursery.start_soon(_collect_tail, process.stderr, stderr)
             rest = bytearray()
             line: bytes | None = None
+            early: list[dict[str, Any]] = []  # event lines printed while it was starting
             with trio.move_on_after(startup_timeout) as waited:
-                line = await _read_line(process.stdout, rest)
+                while (line := await _read_line(process.stdout, rest)) is not None:
+                    if not line.startswith(b'{"event"'):
+                        break
+                    early.append(json.loads(line))
             if waited.cancelled_caught or line is None:
                 raise PyPeerError(
                     f"py-libp2p peer not listening after {startup_timeout} s"
@@ -246,9 +325,38 @@ async def py_peer(
                 ) from exc
             if not peer.addrs:
                 raise PyPeerError("py-libp2p peer reported no address", stderr=peer.stderr)
+            peer.events += early
             nursery.start_soon(_collect_replies, process.stdout, rest, peer)
             yield peer
         finally:
             with trio.CancelScope(shield=True):
                 await stop_process(process, stop_timeout)
             nursery.cancel_scope.cancel()
+
+
+def py_dcutr_listener(
+    *relays: str, report_connections: bool = True, **kwargs: Any
+) -> contextlib.AbstractAsyncContextManager[PyPeer]:
+    """DCUtR role B: a stock py-libp2p peer holding a reservation on each relay, made at once
+    (``--relay``), with ``DCUtRProtocol`` running. Its relayed addresses are
+    :attr:`PyPeer.relayed_addrs`; connection lines are on by default. Keywords as for
+    :func:`py_peer` (``listen``, ``command_prefix``...)."""
+    if not relays:
+        raise ValueError("py_dcutr_listener wants at least one relay address")
+    options = [arg for relay in relays for arg in ("--relay", relay)]
+    if report_connections:
+        options.append("--report-connections")
+    return py_peer(*options, "--dcutr", **kwargs)
+
+
+def py_dcutr_dialer(
+    *targets: str, report_connections: bool = True, **kwargs: Any
+) -> contextlib.AbstractAsyncContextManager[PyPeer]:
+    """DCUtR role A: a stock py-libp2p peer with ``DCUtRProtocol`` running that dials each
+    target (``--connect``, a ``.../p2p-circuit/p2p/B`` address) after its ready line and
+    keeps the connection: ``{"event": "connected", ...}`` or ``"connect-error"``. A direct
+    connection to B shows as a ``"direct"`` line (:meth:`PyPeer.wait_direct`)."""
+    options = [arg for target in targets for arg in ("--connect", target)]
+    if report_connections:
+        options.append("--report-connections")
+    return py_peer(*options, "--dcutr", **kwargs)

@@ -8,6 +8,11 @@ reservation ends when its deadline passes or when :meth:`ReservationBook.release
 counted per peer, as source or target, and capped; a ``CONNECT`` needs the target to hold a
 live reservation.
 
+Before any of that, a ``RESERVE`` must pass the rate limits per peer and per IP address
+(:class:`~libp2p.relay.circuit_v2.ratelimit.ReserveRateLimiter`): one over them is refused with
+``RESOURCE_LIMIT_EXCEEDED`` and a time to answer at (the relay holds the refusal until then;
+see :class:`~.config.RelayConfig`), and changes no reservation.
+
 Every operation costs O(log n) in the number of reservations, not O(n): a relay holding ten
 thousand of them answers each ``RESERVE`` as fast as its first. Deadlines sit in a heap (an
 entry whose reservation was refreshed or released is skipped when it surfaces) and
@@ -28,6 +33,7 @@ from dataclasses import dataclass
 from ...peer.id import PeerID
 from .config import RelayConfig
 from .protocol import Status
+from .ratelimit import ReserveRateLimiter
 
 __all__ = ["BookRefusal", "ReservationBook"]
 
@@ -38,6 +44,9 @@ class BookRefusal:
 
     status: Status
     reason: str
+    #: When to answer (``None``: at once). Set for a held rate-limit refusal: the relay
+    #: calls :meth:`ReservationBook.answered` once it answered.
+    answer_at: float | None = None
 
 
 @dataclass(slots=True)
@@ -57,6 +66,8 @@ class ReservationBook:
         self._deadlines: list[tuple[float, int, PeerID]] = []
         self._seq = 0
         self._circuits: collections.Counter[PeerID] = collections.Counter()
+        per_peer, per_ip = config.reserve_limits()
+        self.rate = ReserveRateLimiter(per_peer, per_ip, config.refusal_hold)
 
     # -- reservations --------------------------------------------------------------------
 
@@ -64,8 +75,11 @@ class ReservationBook:
         """Give ``peer`` (connecting from ``ip``) a reservation until ``now + reservation_ttl``.
 
         Returns the refusal, or whether this was a refresh (``True``) or a new reservation
-        (``False``).
+        (``False``). A refusal for the rate limits may carry an ``answer_at``.
         """
+        limited = self.rate.check(peer, ip, now)
+        if limited is not None:
+            return BookRefusal(Status.RESOURCE_LIMIT_EXCEEDED, limited.reason, limited.answer_at)
         self.expire(now)
         old = self._entries.get(peer)
         if old is None:
@@ -81,6 +95,10 @@ class ReservationBook:
         self._seq += 1
         heapq.heappush(self._deadlines, (deadline, self._seq, peer))
         return old is not None
+
+    def answered(self, peer: PeerID) -> None:
+        """The held refusal of ``peer`` (one with an ``answer_at``) was answered or dropped."""
+        self.rate.answered(peer)
 
     def _forget_ip(self, ip: str | None) -> None:
         self._per_ip[ip] -= 1

@@ -6,7 +6,9 @@ target's existing connection -- it never dials the target -- and splices the hop
 streams into one byte pipe. Everything the pipe carries is end-to-end encrypted by the two
 peers; the relay only counts bytes.
 
-Limits (:class:`~.config.RelayConfig`) are enforced as the spec intends: reservations per relay
+Limits (:class:`~.config.RelayConfig`) are enforced as the spec intends: ``RESERVE`` requests
+per second per peer and per IP address (refused with ``RESOURCE_LIMIT_EXCEEDED``, the answer
+held back up to a second so that a client retrying at once is slowed), reservations per relay
 and per IP address, circuits per peer, and for each circuit a duration (a timer, so an idle
 circuit ends on time) and a byte count per direction. A circuit that reaches a limit is reset
 at both ends; nothing is ever written into the relayed bytes.
@@ -190,9 +192,22 @@ class RelayService:
         else:
             outcome = self._book.reserve(peer, _ip_text(conn.remote_addr), trio.current_time())
         if isinstance(outcome, BookRefusal):
-            logger.info("refused a reservation for %s: %s", peer, outcome.reason)
             self._stats.reservations_refused[outcome.reason] += 1
-            await self._answer(reader, outcome.status)
+            # A flood of refused requests must not flood the log too: the stats count them.
+            rated = outcome.status is Status.RESOURCE_LIMIT_EXCEEDED
+            (logger.debug if rated else logger.info)(
+                "refused a reservation for %s: %s", peer, outcome.reason
+            )
+            if outcome.answer_at is None:
+                await self._answer(reader, outcome.status)
+                return
+            try:
+                # A client that asks again as soon as it is answered waits here, so that it
+                # asks at the rate the limit allows (see RelayConfig).
+                await trio.sleep_until(outcome.answer_at)
+                await self._answer(reader, outcome.status)
+            finally:
+                self._book.answered(peer)
             return
         refresh = outcome
         ttl = self.config.reservation_ttl
