@@ -23,6 +23,10 @@ The peers:
 ``js``   the pinned js-libp2p test peer with its hole-punching fixes (tests/interop/jspeer.py);
 ``py``   stock py-libp2p 0.8.1 (tests/interop/pypeer.py), never a relay here (not in the issue).
 
+A py-libp2p listener is started anew for each run (``--fresh-listener``): py-libp2p 0.8.1's DCUtR
+loop awaits a stream to a dialer that has left, without a timeout, and never punches for the
+next one (its bug; the others serve every run from one listener).
+
 A cell whose first ``--give-up-after`` runs all fail stops there (its runs are counted as run):
 a pairing that cannot work is reported with its reason instead of waiting out every run.
 
@@ -223,11 +227,19 @@ async def run_cell(cell: Cell, args: argparse.Namespace) -> None:
                 # Each start is bounded by its own wait (STARTUP); a cancel scope around
                 # them could not be: the peers' nurseries outlive it in the exit stack.
                 relay_addr = await start_relay(cell.relay, lab, stack, cell.ip)
-                target = await start_listener(
-                    cell.listener, lab, stack, relay_addr, cell.ip, observers
-                )
+                fresh = cell.listener in args.fresh_listener
+                if not fresh:
+                    target = await start_listener(
+                        cell.listener, lab, stack, relay_addr, cell.ip, observers
+                    )
                 for run in range(args.runs):
-                    cell.results.append(await run_dialer(cell, lab, target, args, observers))
+                    async with contextlib.AsyncExitStack() as run_stack:
+                        if fresh:
+                            target = await start_listener(
+                                cell.listener, lab, run_stack, relay_addr, cell.ip, observers
+                            )
+                        result = await run_dialer(cell, lab, target, args, observers)
+                    cell.results.append(result)
                     holepunch._progress(cell.name, run, cell.results[-1])
                     if run + 1 == args.give_up_after and cell.ok == 0:
                         cell.stopped = True
@@ -324,6 +336,14 @@ def main() -> int:
     parser.add_argument("--listeners", nargs="+", choices=KINDS, default=list(KINDS))
     parser.add_argument("--dialers", nargs="+", choices=KINDS, default=list(KINDS))
     parser.add_argument("--run-timeout", type=float, default=30.0, help="per dialer run (30 s)")
+    parser.add_argument(
+        "--fresh-listener",
+        nargs="*",
+        choices=KINDS,
+        default=["py"],
+        help="kinds whose listener is started anew for each run (py: py-libp2p 0.8.1's DCUtR "
+        "loop waits without a timeout on a dialer that left, so it serves one dialer only)",
+    )
     parser.add_argument(
         "--give-up-after", type=int, default=3, help="stop a cell whose first N runs all fail"
     )
