@@ -86,6 +86,10 @@ LISTEN_CLIENT_PEER_ID: Final = "LISTEN_CLIENT_PEER_ID"
 REPORT_KEY: Final = "rtt_to_holepunched_peer_millis"
 #: Where the clients listen: every interface, a port the OS picks (as the suite's clients do).
 LISTEN_ADDR: Final = "/ip4/0.0.0.0/tcp/0"
+#: The same in IPv6, for a relay whose pushed address is IPv6 (the suite's is IPv4): a client
+#: listens in the relay's IP version, so that it reaches the relay from its listen port and
+#: the relay observes the address a hole punch needs.
+LISTEN_ADDR6: Final = "/ip6/::/tcp/0"
 #: How many times the relay pushes its address: once for each client's BLPOP.
 RELAY_ADDRESS_PUSHES: Final = 2
 #: Seconds the dialer waits for the hole punch's outcome after the relayed connection opened
@@ -210,6 +214,13 @@ async def _pop(redis: RedisClient, key: str) -> bytes:
     return value
 
 
+def _listen_for(relay: Multiaddr, listen: Sequence[str] | None) -> list[str]:
+    """``listen`` if given, else every interface in the IP version of the relay's address."""
+    if listen is not None:
+        return list(listen)
+    return [LISTEN_ADDR6 if str(relay).startswith("/ip6/") else LISTEN_ADDR]
+
+
 async def _join_relay(host: Host, relay: Multiaddr) -> None:
     """Connect to the relay and let identify tell us how it sees us."""
     conn = await host.connect(relay)
@@ -224,18 +235,19 @@ async def _join_relay(host: Host, relay: Multiaddr) -> None:
 async def run_listener(
     settings: ContractSettings,
     *,
-    listen: Sequence[str] = (LISTEN_ADDR,),
+    listen: Sequence[str] | None = None,
     task_status: trio.TaskStatus[PeerID] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """The ``listen`` role: reserve on the relay, publish our peer ID, serve until cancelled.
 
-    ``listen``: our listen addresses (the contract's: every interface, any port).
+    ``listen``: our listen addresses (by default the contract's: every interface, any port,
+    in the IP version of the relay's address).
     ``task_status.started`` gets our peer ID once it is in Redis (for ``nursery.start``).
     """
     redis = await connect_when_ready(settings.redis_addr)
     async with redis:
         relay = _relay_addr(await _pop(redis, RELAY_TCP_ADDRESS))
-        async with Host(listen=list(listen), config=_host_config()) as host:
+        async with Host(listen=_listen_for(relay, listen), config=_host_config()) as host:
             log.info("peer %s listening on %s", host.peer_id, host.listen_addrs)
             await _join_relay(host, relay)
             with host.events.subscribe(HolePunchSucceeded, HolePunchFailed) as outcomes:
@@ -265,11 +277,12 @@ async def run_listener(
 
 
 async def run_dialer(
-    settings: ContractSettings, *, listen: Sequence[str] = (LISTEN_ADDR,)
+    settings: ContractSettings, *, listen: Sequence[str] | None = None
 ) -> float:
     """The ``dial`` role: hole punch to the listener, then ping it over the direct connection.
 
-    ``listen``: our listen addresses (the contract's: every interface, any port).
+    ``listen``: our listen addresses (by default the contract's: every interface, any port,
+    in the IP version of the relay's address).
 
     Returns the round trip in seconds; raises :class:`~libp2p.relay.circuit_v2.HolePunchError`
     when no direct connection came of the relayed one.
@@ -277,7 +290,7 @@ async def run_dialer(
     redis = await connect_when_ready(settings.redis_addr)
     async with redis:
         relay = _relay_addr(await _pop(redis, RELAY_TCP_ADDRESS))
-        async with Host(listen=list(listen), config=_host_config()) as host:
+        async with Host(listen=_listen_for(relay, listen), config=_host_config()) as host:
             log.info("peer %s listening on %s", host.peer_id, host.listen_addrs)
             await _join_relay(host, relay)
             listener = _peer_id(await _pop(redis, LISTEN_CLIENT_PEER_ID))
@@ -337,8 +350,9 @@ async def run_relay(
 ) -> None:
     """A relay for a contract run: serve Circuit Relay v2 and push our address to Redis.
 
-    The address pushed is our first non-loopback IPv4 TCP address (loopback when we listen
-    on nothing else) with ``/p2p/<id>``, pushed
+    The address pushed is our first non-loopback IPv4 TCP address (when we listen on no
+    IPv4 address, our first global IPv6 one; loopback when we listen on nothing else) with
+    ``/p2p/<id>``, pushed
     ``RELAY_ADDRESS_PUSHES`` (2) times, one per client, as the suite's relay does. Runs until
     cancelled; ``task_status.started`` gets the address.
     """
@@ -346,10 +360,17 @@ async def run_relay(
     redis = await connect_when_ready(redis_addr)
     async with redis, Host(listen=list(listen), config=config) as host:
         ipv4 = [a for a in host.addrs if str(a).startswith("/ip4/")]
-        # Loopback only when it is all we listen on (a run on one machine).
-        candidates = [a for a in ipv4 if not str(a).startswith("/ip4/127.")] or ipv4
+        ipv6 = [a for a in host.addrs if str(a).startswith("/ip6/")]
+        # IPv6 only when we listen on no IPv4 address (a lab run over IPv6); loopback only when
+        # it is all we listen on (a run on one machine).
+        candidates = (
+            [a for a in ipv4 if not str(a).startswith("/ip4/127.")]
+            or [a for a in ipv6 if not str(a).startswith(("/ip6/::1/", "/ip6/fe80:"))]
+            or ipv4
+            or ipv6
+        )
         if not candidates:
-            raise ContractConfigError(f"the relay has no IPv4 TCP address: {host.addrs}")
+            raise ContractConfigError(f"the relay has no TCP address: {host.addrs}")
         addr = Multiaddr(f"{candidates[0]}/p2p/{host.peer_id}")
         for _ in range(RELAY_ADDRESS_PUSHES):
             await redis.rpush(RELAY_TCP_ADDRESS, str(addr))

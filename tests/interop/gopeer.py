@@ -358,17 +358,23 @@ class GoPeer:
     # -- peerstore dump -------------------------------------------------------------------------
 
     async def dump_peers(self) -> dict[str, GoPeerView]:
-        """go's peerstore entry (agent, protocols) for every peer it is connected to.
+        """go's peerstore entry (agent, protocols) for every peer it is connected to (a peer
+        with several connections appears once: see :meth:`dump_connections`)."""
+        return {view.peer_id: view for view in await self.dump_connections()}
 
-        Sends SIGUSR1, on which p2pd prints its connections with what identify told it, and
-        parses that. Waits for the whole dump (no time limit of its own: put one around it).
+    async def dump_connections(self) -> list[GoPeerView]:
+        """One entry per open connection: its peer, remote address and open streams' protocols,
+        with what identify told go about the peer.
+
+        Sends SIGUSR1, on which p2pd prints its connections, and parses that. Waits for the
+        whole dump (no time limit of its own: put one around it).
         """
         start = len(self._stdout_lines)
         self.process.send_signal(signal.SIGUSR1)
         while True:
             parsed = _parse_dump(self._stdout_lines[start:])
             if parsed is not None:
-                return {view.peer_id: view for view in parsed}
+                return parsed
             await self._stdout_changed.wait()
 
     def _add_stdout(self, line: str | None) -> None:

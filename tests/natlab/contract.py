@@ -57,6 +57,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from libp2p.interop.hole_punch_client import parse_report
+from tests.interop.go_contract_client import OBSERVERS_ENV
+from tests.interop.golab import GO_OBSERVERS, start_observers
 from tests.natlab.lab import NatLab
 from tests.redisserver import RedisServer
 
@@ -77,21 +79,33 @@ OUR_CLIENT = (sys.executable, "-m", "libp2p.interop.hole_punch_client")
 OUR_RELAY = (sys.executable, "-m", "libp2p.interop.hole_punch_client", "relay")
 #: js-libp2p through our adapter.
 JS_CLIENT = (sys.executable, "-m", "tests.interop.js_contract_client")
+#: go-libp2p (p2pd) through our adapter: IPv6 mode only (``contract_lab_options(ipv6=True)``).
+GO_CLIENT = (sys.executable, "-m", "tests.interop.go_contract_client")
 
 _STOP_WAIT = 5.0
 
 
-def contract_lab_options() -> dict[str, Any]:
-    """``NatLab`` keywords for the suite's network (see the module docstring)."""
+def contract_lab_options(ipv6: bool = False) -> dict[str, Any]:
+    """``NatLab`` keywords for the suite's network (see the module docstring).
+
+    ``ipv6=True`` is the IPv6 mode, for runs where go takes part (see the module docstring):
+    the dual-stack topology with four observer addresses, and routers whose IPv6 firewalls
+    refuse an unsolicited SYN with an RST (``filtering="reject"``): without NAT, ``"none"``
+    would leave the hosts open to any direct dial, and an RST is what the suite's routers
+    answer an early SYN with. The delays are the same.
+    """
     router = ROUTER_DELAY_MS / 2 / 1000  # one way through a router
     relay = RELAY_DELAY_MS / 2 / 1000  # the switch delays both ways: half each
-    return {
+    options: dict[str, Any] = {
         "a": "eim",
         "b": "eim",
         "filtering": "none",
         "relay2": False,
         "delays": {"ra": router, "rb": router, "relay": relay},
     }
+    if ipv6:
+        options.update(topology="ipv6", observers=GO_OBSERVERS, filtering="reject")
+    return options
 
 
 @dataclass(frozen=True)
@@ -173,10 +187,21 @@ def run_contract(
     """One run of the contract in ``lab`` (built with :func:`contract_lab_options`).
 
     ``listener``, ``dialer`` and ``relay`` are commands; ``env`` adds variables to all three
-    (``MODE``, ``TRANSPORT=tcp`` and ``REDIS_ADDR`` are set here). Blocking: call it from a
-    thread in trio code.
+    (``MODE``, ``TRANSPORT=tcp`` and ``REDIS_ADDR`` are set here). In a lab with IPv6
+    (``contract_lab_options(ipv6=True)``) the observers are started first and their addresses
+    passed in ``NATLAB_OBSERVERS``, and the relay listens on its IPv6 address. Blocking: call
+    it from a thread in trio code.
     """
     extra = dict(env or {})
+    if lab.has_ipv6:
+        # IPv6 mode: go learns its public address from our observers (our lab's addition to
+        # the contract, read by the go adapter alone), and the relay listens on IPv6 only, so
+        # it pushes its IPv6 address.
+        observers = start_observers(lab)
+        extra.setdefault(OBSERVERS_ENV, " ".join(observers.addrs))
+        relay_listen = f"/ip6/{lab.ip6('relay')}/tcp/{lab.fresh_port()}"
+    else:
+        relay_listen = f"/ip4/0.0.0.0/tcp/{lab.fresh_port()}"
     with (
         tempfile.TemporaryDirectory(prefix="hole-punch-contract-") as tmp,
         RedisServer(lab.ip("relay"), lab.fresh_port(), popen=partial(lab.popen, "relay")) as redis,
@@ -202,7 +227,7 @@ def run_contract(
         procs: list[subprocess.Popen[Any]] = []
         try:
             began = time.monotonic()
-            relay_env = {"RELAY_LISTEN": f"/ip4/0.0.0.0/tcp/{lab.fresh_port()}"}
+            relay_env = {"RELAY_LISTEN": relay_listen}
             procs.append(relay_proc := start("relay", relay, relay_env, "relay"))
             procs.append(listen_proc := start("b", listener, {"MODE": "listen"}, "listener"))
             procs.append(dial_proc := start("a", dialer, {"MODE": "dial"}, "dialer"))

@@ -16,9 +16,11 @@ from collections.abc import Callable, Sequence
 import pytest
 import trio
 
+from tests.interop.gopeer import require_go_peer
 from tests.interop.jspeer import require_js_peer
 from tests.natlab.contract import (
     DIRECT_RTT_MS,
+    GO_CLIENT,
     JS_CLIENT,
     OUR_CLIENT,
     ContractRun,
@@ -32,10 +34,14 @@ pytestmark = pytest.mark.natlab
 
 
 async def run(
-    nat_lab: Callable[..., NatLab], listener: Sequence[str], dialer: Sequence[str]
+    nat_lab: Callable[..., NatLab],
+    listener: Sequence[str],
+    dialer: Sequence[str],
+    *,
+    ipv6: bool = False,
 ) -> tuple[NatLab, ContractRun]:
     require_redis()
-    lab = nat_lab(**contract_lab_options())
+    lab = nat_lab(**contract_lab_options(ipv6=ipv6))
     assert lab.rtt("a", "b") * 1000 == pytest.approx(DIRECT_RTT_MS)
     result = await trio.to_thread.run_sync(
         lambda: run_contract(lab, listener=listener, dialer=dialer)
@@ -75,3 +81,25 @@ async def test_our_listener_and_a_js_dialer(nat_lab: Callable[..., NatLab]) -> N
     require_js_peer()
     lab, result = await run(nat_lab, OUR_CLIENT, JS_CLIENT)
     check_contract(lab, result)
+
+
+@pytest.mark.interop
+async def test_a_go_listener_and_our_dialer(nat_lab: Callable[..., NatLab]) -> None:
+    require_go_peer()
+    lab, result = await run(nat_lab, GO_CLIENT, OUR_CLIENT, ipv6=True)
+    check_contract(lab, result)
+    # Our dialer punched through to go's address behind B's firewall, over IPv6.
+    punched = re.search(r"hole punch succeeded \(attempt \d+.*: (/ip6/\S+)", result.dialer_stderr)
+    assert punched is not None, result.describe()
+    assert punched.group(1).startswith(f"/ip6/{lab.ip6('b')}/tcp/"), result.describe()
+
+
+@pytest.mark.interop
+async def test_our_listener_and_a_go_dialer(nat_lab: Callable[..., NatLab]) -> None:
+    require_go_peer()
+    lab, result = await run(nat_lab, OUR_CLIENT, GO_CLIENT, ipv6=True)
+    check_contract(lab, result)
+    # go pinged over its direct connection to our listener's address behind B's firewall.
+    pinged = re.search(r"ping over (/ip6/\S+):", result.dialer_stderr)
+    assert pinged is not None, result.describe()
+    assert pinged.group(1).startswith(f"/ip6/{lab.ip6('b')}/tcp/"), result.describe()
