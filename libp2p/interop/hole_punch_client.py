@@ -276,9 +276,7 @@ async def run_listener(
                         )
 
 
-async def run_dialer(
-    settings: ContractSettings, *, listen: Sequence[str] | None = None
-) -> float:
+async def run_dialer(settings: ContractSettings, *, listen: Sequence[str] | None = None) -> float:
     """The ``dial`` role: hole punch to the listener, then ping it over the direct connection.
 
     ``listen``: our listen addresses (by default the contract's: every interface, any port,

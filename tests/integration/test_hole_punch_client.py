@@ -87,3 +87,15 @@ async def test_a_bad_peer_id_in_redis_is_a_typed_error(redis: RedisServer) -> No
         with trio.fail_after(10), pytest.raises(ContractDataError):
             await run_dialer(ContractSettings("dial", "tcp", redis.addr))
         nursery.cancel_scope.cancel()
+
+
+async def test_a_relay_on_ipv6_only_pushes_its_ipv6_address(redis: RedisServer) -> None:
+    async with trio.open_nursery() as nursery:
+        relay_addr = await nursery.start(run_relay, redis.addr, ["/ip6/::1/tcp/0"])
+        assert str(relay_addr).startswith("/ip6/::1/tcp/")
+        async with await RedisClient.connect(redis.bind, redis.port) as client:
+            assert (
+                await client.command("LRANGE", RELAY_TCP_ADDRESS, 0, -1)
+                == [str(relay_addr).encode()] * 2
+            )
+        nursery.cancel_scope.cancel()

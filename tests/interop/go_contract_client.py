@@ -53,6 +53,7 @@ import secrets
 import signal
 import sys
 import time
+from collections.abc import Mapping
 
 import trio
 
@@ -98,7 +99,7 @@ async def _pop(redis: RedisClient, key: str) -> str:
     return value.decode()
 
 
-def _observers(environ: dict[str, str] | os._Environ[str]) -> list[str]:
+def _observers(environ: Mapping[str, str]) -> list[str]:
     addrs = environ.get(OBSERVERS_ENV, "").split()
     for addr in addrs:
         if "/p2p/" not in addr:

@@ -11,11 +11,15 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from multiaddr import Multiaddr
 
 from libp2p.exceptions import LocalUsageError
 from libp2p.interop.hole_punch_client import (
+    LISTEN_ADDR,
+    LISTEN_ADDR6,
     ContractConfigError,
     ContractSettings,
+    _listen_for,
     parse_report,
     report_line,
 )
@@ -111,3 +115,13 @@ def test_the_client_refuses_what_it_cannot_do_with_exit_2(
     assert done.returncode == 2
     assert done.stdout == ""  # stdout is for the result line only
     assert message in done.stderr
+
+
+def test_a_client_listens_in_the_ip_version_of_the_relay() -> None:
+    relay = "/tcp/4001/p2p/12D3KooWErt8ShhRJt72c26f6xdXN6ewYwfjNShBmr7acquCKX5N"
+    assert _listen_for(Multiaddr(f"/ip4/198.51.100.10{relay}"), None) == [LISTEN_ADDR]
+    assert _listen_for(Multiaddr(f"/ip6/2001:db8::10{relay}"), None) == [LISTEN_ADDR6]
+    # Addresses given explicitly win.
+    assert _listen_for(Multiaddr(f"/ip6/2001:db8::10{relay}"), ["/ip4/127.0.0.1/tcp/0"]) == [
+        "/ip4/127.0.0.1/tcp/0"
+    ]
