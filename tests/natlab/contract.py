@@ -34,8 +34,22 @@ RST takes the full 100 ms back (200 ms here). A refused early SYN costs a little
 
 Clients are commands, so any implementation that follows the contract can run here: ours is
 ``python -m libp2p.interop.hole_punch_client`` (the ``hole-punch-client`` console script), js
-runs behind ``python -m tests.interop.js_contract_client``. The dialer runs in host ``a``
-(behind router ``ra``), the listener in host ``b``. All start at once, as compose starts them.
+runs behind ``python -m tests.interop.js_contract_client``, go behind ``python -m
+tests.interop.go_contract_client``. The dialer runs in host ``a`` (behind router ``ra``), the
+listener in host ``b``. All start at once, as compose starts them.
+
+IPv6 mode (``contract_lab_options(ipv6=True)``), for runs where go takes part: the pinned go
+(p2pd, go-libp2p v0.32.1) hole punches only from an address it deems public, which no IPv4
+address of the lab is, and trusts an observed address only once four observers reported it
+(``tests/interop/golab.py``). So the lab is the dual-stack ``"ipv6"`` topology with four
+observer addresses, whose observer hosts (ours, ``golab.start_observers``) start before the
+run; their addresses go to every process in ``NATLAB_OBSERVERS``, which only the go adapter
+reads (our lab's addition, not the contract's). The relay listens on its IPv6 address only and
+so pushes that; the clients listen in the relay's IP version, so the run is over IPv6, through
+the routers' stateful firewalls (no NAT), with the same delays. The firewalls answer an
+unsolicited SYN with an RST (``filtering="reject"``), as the suite's routers' own stacks do;
+with no filter at all, a plain dial between the clients would get through without a hole
+punch. Redis stays on IPv4 (through the NATs).
 
 Processes are ended by PID (SIGTERM, then SIGKILL): the listener and the relay after the
 dialer has exited (or the time ran out), then Redis. The lab itself belongs to the caller.
