@@ -2,10 +2,12 @@
 
 One run per pairing: our client in both roles (listener and dialer against each other), then
 js-libp2p (through our adapter, tests/interop/js_contract_client.py) as the listener and as
-the dialer against ours. Each run checks the contract itself: the dialer exits 0 within the
-suite's 60 s with exactly one line on stdout, ``{"rtt_to_holepunched_peer_millis":N}``; the
-listener prints nothing on stdout and is still running when the dialer is done; and N is at
-least the round trip the routers' delays put on the direct path (200 ms).
+the dialer against ours, then go-libp2p (p2pd, through tests/interop/go_contract_client.py) the
+same way, in the runner's IPv6 mode (dual-stack lab with observers: see contract.py). Each run
+checks the contract itself: the dialer exits 0 within the suite's 60 s with exactly one line on
+stdout, ``{"rtt_to_holepunched_peer_millis":N}``; the listener prints nothing on stdout and is
+still running when the dialer is done; and N is at least the round trip the routers' delays put
+on the direct path (200 ms).
 """
 
 from __future__ import annotations
@@ -92,6 +94,8 @@ async def test_a_go_listener_and_our_dialer(nat_lab: Callable[..., NatLab]) -> N
     punched = re.search(r"hole punch succeeded \(attempt \d+.*: (/ip6/\S+)", result.dialer_stderr)
     assert punched is not None, result.describe()
     assert punched.group(1).startswith(f"/ip6/{lab.ip6('b')}/tcp/"), result.describe()
+    # go's B logged its side of the punch (its log is in the adapter's stderr).
+    assert '"msg":"hole punching with successful"' in result.listener_stderr, result.describe()
 
 
 @pytest.mark.interop
@@ -103,3 +107,5 @@ async def test_our_listener_and_a_go_dialer(nat_lab: Callable[..., NatLab]) -> N
     pinged = re.search(r"ping over (/ip6/\S+):", result.dialer_stderr)
     assert pinged is not None, result.describe()
     assert pinged.group(1).startswith(f"/ip6/{lab.ip6('b')}/tcp/"), result.describe()
+    # Our listener (B) saw the same punch from its side.
+    assert re.search(r"hole punch with \S+ succeeded", result.listener_stderr), result.describe()
