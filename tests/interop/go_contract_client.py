@@ -140,7 +140,8 @@ async def _wait_reserved(go: GoPeer, relay: str) -> str:
             if relayed:
                 return relayed[0]
             # Re-asked after each of go's auto-relay / hole-punch log lines, and at least once
-            # a second: go announces nothing we could wait on when its addresses change.
+            # a second: go logs "adding new relay" before it stores the reservation and
+            # recomputes its addresses (another goroutine), and logs nothing after that.
             with trio.move_on_after(1.0):
                 line = await go.wait_log(index, lambda _line: True)
                 index = go.logs.index(line) + 1
