@@ -451,6 +451,16 @@ def test_a_connect_showing_a_symmetric_nat_ends_the_punch_at_once() -> None:
     ]
     assert looks_endpoint_dependent(several_ports)
     assert not looks_endpoint_dependent(A_ADDRS + B_ADDRS)
+    # No NAT in front (one public IPv6 address): a listen port and a separate dial port that
+    # an observer saw (js-libp2p dials from another port) are no sign of a symmetric NAT;
+    # nor is an IPv4 LAN address beside them (another IP version).
+    no_nat = [
+        Multiaddr("/ip6/2001:db8:b::2/tcp/4001"),
+        Multiaddr("/ip6/2001:db8:b::2/tcp/38211"),
+    ]
+    assert not looks_endpoint_dependent(no_nat)
+    assert not looks_endpoint_dependent([*no_nat, Multiaddr("/ip4/192.0.2.66/tcp/4001")])
+    assert looks_endpoint_dependent([*no_nat, Multiaddr("/ip6/fd00::66/tcp/4001")])
     pair = Pair(b_addrs=several_ports, config=HolePunchConfig(connection_reversal=False))
     pair.b.start(0.0)
     pair.a.start(0.0)

@@ -368,16 +368,24 @@ def looks_endpoint_dependent(addrs: Sequence[Multiaddr]) -> bool:
     """True when a peer's addresses show a NAT that maps per destination.
 
     Behind an endpoint-independent NAT, every observer sees the same port for a peer's
-    listen port; behind a symmetric one each observer sees another. A peer that offers two or
-    more TCP ports on one IP (and does not listen on that IP itself, which its own listen
-    addresses would show as well) is offering what different observers saw.
+    listen port; behind a symmetric one each observer sees another. A peer behind a NAT
+    offers its own (LAN) address besides what observers saw of it; two or more TCP ports on
+    one of the observed IPs then mean that observers disagree. A peer with no NAT in front
+    of it (a public IPv6 address, typically) offers one IP of that family, and may still
+    offer two ports on it: its listen port, and the port an observer saw its dials leave from
+    when it does not dial from its listen port (js-libp2p): no evidence of a NAT at all. So
+    only an IP version in which the peer offers more than one IP counts.
     """
-    ports: dict[str, set[str]] = {}
+    families: dict[bool, dict[str, set[str]]] = {}
     for addr in addrs:
         key = _transport_key(addr)
         if key is not None:
-            ports.setdefault(key[0], set()).add(key[2])
-    return any(len(seen) >= 2 for seen in ports.values())
+            family = families.setdefault(":" in key[0], {})
+            family.setdefault(key[0], set()).add(key[2])
+    return any(
+        len(ips) >= 2 and any(len(ports) >= 2 for ports in ips.values())
+        for ips in families.values()
+    )
 
 
 # -- actions -------------------------------------------------------------------------------------
