@@ -137,6 +137,42 @@ async def test_a_js_listener_and_our_dialer(lab: NatLab, relay_kind: str) -> Non
         assert "/p2p-circuit" not in seen["remoteAddr"]
 
 
+@pytest.mark.parametrize("lab", [("eim", "eim")], indirect=True)
+async def test_a_js_listener_in_its_own_initiating_role_and_our_dialer(lab: NatLab) -> None:
+    """js's B dials its punch as the initiator (peer.mjs fix 4 left out): both ends would
+    start Noise as initiator. Our A sees B's proposal come with its multistream header and
+    responds, on the first attempt (as it does for go-libp2p before v0.41)."""
+    async with (
+        a_relay(lab, "ours") as relay_addr,
+        js_dcutr_listener(
+            relay_addr,
+            holepunch=JsHolePunch.fixed(responder=False),
+            listen=f"/ip4/0.0.0.0/tcp/{lab.fresh_port()}",
+            command_prefix=ns(lab, "b"),
+        ) as listener,
+    ):
+        (target,) = [a for a in listener.relayed_addrs if relay_addr in a]
+        dialer = start(
+            lab,
+            "a",
+            "dialer.py",
+            "--target",
+            target,
+            "--listen",
+            f"/ip4/0.0.0.0/tcp/{lab.fresh_port()}",
+            "--timeout",
+            "25",
+        )
+        punch = await until(dialer, "hole_punch", STEP + 10)
+        assert punch["ok"], (punch, listener.events[-10:])
+        assert punch["attempt"] == 1
+        dial_port = listener.find_event("dial-port")
+        assert dial_port is not None
+        assert punch["direct_addr"] == f"/ip4/{lab.public_ip('b')}/tcp/{dial_port['port']}"
+        result = await until(dialer, "result", STEP)
+        assert result["ok"], result
+
+
 def _dialer_ids(listener: JsServingPeer) -> list[str]:
     return [e["remotePeer"] for e in listener.connections if e.get("limited")]
 
