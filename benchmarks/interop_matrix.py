@@ -155,13 +155,22 @@ async def start_listener(
                 command_prefix=prefix,
             )
         )
-        return next(a for a in js.relayed_addrs if relay_addr in a)
+        return through(js.relayed_addrs, relay_addr, "js listener")
     from tests.interop.pypeer import py_dcutr_listener
 
     py = await stack.enter_async_context(
         py_dcutr_listener(relay_addr, listen=listen(lab, ip), command_prefix=prefix)
     )
-    return next(a for a in py.relayed_addrs if relay_addr in a)
+    return through(py.relayed_addrs, relay_addr, "py listener")
+
+
+def through(addrs: Sequence[str], relay_addr: str, who: str) -> str:
+    """The one of ``addrs`` through ``relay_addr`` (a LabError, not a StopIteration, when
+    there is none: that would end the whole benchmark from inside a coroutine)."""
+    for addr in addrs:
+        if relay_addr in addr:
+            return addr
+    raise LabError(f"{who} has no address through {relay_addr}: {list(addrs)}")
 
 
 async def py_dialer_run(lab: NatLab, target: str, limit: float, ip: int) -> Result:
@@ -236,27 +245,40 @@ async def run_cell(cell: Cell, args: argparse.Namespace) -> None:
                         cell.listener, lab, stack, relay_addr, cell.ip, observers
                     )
                 for run in range(args.runs):
-                    async with contextlib.AsyncExitStack() as run_stack:
-                        if fresh:
-                            target = await start_listener(
-                                cell.listener, lab, run_stack, relay_addr, cell.ip, observers
-                            )
-                        result = await run_dialer(cell, lab, target, args, observers)
+                    try:
+                        async with contextlib.AsyncExitStack() as run_stack:
+                            if fresh:
+                                target = await start_listener(
+                                    cell.listener, lab, run_stack, relay_addr, cell.ip, observers
+                                )
+                            result = await run_dialer(cell, lab, target, args, observers)
+                    except* (LabError, PyPeerError, JsPeerError, GoPeerError) as group:
+                        # A listener started for this run only: its failure is this run's
+                        # (raised through the peer's nursery, so in an exception group).
+                        exc = group.exceptions[0]
+                        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                        result = {
+                            "ok": False,
+                            "ms": None,
+                            "reason": "listener_start_failed",
+                            "detail": first[:200],
+                        }
                     cell.results.append(result)
                     holepunch._progress(cell.name, run, cell.results[-1])
                     if run + 1 == args.give_up_after and cell.ok == 0:
                         cell.stopped = True
                         break
-    except (
+    except* (
         LabError,
         JsPeerError,
         GoPeerError,
         PyPeerError,
         RuntimeError,
         trio.TooSlowError,
-        StopIteration,
         ValueError,
-    ) as exc:
+    ) as group:
+        # Start-up failures, raised through the peers' nurseries (exception groups).
+        exc = group.exceptions[0]
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         cell.error = f"{type(exc).__name__}: {first[:120]}"
         print(f"[bench] {cell.name}: {cell.error}", file=sys.stderr)
