@@ -253,3 +253,38 @@ async def test_lazy_close_reports_a_refusal() -> None:
         await s.send_all(b"lost")
         with pytest.raises(ProtocolNotSupported):
             await s.aclose()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(list(mss.RoleRule)),
+    st.lists(st.sampled_from([mss.PROTOCOL_ID, "/p", "/q", "na", "ls", "", "x" * 300]), max_size=5),
+    st.binary(max_size=64),
+)
+def test_fuzz_either_role(rule: mss.RoleRule, messages: list[str], tail: bytes) -> None:
+    """Whatever a peer of a punched connection sends, settling the role either succeeds
+    (and then says which role and that only "/p" was agreed) or fails with a typed error."""
+
+    async def main() -> None:
+        a, b = _pair()
+        await b.send_all(b"".join(mss.encode_message(m) for m in messages) + tail)
+        await b.send_eof()
+
+        async def drain() -> None:
+            while await b.receive_some():
+                pass
+
+        async with trio.open_nursery() as n:
+            n.start_soon(drain)
+            with trio.fail_after(5):
+                try:
+                    initiator, channel = await mss.negotiate_either_role(
+                        a, "/p", rule=rule, patience=0.01
+                    )
+                    if initiator:
+                        await channel.receive_some()  # checks the answer to our proposal
+                except (RemoteProtocolError, ProtocolNotSupported):
+                    pass
+            await a.aclose()
+
+    trio.run(main)
