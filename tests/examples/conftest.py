@@ -23,6 +23,10 @@ EXAMPLES = ROOT / "examples" / "nat"
 STEP = 20.0  # seconds any one step may take before the test fails
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Script:
     """One of ``relay.py``, ``listener.py``, ``dialer.py`` running with ``--json``.
 
@@ -40,6 +44,10 @@ class Script:
             stderr=subprocess.PIPE,
             text=True,
             bufsize=1,
+            # Ctrl-C must reach the script as it does from a terminal, also when the tests
+            # run in a background job: a non-interactive shell starts those with SIGINT
+            # ignored, which children inherit, and Python then installs no handler for it.
+            preexec_fn=_default_sigint,
         )
         self.lines: list[dict[str, Any]] = []  # every line read, in order
         self._new: queue.Queue[dict[str, Any] | None] = queue.Queue()
