@@ -50,7 +50,7 @@ from ..transport.tcp import TcpListener, TcpStream, TcpTransport
 from .addrs import is_circuit_addr, split_peer_id
 from .connection import Connection, ConnectionLimit, Direction, NetStream, StreamHandler
 from .resolve import resolve
-from .upgrader import upgrade, upgrade_either_role
+from .upgrader import upgrade
 
 __all__ = ["CircuitDialer", "ConnectionObserver", "Swarm"]
 
@@ -514,26 +514,18 @@ class Swarm:
 
         ``role_rule`` (a hole-punched connection): the role is not fixed by ``initiator``
         but settled with the peer as the rule says, waiting up to ``role_patience`` where
-        it does (see :func:`~libp2p.network.upgrader.upgrade_either_role`);
+        it does (see :func:`~libp2p.network.upgrader.upgrade`);
         :attr:`Connection.is_initiator` tells the outcome.
         """
-        if role_rule is None:
-            upgraded = await upgrade(
-                raw,
-                self.key,
-                initiator=initiator,
-                expected_peer=expected_peer,
-                yamux_config=self.yamux_config,
-            )
-        else:
-            upgraded = await upgrade_either_role(
-                raw,
-                self.key,
-                rule=role_rule,
-                patience=role_patience,
-                expected_peer=expected_peer,
-                yamux_config=self.yamux_config,
-            )
+        upgraded = await upgrade(
+            raw,
+            self.key,
+            initiator=initiator,
+            expected_peer=expected_peer,
+            yamux_config=self.yamux_config,
+            role_rule=role_rule,
+            role_patience=role_patience,
+        )
         conn = Connection(
             upgraded,
             direction=direction,

@@ -34,7 +34,7 @@ from ..security.noise import NoiseSession, noise_handshake
 from ..stream_muxer.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from ..stream_muxer.yamux import YamuxConfig, YamuxSession
 
-__all__ = ["NOISE_PROTOCOL_ID", "UpgradedConnection", "upgrade", "upgrade_either_role"]
+__all__ = ["NOISE_PROTOCOL_ID", "UpgradedConnection", "upgrade"]
 
 #: Security protocol negotiated with multistream-select on raw connections.
 NOISE_PROTOCOL_ID = "/noise"
@@ -64,6 +64,8 @@ async def upgrade(
     expected_peer: PeerID | None = None,
     yamux_config: YamuxConfig | None = None,
     inline_muxer: bool = True,
+    role_rule: multistream.RoleRule | None = None,
+    role_patience: float = 0.0,
 ) -> UpgradedConnection:
     """Secure and multiplex ``raw`` as ``initiator`` (or responder).
 
@@ -74,61 +76,24 @@ async def upgrade(
 
     ``inline_muxer=False`` offers no muxer inside the Noise handshake (as rust-libp2p does),
     which forces the multistream-select muxer step.
+
+    ``role_rule`` (a connection both ends opened, a hole punch): ``initiator`` is not used;
+    the first multistream-select exchange settles the role as the rule says, waiting up to
+    ``role_patience`` where it does (see :func:`multistream.negotiate_either_role
+    <libp2p.multistream.negotiate_either_role>`), and Noise and Yamux follow it.
+    :attr:`UpgradedConnection.initiator` tells the role we ended up with.
     """
     stream = BufferedStream.wrap(raw)
     channel: trio.abc.Stream
-    if initiator:
+    if role_rule is not None:
+        initiator, channel = await multistream.negotiate_either_role(
+            stream, NOISE_PROTOCOL_ID, rule=role_rule, patience=role_patience
+        )
+    elif initiator:
         channel = await multistream.select_lazy(stream, NOISE_PROTOCOL_ID)
     else:
         await multistream.handle(stream, (NOISE_PROTOCOL_ID,))
         channel = stream
-    return await _secure_and_mux(
-        channel,
-        local_key,
-        initiator=initiator,
-        expected_peer=expected_peer,
-        yamux_config=yamux_config,
-        inline_muxer=inline_muxer,
-    )
-
-
-async def upgrade_either_role(
-    raw: trio.abc.Stream,
-    local_key: PrivateKey,
-    *,
-    rule: multistream.RoleRule,
-    patience: float = 0.0,
-    expected_peer: PeerID | None = None,
-    yamux_config: YamuxConfig | None = None,
-) -> UpgradedConnection:
-    """:func:`upgrade` a connection both ends opened, on which the peer may turn out to be
-    the initiator or the responder (a hole punch): the first multistream-select exchange
-    settles the role as ``rule`` says (see :func:`multistream.negotiate_either_role
-    <libp2p.multistream.negotiate_either_role>`), and Noise and Yamux follow it.
-    :attr:`UpgradedConnection.initiator` tells the role we ended up with."""
-    stream = BufferedStream.wrap(raw)
-    initiator, channel = await multistream.negotiate_either_role(
-        stream, NOISE_PROTOCOL_ID, rule=rule, patience=patience
-    )
-    return await _secure_and_mux(
-        channel,
-        local_key,
-        initiator=initiator,
-        expected_peer=expected_peer,
-        yamux_config=yamux_config,
-        inline_muxer=True,
-    )
-
-
-async def _secure_and_mux(
-    channel: trio.abc.Stream,
-    local_key: PrivateKey,
-    *,
-    initiator: bool,
-    expected_peer: PeerID | None,
-    yamux_config: YamuxConfig | None,
-    inline_muxer: bool,
-) -> UpgradedConnection:
     secure = await noise_handshake(
         channel,
         local_key,

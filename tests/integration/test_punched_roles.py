@@ -2,9 +2,10 @@
 
 After a TCP simultaneous open both ends called ``connect()``; DCUtR assigns A the initiator
 role, but go-libp2p before v0.41 swaps the roles on every attempt and later go B's initiate on
-their last one. :func:`libp2p.network.upgrader.upgrade_either_role` lets the peer's first bytes
-decide. Here each of our two rules meets each other kind of peer over a real loopback TCP
-connection, runs the whole upgrade (multistream-select, Noise, Yamux) and then a stream.
+their last one. :func:`libp2p.network.upgrader.upgrade` with a ``role_rule`` lets the peer's
+first bytes decide. Here each of our two rules meets each other kind of peer over a real
+loopback TCP connection, runs the whole upgrade (multistream-select, Noise, Yamux) and then a
+stream.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import trio
 
 from libp2p.crypto.keys import PrivateKey, generate_ed25519
 from libp2p.multistream import RoleRule
-from libp2p.network.upgrader import UpgradedConnection, upgrade, upgrade_either_role
+from libp2p.network.upgrader import UpgradedConnection, upgrade
 from libp2p.peer.id import PeerID
 
 TIMEOUT = 10
@@ -34,7 +35,9 @@ def fixed(initiator: bool) -> Upgrade:
 
 def either(rule: RoleRule, patience: float = 0.0) -> Upgrade:
     async def run(raw: trio.SocketStream, key: PrivateKey, peer: PeerID) -> UpgradedConnection:
-        return await upgrade_either_role(raw, key, rule=rule, patience=patience, expected_peer=peer)
+        return await upgrade(
+            raw, key, initiator=False, role_rule=rule, role_patience=patience, expected_peer=peer
+        )
 
     return run
 

@@ -43,7 +43,7 @@ as the server (go's TCP transport upgrades an outbound simultaneous-connect dial
 ``isClient=false`` as inbound). Two go peers agree with each other; with a peer that follows
 the spec, both ends initiate (go B, spec A: go logs "noise: message is too short") or both wait
 (spec B, go A) unless that peer adapts, as ours do (the punched connection's role is settled
-on the connection: ``libp2p.network.upgrader.upgrade_either_role``).
+on the connection: ``libp2p.multistream.negotiate_either_role``).
 
 Direct connections are seen in go's own view: LIST_PEERS has one entry per connection with its
 remote address (a ``/p2p-circuit`` one is relayed). p2pd runs with its ``p2p-holepunch`` logger

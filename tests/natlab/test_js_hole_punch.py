@@ -70,6 +70,14 @@ async def a_relay(lab: NatLab, kind: str) -> AsyncIterator[str]:
         yield next(a for a in js.addrs if f"/ip4/{lab.ip('relay')}/" in a)
 
 
+def our_dialer(lab: NatLab, target: str, timeout: int) -> Program:
+    """examples/nat/dialer.py behind NAT A, dialing ``target``, giving up after ``timeout`` s."""
+    listen = f"/ip4/0.0.0.0/tcp/{lab.fresh_port()}"
+    return start(
+        lab, "a", "dialer.py", "--target", target, "--listen", listen, "--timeout", str(timeout)
+    )
+
+
 def ns(lab: NatLab, host: str) -> list[str]:
     return lab.exec_argv(host, [])
 
@@ -115,17 +123,7 @@ async def test_a_js_listener_and_our_dialer(lab: NatLab, relay_kind: str) -> Non
         ) as listener,
     ):
         (target,) = [a for a in listener.relayed_addrs if relay_addr in a]
-        dialer = start(
-            lab,
-            "a",
-            "dialer.py",
-            "--target",
-            target,
-            "--listen",
-            f"/ip4/0.0.0.0/tcp/{lab.fresh_port()}",
-            "--timeout",
-            "25",
-        )
+        dialer = our_dialer(lab, target, timeout=25)
         result = await until(dialer, "result", STEP + 10)
         assert result["ok"], (result, listener.events[-10:])
         dial_port = listener.find_event("dial-port")
@@ -152,17 +150,7 @@ async def test_a_js_listener_in_its_own_initiating_role_and_our_dialer(lab: NatL
         ) as listener,
     ):
         (target,) = [a for a in listener.relayed_addrs if relay_addr in a]
-        dialer = start(
-            lab,
-            "a",
-            "dialer.py",
-            "--target",
-            target,
-            "--listen",
-            f"/ip4/0.0.0.0/tcp/{lab.fresh_port()}",
-            "--timeout",
-            "25",
-        )
+        dialer = our_dialer(lab, target, timeout=25)
         punch = await until(dialer, "hole_punch", STEP + 10)
         assert punch["ok"], (punch, listener.events[-10:])
         assert punch["attempt"] == 1
@@ -217,17 +205,7 @@ async def test_a_stock_js_listener_never_starts_a_hole_punch_in_the_lab(lab: Nat
         ) as listener,
     ):
         (target,) = [a for a in listener.relayed_addrs if relay_addr in a]
-        dialer = start(
-            lab,
-            "a",
-            "dialer.py",
-            "--target",
-            target,
-            "--listen",
-            f"/ip4/0.0.0.0/tcp/{lab.fresh_port()}",
-            "--timeout",
-            "8",
-        )
+        dialer = our_dialer(lab, target, timeout=8)
         result = await until(dialer, "result", STEP)
         # The relayed echo worked, but stock js (B) offers no address it deems public: the
         # punch ends without a direct connection, with a reason.
