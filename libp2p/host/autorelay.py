@@ -1,4 +1,4 @@
-"""Auto-relay: reserve on known relays while AutoNAT says we are private.
+"""Auto-relay: reserve on known relays until the reachability report finds us public.
 
 A host behind a NAT is reachable only through a relay; a public host needs none. With
 ``HostConfig(static_relays=[...])`` (each ``<relay addr>/p2p/<relay id>``), :class:`AutoRelay`
@@ -6,7 +6,8 @@ follows :class:`~libp2p.host.autonat.ReachabilityChanged` events:
 
 * on start it connects to the relays (so that, when they also serve AutoNAT, there is
   someone to ask);
-* when reachability becomes ``PRIVATE`` it reserves on every relay, as
+* until reachability is ``PUBLIC`` -- from the start, and whenever it becomes ``PRIVATE`` or
+  ``UNKNOWN`` again -- it reserves on every relay, as
   ``host.listen("<relay>/p2p-circuit")`` does: the relay client keeps each reservation up
   (refresh, reconnection) from then on. A relay that cannot be reached or refuses is retried
   with exponential backoff, reported as :class:`~libp2p.relay.circuit_v2.ReservationRefused`
@@ -16,8 +17,11 @@ follows :class:`~libp2p.host.autonat.ReachabilityChanged` events:
   application made itself) and reports each as
   :class:`~libp2p.relay.circuit_v2.ReservationLost`: peers can dial us directly.
 
-Reachability changes come from the AutoNAT client's reliable callbacks
-(``AutoNATClient.on_reachability_changed``), not from the public event bus, which may drop
+A host whose reachability is not known yet reserves too: until a public address is
+confirmed, a reservation is what keeps it reachable (and one untrusted server cannot decide
+the report alone, so "unknown" may last). Reachability changes come from the reachability
+service's reliable callbacks (``ReachabilityService.on_reachability_changed``), not from the
+public event bus, which may drop
 events for a slow subscriber; retries wait on the :class:`~libp2p.relay.circuit_v2.schedule.Backoff`
 the relay client uses too.
 
@@ -53,12 +57,12 @@ logger = logging.getLogger(__name__)
 
 
 class AutoRelay:
-    """Reserves on static relays while the host is private (``host.auto_relay``).
+    """Reserves on static relays until the host is public (``host.auto_relay``).
 
     ``host`` is anything with the members :class:`~libp2p.relay.circuit_v2.interfaces.AutoRelayHost`
-    lists; ``reachability`` the AutoNAT client whose changes it follows (by default
-    ``host.autonat``; without one, auto-relay never finds the host private and only connects
-    to the relays).
+    lists; ``reachability`` the source whose changes it follows (the host passes its
+    reachability service; by default ``host.autonat``; without either, auto-relay only
+    connects to the relays).
     """
 
     def __init__(
@@ -107,12 +111,14 @@ class AutoRelay:
                 self._nursery = nursery
                 for relay, addr in self._relays.items():
                     nursery.start_soon(self._connect, relay, addr)
+                if source is not None:
+                    self._start()
                 task_status.started()
                 async for status in changes:
-                    if status is Reachability.PRIVATE:
-                        self._start()
-                    elif status is Reachability.PUBLIC:
+                    if status is Reachability.PUBLIC:
                         await self._stop()
+                    else:
+                        self._start()
         finally:
             if source is not None:
                 source.on_reachability_changed.remove(changed)

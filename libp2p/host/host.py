@@ -62,10 +62,10 @@ from .autonat import (
     AutoNATClientConfig,
     AutoNATServer,
     AutoNATServerConfig,
-    Reachability,
 )
 from .autorelay import AutoRelay
 from .identify_service import IdentifyService
+from .reachability import ReachabilityConfig, ReachabilityReport, ReachabilityService
 
 if TYPE_CHECKING:
     from ..relay.circuit_v2.relay import RelayService
@@ -104,9 +104,12 @@ class HostConfig:
     #: Ask peers that serve AutoNAT whether we are reachable (``Host.reachability``,
     #: ``ReachabilityChanged`` events); on by default, ``None`` turns it off.
     autonat_client: AutoNATClientConfig | None = field(default_factory=AutoNATClientConfig)
-    #: Relays (``<relay addr>/p2p/<relay id>``) to reserve on while AutoNAT finds us private,
-    #: released when it finds us public (auto-relay; needs ``autonat_client``).
+    #: Relays (``<relay addr>/p2p/<relay id>``) to reserve on until the reachability report
+    #: finds us public, released when it does (auto-relay).
     static_relays: tuple[Multiaddr | str, ...] = ()
+    #: How reachability evidence is weighed (``host.reachability``): how many server groups
+    #: must agree, which servers you trust alone, which IP ranges count as public.
+    reachability: ReachabilityConfig = field(default_factory=ReachabilityConfig)
 
 
 class Host:
@@ -189,10 +192,14 @@ class Host:
         if self.config.autonat_server is not None:
             self.autonat_server = AutoNATServer(self, self.config.autonat_server)
             self.autonat_server.install()
+        #: Keeps the reachability report (:attr:`reachability`).
+        self.reachability_service = ReachabilityService(self, self.config.reachability)
         #: Auto-relay over :attr:`HostConfig.static_relays` (``None`` without any).
         self.auto_relay: AutoRelay | None = None
         if self.config.static_relays:
-            self.auto_relay = AutoRelay(self, self.config.static_relays)
+            self.auto_relay = AutoRelay(
+                self, self.config.static_relays, reachability=self.reachability_service
+            )
         self._stack = contextlib.AsyncExitStack()
         self._running = False
 
@@ -208,6 +215,7 @@ class Host:
                 await self.swarm.nursery.start(self.dcutr.run)
             if self.autonat is not None:
                 await self.swarm.nursery.start(self.autonat.run)
+            await self.swarm.nursery.start(self.reachability_service.run)
             if self.auto_relay is not None:
                 await self.swarm.nursery.start(self.auto_relay.run)
             self._running = True
@@ -271,6 +279,22 @@ class Host:
         address of every network interface; how others reach us from outside a NAT comes
         from the observed candidates.
         """
+        out = self.interface_listen_addrs()
+        # Mapped addresses only once AutoNAT v2 confirmed them from outside.
+        for mapped in self.reachability_service.advertised_mapped():
+            if mapped not in out:
+                out.append(mapped)
+        for candidate in self.identify.observed.candidates(trio.current_time()):
+            if candidate not in out:
+                out.append(candidate)
+        for relayed in self.relay.relayed_addrs:
+            if relayed not in out:
+                out.append(relayed)
+        return out
+
+    def interface_listen_addrs(self) -> list[Multiaddr]:
+        """Our listen addresses, one on the unspecified address (``0.0.0.0`` / ``::``)
+        expanded to the address of every network interface."""
         out: list[Multiaddr] = []
         for addr in self.swarm.listen_addrs:
             family, host, port = parse_tcp_multiaddr(addr)
@@ -282,12 +306,6 @@ class Host:
                         out.append(expanded)
             elif addr not in out:
                 out.append(addr)
-        for candidate in self.identify.observed.candidates(trio.current_time()):
-            if candidate not in out:
-                out.append(candidate)
-        for relayed in self.relay.relayed_addrs:
-            if relayed not in out:
-                out.append(relayed)
         return out
 
     def address_candidates(self, min_observers: int | None = None) -> list[Multiaddr]:
@@ -318,10 +336,16 @@ class Host:
         return self.identify.nat_mapping_tracker.status
 
     @property
-    def reachability(self) -> Reachability:
-        """Whether peers can dial us directly, as AutoNAT found (``UNKNOWN`` until a server
-        answered, or when the AutoNAT client is turned off)."""
-        return self.autonat.status if self.autonat is not None else Reachability.UNKNOWN
+    def reachability(self) -> ReachabilityReport:
+        """Whether, where and how peers can reach us: a report per address (public, private
+        or unknown, and how we know), the NAT type and what a dialer should expect.
+
+        ``host.reachability.status`` is the host's :class:`~libp2p.host.autonat.Reachability`.
+        Built from AutoNAT v2 checks (nonce-verified), AutoNAT v1 answers, observed and mapped
+        addresses; no single server decides (:mod:`libp2p.host.reachability`). Changes are
+        published as :class:`~libp2p.host.reachability.ReachabilityReportChanged`.
+        """
+        return self.reachability_service.report
 
     # -- protocols ---------------------------------------------------------------------
 

@@ -80,7 +80,7 @@ async def test_the_host_asks_a_server_that_answers(how: str) -> None:
         # A scheduled-style probe records the failure as "no answer" and learns nothing.
         probed = await autonat_client.probe(evil.peer_id, ASKED)
         assert probed.response is None
-        assert case.host.reachability is Reachability.UNKNOWN
+        assert case.host.reachability.status is Reachability.UNKNOWN
         assert not conn.is_closed
 
 

@@ -5,8 +5,11 @@ Every host runs one (``host.autonat``, unless ``HostConfig(autonat_client=None)`
 peer that announced ``/libp2p/autonat/1.0.0`` in identify (over a direct, unlimited
 connection, not asked within the throttle), opens a stream, sends one ``DIAL`` listing our
 address candidates, reads the ``DIAL_RESPONSE`` and feeds it to the tracker; the tracker's
-events (:class:`~.events.ReachabilityProbed` for every probe,
-:class:`~.events.ReachabilityChanged` when the status flips) go out on ``host.events``.
+events go out: :class:`~.events.ReachabilityProbed` for every probe on ``host.events``, and
+:class:`~.events.ReachabilityChanged` when the client's own status flips to the
+:attr:`AutoNATClient.on_reachability_changed` callbacks only. v1 answers are unverifiable, so
+the host's reachability (``host.reachability``, :mod:`libp2p.host.reachability`) weighs them
+with AutoNAT v2's and the other servers'; it publishes its own flips.
 
 The addresses we ask about: the observed-address candidates (``host.address_candidates(1)``,
 what peers saw our listen port mapped to) and our listen addresses, filtered by the
@@ -100,10 +103,12 @@ class AutoNATClient:
         self._lock = trio.Lock()
         self._wakeup = trio.Event()
         self._known_addrs: frozenset[Multiaddr] = frozenset()
-        #: Called synchronously with every :class:`~.events.ReachabilityChanged`, before it is
-        #: published (reliable, unlike the public bus; auto-relay follows it). A callback must
-        #: not block.
+        #: Called synchronously with every flip of this client's own status
+        #: (:attr:`status`). A callback must not block.
         self.on_reachability_changed: list[Callable[[ReachabilityChanged], None]] = []
+        #: Called synchronously with every probe's result and the addresses it asked about
+        #: (the host's reachability report weighs them); a callback must not block.
+        self.on_probed: list[Callable[[ReachabilityProbed, Sequence[Multiaddr]], None]] = []
 
     # -- state ------------------------------------------------------------------------------
 
@@ -224,13 +229,17 @@ class AutoNATClient:
             except (Libp2pError, trio.ClosedResourceError) as exc:
                 detail = f"{type(exc).__name__}: {exc}"
             events = tracker.record(server, response, trio.current_time(), detail=detail)
+            # The client's own flips go to its callbacks only: the host publishes its
+            # reachability from the report, which weighs this answer with the others.
             for event in events:
                 if isinstance(event, ReachabilityChanged):
                     for callback in list(self.on_reachability_changed):
                         callback(event)
-                self.host.events.publish(event)
             probed = events[0]
             assert isinstance(probed, ReachabilityProbed)
+            self.host.events.publish(probed)
+            for probed_callback in list(self.on_probed):
+                probed_callback(probed, asked)
             logger.info(
                 "AutoNAT %s: %s (%s); reachability %s, confidence %d",
                 server,

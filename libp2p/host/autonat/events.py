@@ -51,12 +51,16 @@ class ReachabilityProbed:
 
 @dataclass(frozen=True, slots=True)
 class ReachabilityChanged:
-    """Our reachability flipped (see ``host.reachability``)."""
+    """Our reachability flipped: the host's (``host.reachability.status``, published on
+    ``host.events``), or the AutoNAT v1 client's own (``host.autonat.status``, given to
+    ``host.autonat.on_reachability_changed`` callbacks only)."""
 
     status: Reachability
     previous: Reachability
     confidence: int
     #: With ``PUBLIC``: the address a server reached us at.
     address: Multiaddr | None
-    #: The server whose answer flipped the status.
-    server: PeerID
+    #: The AutoNAT v1 server whose answer flipped the status, for a flip of
+    #: ``host.autonat.status``; ``None`` for a flip of the host's report (``host.reachability``),
+    #: which weighs many answers.
+    server: PeerID | None
