@@ -384,8 +384,8 @@ class ReachabilityCore:
             if self._checkable(e) and not e.in_flight
         ]
         for entry in self._entries.values():
-            for asked in entry.asked.values():
-                times.append(asked + self.config.retry_interval)
+            if not self._decided(entry):
+                times.extend(t + self.config.retry_interval for t in entry.asked.values())
             for book in (entry.v2, entry.v1):
                 for answer in book.values():
                     times.append(answer.at + self.config.result_ttl)
