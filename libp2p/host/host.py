@@ -65,7 +65,12 @@ from .autonat import (
 )
 from .autorelay import AutoRelay
 from .identify_service import IdentifyService
-from .reachability import ReachabilityConfig, ReachabilityReport, ReachabilityService
+from .reachability import (
+    Expectation,
+    ReachabilityConfig,
+    ReachabilityReport,
+    ReachabilityService,
+)
 
 if TYPE_CHECKING:
     from ..relay.circuit_v2.relay import RelayService
@@ -346,6 +351,11 @@ class Host:
         published as :class:`~libp2p.host.reachability.ReachabilityReportChanged`.
         """
         return self.reachability_service.report
+
+    def directly_reachable(self) -> bool:
+        """Whether the reachability report says peers can dial us directly (an address of
+        ours is confirmed reachable from outside)."""
+        return self.reachability.expect is Expectation.DIRECT
 
     # -- protocols ---------------------------------------------------------------------
 

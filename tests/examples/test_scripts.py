@@ -145,10 +145,12 @@ def test_relayed_then_direct_echo_on_loopback(script: ScriptFactory) -> None:
 
 def test_a_failed_hole_punch_says_why_after_the_relayed_echo(script: ScriptFactory) -> None:
     # Named by DNS, the relay is not "on loopback" for the scripts: they keep the default
-    # address policy, so the listener has no address worth offering and no punch can start.
+    # address policy, so the listener has no address worth offering and no punch can start
+    # (and the dialer no loopback address to dial directly).
     _relay, relay_addr = start_relay(script)
     by_name = relay_addr.replace("/ip4/127.0.0.1/", "/dns4/localhost/")
     listener, relayed = start_listener(script, by_name)
+    relayed = relayed.replace("/ip4/127.0.0.1/", "/dns4/localhost/")
     dialer = script("dialer", "--target", relayed, "--listen", ANY_LOOPBACK, "--timeout", "3")
     assert dialer.wait(STEP) == 1, dialer.report()
     echoes = dialer.events("echo")
@@ -241,6 +243,7 @@ def test_a_protocol_not_served_and_a_failed_hole_punch(script: ScriptFactory) ->
     _relay, relay_addr = start_relay(script)
     by_name = relay_addr.replace("/ip4/127.0.0.1/", "/dns4/localhost/")
     _listener, relayed = start_listener(script, by_name)
+    relayed = relayed.replace("/ip4/127.0.0.1/", "/dns4/localhost/")
     dialer = script(
         "dialer", "--target", relayed, "--listen", ANY_LOOPBACK, "--timeout", "3",
         "--protocol", "/nat-example/1.0.0",

@@ -48,6 +48,7 @@ PUNCH = HolePunchConfig(
     stream_timeout=TIMEOUT,
     dial_timeout=TIMEOUT,
     connection_reversal=False,
+    direct_dial=False,
     # A waits this long after a failed exchange for B's reversal: nothing to wait for here.
     reversal_timeout=0.1,
     relay_close_grace=None,

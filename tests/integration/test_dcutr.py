@@ -7,6 +7,7 @@ Loopback has no NAT, so these tests check the protocol and the driver; the NAT l
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import socket
 from collections.abc import AsyncIterator
 
@@ -15,6 +16,8 @@ import trio
 from multiaddr import Multiaddr
 
 from libp2p import Host, HostConfig, ping
+from libp2p.host.autonat import AutoNATClientConfig, AutoNATServerConfig
+from libp2p.host.reachability import Expectation, ReachabilityConfig
 from libp2p.network.address_policy import AddressPolicy
 from libp2p.network.connection import NetStream
 from libp2p.relay.circuit_v2 import RelayConfig
@@ -33,6 +36,7 @@ ECHO = "/test/echo/1.0.0"
 LOOPBACK_PUNCH = HolePunchConfig(
     address_policy=AddressPolicy.local_testing(),
     connection_reversal=False,
+    direct_dial=False,
     reversal_timeout=0.3,
     relay_close_grace=0.2,
 )
@@ -181,7 +185,7 @@ async def test_peer_without_dcutr_is_reported_as_no_stream() -> None:
 
 async def test_no_address_to_offer_is_reported() -> None:
     # The default policy leaves loopback out: on loopback the listener has nothing to offer.
-    default = HolePunchConfig(connection_reversal=False)
+    default = HolePunchConfig(connection_reversal=False, direct_dial=False)
     with trio.fail_after(TIMEOUT):
         async with three_hosts(listener_punch=default) as (relay, listener, dialer):
             with listener.events.subscribe(HolePunchSucceeded, HolePunchFailed) as events:
@@ -234,7 +238,7 @@ async def test_a_dialer_that_does_not_listen_is_told_why_it_cannot_punch() -> No
 
 async def test_dialer_refusing_the_listeners_addresses_stops_the_punch() -> None:
     # The dialer's default policy leaves loopback out, so the listener's CONNECT is useless.
-    default = HolePunchConfig(connection_reversal=False, reversal_timeout=0.3)
+    default = HolePunchConfig(connection_reversal=False, direct_dial=False, reversal_timeout=0.3)
     with trio.fail_after(TIMEOUT):
         async with three_hosts(dialer_punch=default) as (relay, listener, dialer):
             with (
@@ -317,8 +321,10 @@ async def test_dcutr_started_by_the_wrong_side_is_refused_and_named() -> None:
 async def test_connection_reversal_when_the_dialer_is_reachable() -> None:
     # The dialer listens on an address the listener can reach: B's plain dial does it.
     reversal = HolePunchConfig(address_policy=AddressPolicy.local_testing(), relay_close_grace=0.2)
+    # (The dialer's own direct dial would reach the listener too: not this test's subject.)
+    no_direct = dataclasses.replace(reversal, direct_dial=False)
     with trio.fail_after(TIMEOUT):
-        async with three_hosts(listener_punch=reversal, dialer_punch=reversal) as (
+        async with three_hosts(listener_punch=reversal, dialer_punch=no_direct) as (
             relay,
             listener,
             dialer,
@@ -341,6 +347,56 @@ async def test_connection_reversal_when_the_dialer_is_reachable() -> None:
             assert l_outcome.connection.is_initiator
             assert l_outcome.direct_addr == dialer.listen_addrs[0]
             await relayed.wait_closed()
+
+
+async def test_a_reachable_listener_waits_for_the_dialers_direct_dial() -> None:
+    """A listener whose report says it is reachable does not punch: the dialer's plain dial
+    (after identify on the relayed connection) reaches it within the grace."""
+    local = AddressPolicy.local_testing()
+    punch = HolePunchConfig(address_policy=local, relay_close_grace=0.2, direct_grace=TIMEOUT)
+    with trio.fail_after(TIMEOUT):
+        async with Host(
+            listen=["/ip4/127.0.0.1/tcp/0"],
+            config=HostConfig(
+                relay_service=RelayConfig(),
+                hole_punching=None,
+                autonat_server=AutoNATServerConfig(addresses=local),
+            ),
+        ) as relay:
+            report = ReachabilityConfig(
+                public_ranges=("127.0.0.0/8",), trusted_servers=(relay.peer_id,)
+            )
+            manual = AutoNATClientConfig(boot_delay=3600.0, addresses=local)
+            listener_config = HostConfig(
+                hole_punching=punch, reachability=report, autonat_client=manual
+            )
+            async with (
+                Host(listen=["/ip4/127.0.0.1/tcp/0"], config=listener_config) as listener,
+                Host(listen=["/ip4/127.0.0.1/tcp/0"], config=host_config(punch)) as dialer,
+            ):
+                relay_addr = f"{relay.listen_addrs[0]}/p2p/{relay.peer_id}"
+                await listener.listen(f"{relay_addr}/p2p-circuit")
+                conn = await listener.connect(relay_addr)
+                await listener.identify.wait_identified(conn)
+                assert listener.autonat is not None
+                await listener.autonat.probe(relay.peer_id)
+                assert listener.reachability.expect is Expectation.DIRECT
+                with (
+                    listener.events.subscribe(HolePunchSucceeded, HolePunchFailed) as l_events,
+                    dialer.events.subscribe(HolePunchSucceeded, HolePunchFailed) as d_events,
+                ):
+                    relayed = await dialer.connect(circuit_to(relay, listener))
+                    d_outcome = await d_events.receive()
+                    l_outcome = await l_events.receive()
+                assert isinstance(d_outcome, HolePunchSucceeded), d_outcome
+                assert isinstance(l_outcome, HolePunchSucceeded), l_outcome
+                # No punch: attempt 0 on both sides, no round trip measured (no exchange).
+                assert (d_outcome.attempt, l_outcome.attempt) == (0, 0)
+                assert (d_outcome.rtt, l_outcome.rtt) == (None, None)
+                # A dialed B plainly: A initiates that connection, to B's listen address.
+                assert d_outcome.connection.is_initiator
+                assert d_outcome.direct_addr == listener.listen_addrs[0]
+                await relayed.wait_closed()
 
 
 async def test_a_answers_a_b_that_initiates_on_a_punch() -> None:

@@ -29,6 +29,7 @@ GRACE = 0.2
 PUNCH = HolePunchConfig(
     address_policy=AddressPolicy.local_testing(),
     connection_reversal=False,
+    direct_dial=False,
     relay_close_grace=GRACE,
 )
 

@@ -168,6 +168,49 @@ def test_a_connection_b_initiated_is_its_reversal_not_the_punch() -> None:
     assert b.outcome == Succeeded(0, None)
 
 
+def test_a_dials_bs_advertised_addresses_directly_once_identified() -> None:
+    a = machine(HolePunchRole.DIALER, A_ADDRS, HolePunchConfig())
+    a.start(0.0)
+    assert of(a.actions(), Dial) == []
+    a.identified(0.2, speaks_dcutr=True, addrs=B_ADDRS)
+    direct = of(a.actions(), Dial)
+    # Plainly, as for B's reversal: initiator, from an ephemeral port, bounded.
+    assert [d.addr for d in direct] == B_ADDRS
+    assert all(d.initiator and not d.from_listen_port and d.attempt == 0 for d in direct)
+    assert all(d.connect_by == pytest.approx(2.2) for d in direct)
+    a.direct_connection(0.3, punched=False)
+    assert a.outcome == Succeeded(0, None)
+    # Off: nothing dialed.
+    off = machine(HolePunchRole.DIALER, A_ADDRS, HolePunchConfig(direct_dial=False))
+    off.start(0.0)
+    off.identified(0.2, speaks_dcutr=True, addrs=B_ADDRS)
+    assert of(off.actions(), Dial) == []
+
+
+def test_a_directly_reachable_b_waits_for_as_direct_dial_before_punching() -> None:
+    config = HolePunchConfig(connection_reversal=False, direct_grace=3.0)
+    b = machine(HolePunchRole.LISTENER, B_ADDRS, config)
+    b.set_directly_reachable(True)
+    b.start(0.0)
+    assert of(b.actions(), OpenStream) == []
+    assert b.get_timer() == 3.0
+    # A's direct dial arrives: no punch at all.
+    b.direct_connection(1.0, punched=False)
+    assert b.outcome == Succeeded(0, None)
+    assert b.get_timer() is None
+    # No direct dial within the grace (a stock A): the punch starts then.
+    late = machine(HolePunchRole.LISTENER, B_ADDRS, config)
+    late.set_directly_reachable(True)
+    late.start(0.0)
+    late.handle_timer(3.0)
+    assert of(late.actions(), OpenStream) == [OpenStream(1)]
+    assert late.attempt == 1
+    # Not reachable: B opens its stream at once, as before.
+    plain = machine(HolePunchRole.LISTENER, B_ADDRS, config)
+    plain.start(0.0)
+    assert of(plain.actions(), OpenStream) == [OpenStream(1)]
+
+
 def test_every_punch_settles_its_role_with_the_peer() -> None:
     """Deployed peers disagree on the punched connection's roles on any attempt (go before
     v0.41 swaps them): every punch dial of both sides, on every attempt, carries the patience

@@ -47,14 +47,16 @@ def test_one_server_never_decides_alone() -> None:
     assert status(c) is Reachability.UNKNOWN
     report = c.report(2.0)
     assert report.status is Reachability.UNKNOWN
-    assert "reachable from 1" in report.reason and "2 needed" in report.reason
+    assert "reachable from 1" in report.reason
+    assert "2 needed" in report.reason
     # The same group again (another peer ID on the same machine) still counts once.
     c.v2_result(EXTERNAL, s2, "198.51.100.10", True, 2.0)
     assert status(c) is Reachability.UNKNOWN
     c.v2_result(EXTERNAL, s2, "198.51.100.11", True, 3.0)
     assert status(c) is Reachability.PUBLIC
     report = c.report(4.0)
-    assert report.status is Reachability.PUBLIC and report.expect is Expectation.DIRECT
+    assert report.status is Reachability.PUBLIC
+    assert report.expect is Expectation.DIRECT
     assert report.public_addrs == [EXTERNAL]
     assert report.nat.filtering is Filtering.OPEN
 
@@ -94,7 +96,9 @@ def test_v1_cannot_flip_what_v2_found() -> None:
     c.v1_result(liar2, "g-l2", True, EXTERNAL, [EXTERNAL], 3.0)
     assert status(c) is Reachability.UNKNOWN
     entry = c.report(4.0).address(EXTERNAL)
-    assert entry is not None and entry.v1_reachable_by == 2 and entry.refuted_by == 1
+    assert entry is not None
+    assert entry.v1_reachable_by == 2
+    assert entry.refuted_by == 1
 
 
 def test_v1_decides_only_with_distinct_groups() -> None:
@@ -114,29 +118,36 @@ def test_mapped_address_behind_a_carrier_grade_nat() -> None:
     c.set_mapped([(CGNAT, "upnp")], 1.0)
     entry = c.report(2.0).address(CGNAT)
     assert entry is not None
-    assert entry.source is AddressSource.MAPPED and entry.mapped_by == "upnp"
-    assert entry.status is Reachability.PRIVATE and not entry.advertised
+    assert entry.source is AddressSource.MAPPED
+    assert entry.mapped_by == "upnp"
+    assert entry.status is Reachability.PRIVATE
+    assert not entry.advertised
     assert "shared address space (RFC 6598)" in entry.reason
     assert "carrier-grade NAT" in entry.reason
     assert c.mapped_public() == []
     # Never checked: not public.
     servers = [(peer(), "g1"), (peer(), "g2")]
     pick = c.next_check(servers, 5.0)
-    assert pick is not None and pick[1] == EXTERNAL
+    assert pick is not None
+    assert pick[1] == EXTERNAL
 
 
 def test_mapped_address_advertised_only_once_confirmed() -> None:
     c = core()
     c.set_mapped([(EXTERNAL, "pcp")], 1.0)
     entry = c.report(1.0).address(EXTERNAL)
-    assert entry is not None and entry.source is AddressSource.MAPPED
-    assert not entry.advertised and "not advertised until confirmed" in entry.reason
+    assert entry is not None
+    assert entry.source is AddressSource.MAPPED
+    assert not entry.advertised
+    assert "not advertised until confirmed" in entry.reason
     assert c.mapped_public() == []
     c.v2_result(EXTERNAL, peer(), "g1", True, 2.0)
     c.v2_result(EXTERNAL, peer(), "g2", True, 3.0)
     assert c.mapped_public() == [EXTERNAL]
     entry = c.report(4.0).address(EXTERNAL)
-    assert entry is not None and entry.advertised and "mapped by PCP" in entry.reason
+    assert entry is not None
+    assert entry.advertised
+    assert "mapped by PCP" in entry.reason
     # Filtering says nothing about a mapped address (the mapping opened it).
     assert c.report(4.0).nat.filtering is Filtering.UNKNOWN
 
@@ -168,7 +179,8 @@ def test_schedule_asks_distinct_groups_then_refreshes() -> None:
     c.v2_result(addr, server, group, True, 1.0)
     # Next: a server of the other group, never the same group again while undecided.
     pick = c.next_check(servers, 1.0)
-    assert pick is not None and dict(servers)[pick[0]] != group
+    assert pick is not None
+    assert dict(servers)[pick[0]] != group
     c.check_started(pick[0], EXTERNAL, 1.0)
     c.v2_result(EXTERNAL, pick[0], dict(servers)[pick[0]], True, 2.0)
     assert status(c, now=2.0) is Reachability.PUBLIC
@@ -177,7 +189,8 @@ def test_schedule_asks_distinct_groups_then_refreshes() -> None:
     assert c.next_deadline(3.0) == 2.0 + 900.0
     assert c.next_check(servers, 901.0) is None
     pick = c.next_check(servers, 902.0)
-    assert pick is not None and dict(servers)[pick[0]] == group
+    assert pick is not None
+    assert dict(servers)[pick[0]] == group
 
 
 def test_no_evidence_is_retried_after_the_retry_interval() -> None:
@@ -200,7 +213,8 @@ def test_answers_expire() -> None:
 def test_report_change_events_only_on_summary_changes() -> None:
     c = core(min_servers=1)
     first = c.poll(0.0)  # our addresses appeared
-    assert first is not None and len(first.report.addresses) == 2
+    assert first is not None
+    assert len(first.report.addresses) == 2
     assert c.poll(0.0) is None
     c.v2_result(EXTERNAL, peer(), "g1", True, 1.0)
     change = c.poll(1.0)

@@ -214,6 +214,7 @@ class HolePunchHost(Protocol):
     def nat_mapping_status(self) -> NatMappingStatus: ...
 
     def address_candidates(self, min_observers: int | None = None) -> list[Multiaddr]: ...
+    def directly_reachable(self) -> bool: ...
     def connections_to(self, peer: PeerID) -> list[Connection]: ...
     async def wait_for_connection(self, peer: PeerID, *, direct: bool = False) -> Connection: ...
 
@@ -291,6 +292,8 @@ class DcutrService:
                 role, our_addrs=self._our_addrs, config=self.config, peer=str(conn.remote_peer)
             )
             self._tell_mapping(machine)
+            if role is HolePunchRole.LISTENER:
+                machine.set_directly_reachable(self.host.directly_reachable())
             punch = self._punches[conn] = _Punch(conn, machine)
             self._nursery.start_soon(self._drive, punch)
             return

@@ -39,6 +39,11 @@ The algorithm, on top of the spec (libp2p specs ``relay/DCUtR.md``):
   retrying on the same period cannot stay out of phase for ever.
 * **B's connection reversal**: once identify brought A's advertised addresses, B also dials
   them plainly (from an ephemeral port), which is all it takes when A is not behind a NAT.
+  **A's direct dial** is the same the other way: B may be reachable (a public host, a port
+  mapping its router granted and AutoNAT v2 confirmed). A B that knows it is reachable
+  (:meth:`HolePunch.set_directly_reachable`, from the host's reachability report) waits
+  ``direct_grace`` for that dial before it starts hole punching: no punch when none is
+  needed, and a stock A, which never dials directly, still gets its punch.
 * **Both peers learn the outcome.** B with nothing to offer still opens the stream and sends
   an empty ``CONNECT``, so A fails at once with a reason instead of waiting in silence; A
   with nothing to offer answers with an empty one. A B that never starts, or never starts
@@ -213,8 +218,15 @@ class HolePunchConfig:
     dial_timeout: float | None = None
     #: As B, also dial A's advertised addresses plainly (works when A is not behind a NAT).
     connection_reversal: bool = True
-    #: Time the connection reversal may take.
+    #: Time the connection reversal (and A's direct dial) may take.
     reversal_timeout: float = 2.0
+    #: As A, also dial B's advertised addresses plainly once identify brought them: B may
+    #: be reachable (a public host, a confirmed port mapping) and then no punch is needed.
+    direct_dial: bool = True
+    #: As B whose reachability report says peers can dial us directly
+    #: (:meth:`HolePunch.set_directly_reachable`): wait this long for A's direct dial before
+    #: hole punching (a stock A never dials directly, so the punch still comes).
+    direct_grace: float = 3.0
     #: Seconds the relayed connection stays open once the direct one is ready and the
     #: relayed one carries no streams of ours or the peer's; streams on it (opened by either
     #: side, before the switch or after) keep it open until they end, within the relay's
@@ -585,6 +597,9 @@ class HolePunch:
         self._reversal_dials: dict[Multiaddr, bool] = {}  # addr -> finished
         self._failure: Failed | None = None
         self.outcome: Succeeded | Failed | None = None
+        # B reachable directly: the first attempt waits until this time for A's direct dial.
+        self._directly_reachable = False
+        self._grace_deadline: float | None = None
 
     # -- the driver's side ------------------------------------------------------------------
 
@@ -612,13 +627,16 @@ class HolePunch:
         """When :meth:`handle_timer` is next due, or None."""
         if self.finished:
             return None
-        times = [t for t in (self._deadline, self._reversal_deadline) if t is not None]
-        return min(times, default=None)
+        timers = (self._deadline, self._reversal_deadline, self._grace_deadline)
+        return min((t for t in timers if t is not None), default=None)
 
     def handle_timer(self, now: float) -> None:
         """Act on every timer due at ``now``."""
         if self.finished:
             return
+        if self._grace_deadline is not None and now >= self._grace_deadline:
+            self._grace_deadline = None
+            self._open_attempt(now)
         if self._reversal_deadline is not None and now >= self._reversal_deadline:
             self._reversal_deadline = None
             self._reversal_finished()
@@ -633,12 +651,21 @@ class HolePunch:
     def start(self, now: float) -> None:
         """The relayed connection is open: B opens its first stream; A waits for B."""
         if self.role is HolePunchRole.LISTENER:
-            self._open_attempt(now)
+            if self._directly_reachable and self.config.direct_grace > 0:
+                # A can dial us: give its direct dial the time before punching.
+                self._grace_deadline = now + self.config.direct_grace
+            else:
+                self._open_attempt(now)
             if self.config.connection_reversal:
                 self._reversal = "waiting"
                 self._reversal_deadline = now + self.config.stream_timeout
                 if self._identified:
                     self._start_reversal(now)
+
+    def set_directly_reachable(self, reachable: bool) -> None:
+        """What our reachability report says (before :meth:`start`): True when peers can
+        dial us directly, so that B waits ``direct_grace`` for A's direct dial first."""
+        self._directly_reachable = reachable
 
     def set_mapping_endpoint_dependent(self, dependent: bool, reason: str = "") -> None:
         """What we know of our own NAT: True when its mapping depends on the destination
@@ -672,6 +699,8 @@ class HolePunch:
                 # B starts soon after identify (after a direct dial of its own, for some);
                 # one that never does is reported instead of leaving us waiting in silence.
                 self._deadline = now + self.config.start_timeout
+            if self.config.direct_dial and self._reversal == "off":
+                self._start_reversal(now)
             return
         if self._broken_detail is not None:
             self._decide_broken(now)
@@ -799,6 +828,7 @@ class HolePunch:
         punching = self._phase in (_Phase.SYNC_WAIT, _Phase.DIALING, _Phase.LINGERING)
         attempt = self.attempt if punching and punched else 0
         self._dials.clear()
+        self._grace_deadline = None
         if self.role is HolePunchRole.DIALER and self._phase in (
             _Phase.DIALING,
             _Phase.LINGERING,
@@ -1078,6 +1108,7 @@ class HolePunch:
         self._phase = _Phase.DONE
         self._deadline = None
         self._reversal_deadline = None
+        self._grace_deadline = None
         self._dials.clear()
         self._emit(outcome)
 

@@ -307,6 +307,12 @@ async def _serve(args: argparse.Namespace) -> None:
     relaying = Relaying(host, args.dcutr) if (args.relay or args.dcutr or args.connect) else None
     async with host.run(listen_addrs=listen), trio.open_nursery() as services:
         host.set_stream_handler(ECHO, _echo)
+        if args.autonat:
+            # py-libp2p's own AutoNAT v1 server, as it ships (it answers OK whenever the
+            # requester is connected already: a stock liar).
+            from libp2p.host.autonat.autonat import AutoNATService
+
+            AutoNATService(host, serve=True)
         if args.nat_example:
             from examples.nat.listener import EXAMPLE_PROTOCOL_ID, handle_example_protocol
 
@@ -400,6 +406,7 @@ def main() -> None:
     listen.add_argument("--connect", action="append", default=[])
     listen.add_argument("--report-connections", action="store_true")
     listen.add_argument("--nat-example", action="store_true")
+    listen.add_argument("--autonat", action="store_true", help="serve AutoNAT v1")
     args = parser.parse_args()
     trio.run(_serve, args)
 
