@@ -67,6 +67,7 @@ from .autorelay import AutoRelay
 from .identify_service import IdentifyService
 from .reachability import (
     Expectation,
+    NatType,
     ReachabilityConfig,
     ReachabilityReport,
     ReachabilityService,
@@ -351,6 +352,12 @@ class Host:
         published as :class:`~libp2p.host.reachability.ReachabilityReportChanged`.
         """
         return self.reachability_service.report
+
+    @property
+    def nat_type(self) -> NatType:
+        """Our NAT as far as the evidence goes: its mapping (from identify's observers) and
+        its filtering (from AutoNAT dial-backs); the report's :attr:`ReachabilityReport.nat`."""
+        return self.reachability.nat
 
     def directly_reachable(self) -> bool:
         """Whether the reachability report says peers can dial us directly (an address of

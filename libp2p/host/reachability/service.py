@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import trio
 from multiaddr import Multiaddr
 
-from ...exceptions import LocalUsageError
+from ...exceptions import Libp2pError, LocalUsageError
 from ...network.addrs import is_circuit_addr
 from ...peer.id import PeerID
 from ..autonat.events import ReachabilityChanged, ReachabilityProbed
@@ -34,6 +34,10 @@ if TYPE_CHECKING:
 __all__ = ["ReachabilityService"]
 
 logger = logging.getLogger(__name__)
+
+#: Bound on one AutoNAT v2 check, whatever the client's own timeouts (a dial-back takes up
+#: to the server's dial timeout, plus the dial data at a slow link's pace).
+CHECK_TIMEOUT = 120.0
 
 
 class _Check(Protocol):
@@ -74,6 +78,7 @@ class ReachabilityService:
         """The latest report."""
         if self._core is None:
             return ReachabilityCore(self.config, now=0.0).report(0.0)
+        self._feed_sources()  # as of now, not as of the last wake-up
         return self._core.report(trio.current_time())
 
     def advertised_mapped(self) -> list[Multiaddr]:
@@ -222,10 +227,18 @@ class ReachabilityService:
         v2 = getattr(self.host, "autonat_v2", None)
         assert v2 is not None
         group = self._group_of(server)
-        result: _Check = await v2.check(server, [addr])
-        name = result.outcome.name
-        reachable = True if name == "REACHABLE" else False if name == "UNREACHABLE" else None
-        logger.info("AutoNAT v2 %s about %s: %s %s", server, addr, name, result.detail)
+        reachable: bool | None = None
+        try:
+            with trio.fail_after(CHECK_TIMEOUT):
+                result: _Check = await v2.check(server, [addr])
+        except (Libp2pError, trio.TooSlowError) as exc:
+            # A server that went away (or a check that hung past every timeout of its own)
+            # is no evidence; the address is asked again later.
+            logger.info("AutoNAT v2 check of %s by %s failed: %s", addr, server, exc)
+        else:
+            name = result.outcome.name
+            reachable = True if name == "REACHABLE" else False if name == "UNREACHABLE" else None
+            logger.info("AutoNAT v2 %s about %s: %s %s", server, addr, name, result.detail)
         self.core.v2_result(addr, server, group, reachable, trio.current_time())
         self._publish()
         self._wakeup.set()

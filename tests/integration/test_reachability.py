@@ -1,0 +1,102 @@
+"""The reachability report on real sockets: AutoNAT answers from servers in distinct groups.
+
+Loopback has many addresses: servers listening on 127.0.0.2 and 127.0.0.3 are two server
+groups (as two machines would be), two servers on one address are one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+from libp2p import AddressPolicy, Host, HostConfig
+from libp2p.host.autonat import (
+    AutoNATClientConfig,
+    AutoNATServerConfig,
+    Reachability,
+    ReachabilityChanged,
+)
+from libp2p.host.reachability import (
+    AddressSource,
+    Expectation,
+    ReachabilityConfig,
+    ReachabilityReportChanged,
+)
+
+TIMEOUT = 20.0
+LOCAL = AddressPolicy.local_testing()
+#: Probes only when the test asks (a boot delay no test waits for).
+MANUAL = AutoNATClientConfig(boot_delay=3600.0, addresses=LOCAL, server_throttle=0.0)
+
+
+def server(ip: str) -> Host:
+    config = HostConfig(autonat_server=AutoNATServerConfig(addresses=LOCAL), hole_punching=None)
+    return Host(listen=[f"/ip4/{ip}/tcp/0"], config=config)
+
+
+def client(**report: Any) -> Host:
+    report.setdefault("public_ranges", ("127.0.0.0/8",))
+    config = HostConfig(
+        autonat_client=MANUAL, hole_punching=None, reachability=ReachabilityConfig(**report)
+    )
+    return Host(listen=["/ip4/127.0.0.1/tcp/0"], config=config)
+
+
+async def connect(a: Host, b: Host) -> None:
+    conn = await a.connect(f"{b.listen_addrs[0]}/p2p/{b.peer_id}")
+    await a.identify.wait_identified(conn)
+
+
+async def test_two_server_groups_make_the_host_public() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with (
+            server("127.0.0.2") as s1,
+            server("127.0.0.2") as s1b,
+            server("127.0.0.3") as s2,
+            client() as host,
+        ):
+            assert host.autonat is not None
+            for s in (s1, s1b, s2):
+                await connect(host, s)
+            (listen,) = host.listen_addrs
+            entry = host.reachability.address(listen)
+            assert entry is not None
+            # No NAT: the observers saw our listen address itself.
+            assert entry.source is AddressSource.OBSERVED
+            assert entry.observed_by == 2
+            assert entry.status is Reachability.UNKNOWN
+            with host.events.subscribe(ReachabilityChanged, ReachabilityReportChanged) as events:
+                await host.autonat.probe(s1.peer_id)
+                await host.autonat.probe(s1b.peer_id)  # the same machine: one voice
+                report = host.reachability
+                assert report.status is Reachability.UNKNOWN
+                entry = report.address(listen)
+                assert entry is not None
+                assert entry.v1_reachable_by == 1
+                assert "AutoNAT v1 (unverified): 1 yes" in entry.reason
+                await host.autonat.probe(s2.peer_id)
+                report = host.reachability
+                assert report.status is Reachability.PUBLIC
+                assert report.expect is Expectation.DIRECT
+                assert report.public_addrs == [listen]
+                seen = []
+                while not any(isinstance(e, ReachabilityChanged) for e in seen):
+                    seen.append(await events.receive())
+            flips = [e for e in seen if isinstance(e, ReachabilityChanged)]
+            assert [(f.previous, f.status, f.server) for f in flips] == [
+                (Reachability.UNKNOWN, Reachability.PUBLIC, None)
+            ]
+            changes = [e for e in seen if isinstance(e, ReachabilityReportChanged)]
+            assert changes[-1].report.status is Reachability.PUBLIC
+
+
+async def test_a_trusted_server_decides_alone() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with server("127.0.0.2") as relay:
+            async with client(trusted_servers=(relay.peer_id,)) as host:
+                assert host.autonat is not None
+                await connect(host, relay)
+                await host.autonat.probe(relay.peer_id)
+                assert host.reachability.status is Reachability.PUBLIC
+                assert "from 1 server group" in host.reachability.reason
