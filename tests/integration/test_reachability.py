@@ -93,7 +93,7 @@ async def test_two_server_groups_make_the_host_public() -> None:
 
 async def test_a_trusted_server_decides_alone() -> None:
     with trio.fail_after(TIMEOUT):
-        async with server("127.0.0.2") as relay:
+        async with server("127.0.0.2") as relay:  # noqa: SIM117 - the client needs its ID
             async with client(trusted_servers=(relay.peer_id,)) as host:
                 assert host.autonat is not None
                 await connect(host, relay)
