@@ -42,6 +42,16 @@ from .host.autonat import (
     Reachability,
     ReachabilityChanged,
 )
+from .host.reachability import (
+    AddressReachability,
+    AddressSource,
+    Expectation,
+    Filtering,
+    NatType,
+    ReachabilityConfig,
+    ReachabilityReport,
+    ReachabilityReportChanged,
+)
 from .identify import NatMapping, NatMappingChanged, NatMappingStatus
 from .network.address_policy import AddressPolicy
 from .network.connection import Connection, ConnectionLimit, Direction, NetStream, StreamHandler
@@ -56,6 +66,8 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "AddressPolicy",
+    "AddressReachability",
+    "AddressSource",
     "AutoNATClientConfig",
     "AutoNATServerConfig",
     "Connection",
@@ -67,6 +79,8 @@ __all__ = [
     "DecodeError",
     "Direction",
     "EventBus",
+    "Expectation",
+    "Filtering",
     "HandshakeError",
     "Host",
     "HostConfig",
@@ -78,6 +92,7 @@ __all__ = [
     "NatMapping",
     "NatMappingChanged",
     "NatMappingStatus",
+    "NatType",
     "NetStream",
     "PeerID",
     "PeerIDMismatch",
@@ -89,6 +104,9 @@ __all__ = [
     "PublicKey",
     "Reachability",
     "ReachabilityChanged",
+    "ReachabilityConfig",
+    "ReachabilityReport",
+    "ReachabilityReportChanged",
     "RemoteProtocolError",
     "ResourceLimitExceeded",
     "StreamHandler",
