@@ -2,11 +2,18 @@
 
     python examples/nat/listener.py --relay /ip4/203.0.113.5/tcp/4001/p2p/12D3KooW...
 
-It reserves a slot on each relay, prints the relayed address to give to the dialer, reports
-whether AutoNAT finds it reachable from outside, serves an echo protocol (``/echo/1.0.0``,
+It reserves a slot on each relay, prints the relayed address to give to the dialer, prints
+its reachability report whenever it changes (``host.reachability``: public / private /
+unknown, address by address and how it is known, the NAT type, and what a dialer should
+expect), serves an echo protocol (``/echo/1.0.0``,
 or the protocol ID ``--protocol`` names, with the same echo behaviour; allowed on relayed
 connections), and reports every connection and every upgrade of a relayed
 connection to a direct one (DCUtR hole punching, run by the host on its own) until Ctrl-C.
+The relays given with ``--relay`` are taken to be the user's own: their AutoNAT answers
+decide reachability alone (``ReachabilityConfig.trusted_servers``; ``--no-trust-relay``
+makes them count as one server among others, so that answers from two server groups are
+needed). ``--public-range`` names IP ranges that count as public besides globally routable
+ones (a lab or a private network on documentation or RFC 1918 ranges).
 ``--json`` prints one JSON object per line instead of text. A mistake (a bad address, a relay
 that is down or has another peer ID, a port in use) gets one line on stderr and exit code 2.
 """
@@ -14,6 +21,7 @@ that is down or has another peer ID, a port in use) gets one line on stderr and 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import sys
 import time
@@ -32,8 +40,11 @@ from libp2p import (
     Libp2pError,
     NatMappingChanged,
     NetStream,
+    PeerID,
     PeerIDMismatch,
-    ReachabilityChanged,
+    ReachabilityConfig,
+    ReachabilityReport,
+    ReachabilityReportChanged,
 )
 from libp2p.relay.circuit_v2 import (
     HolePunchConfig,
@@ -49,6 +60,7 @@ from libp2p.relay.circuit_v2 import (
 )
 
 ECHO = "/echo/1.0.0"
+LOOPBACK_RANGES = ("127.0.0.0/8", "::1/128")
 RESERVE_TIMEOUT = 30.0  # seconds a relay has to accept our reservation
 
 
@@ -79,6 +91,11 @@ def is_loopback(addr: str) -> bool:
     return addr.startswith(("/ip4/127.", "/ip6/::1/"))
 
 
+def relay_peer_id(relay: str) -> PeerID:
+    """The peer ID at the end of a ``--relay`` address (``.../p2p/<id>``)."""
+    return PeerID.from_string(relay.rsplit("/p2p/", 1)[1])
+
+
 async def serve_echo(stream: NetStream, protocol: str, out: Output) -> None:
     """Write back every byte until the other side half-closes, then close our side."""
     total = 0
@@ -94,6 +111,33 @@ async def serve_echo(stream: NetStream, protocol: str, out: Output) -> None:
         bytes=total,
         via=via,
         protocol=protocol,
+    )
+
+
+def report_reachability(report: ReachabilityReport, out: Output) -> None:
+    """One line for a changed reachability report, with every address and how it is known."""
+    status, expect = report.status.value, report.expect.value
+    out(
+        "reachability",
+        f"reachability: {status}, expect {expect} — {report.reason}"
+        + "".join(
+            f"\n    {a.addr}: {a.status.value} ({a.source.value}; {a.reason})"
+            for a in report.addresses
+        ),
+        status=status,
+        expect=expect,
+        nat_mapping=report.nat.mapping.value,
+        filtering=report.nat.filtering.value,
+        reason=report.reason,
+        addresses=[
+            {
+                "addr": str(a.addr),
+                "status": a.status.value,
+                "source": a.source.value,
+                "reason": a.reason,
+            }
+            for a in report.addresses
+        ],
     )
 
 
@@ -158,13 +202,8 @@ async def report(host: Host, events: trio.abc.ReceiveChannel[Any], out: Output) 
                 f"NAT mapping: {ev.current.value} ({ev.reason})",
                 mapping=ev.current.value,
             )
-        elif isinstance(ev, ReachabilityChanged):
-            status = ev.status.value
-            why = {
-                "private": "not reachable from outside: peers reach it through the relay",
-                "public": f"reachable directly (dialed back at {ev.address})",
-            }.get(status, "reachability unknown")
-            out("reachability", f"AutoNAT: {status}, {why}", status=status)
+        elif isinstance(ev, ReachabilityReportChanged):
+            report_reachability(ev.report, out)
         elif isinstance(ev, ReservationMade | ReservationRefreshed):
             refreshed = isinstance(ev, ReservationRefreshed)
             report_reservation(host, ev.reservation, out, refreshed=refreshed)
@@ -209,12 +248,22 @@ async def main(args: argparse.Namespace) -> int:
     # On one machine (a relay on loopback) loopback addresses are the ones to punch with.
     local = all(is_loopback(r) for r in args.relay)
     policy = AddressPolicy.local_testing() if local else AddressPolicy()
+    # Loopback counts as public on one machine, as it does for hole punching.
+    public_ranges = [*args.public_range, *(LOOPBACK_RANGES if local else ())]
+    # The relays we reserve on are our own: their dial-backs decide alone (unless told not
+    # to trust them), so a NATed listener connected to nothing else still learns the truth.
+    trusted = () if args.no_trust_relay else tuple(relay_peer_id(r) for r in args.relay)
     config = HostConfig(
         hole_punching=HolePunchConfig(address_policy=policy),
         # Learn whether we are reachable (first check a second after start), and answer
         # such checks for others (the relay learns it is public from its listeners).
         autonat_client=AutoNATClientConfig(boot_delay=1.0, addresses=policy),
         autonat_server=AutoNATServerConfig(addresses=policy),
+        reachability=ReachabilityConfig(
+            trusted_servers=trusted,
+            public_ranges=tuple(public_ranges),
+            min_servers=args.min_servers,
+        ),
     )
     types = (
         ConnectionOpened,
@@ -225,7 +274,7 @@ async def main(args: argparse.Namespace) -> int:
         ReservationLost,
         ReservationRefused,
         ReservationAttemptFailed,
-        ReachabilityChanged,
+        ReachabilityReportChanged,
         NatMappingChanged,
     )
     async with Host(key_file=args.key_file, listen=args.listen, config=config) as host:
@@ -276,6 +325,27 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         metavar="ID",
         help=f"serve this application protocol, as an echo (default {ECHO})",
     )
+    parser.add_argument(
+        "--no-trust-relay",
+        action="store_true",
+        help="count the relays' AutoNAT answers as any server's (by default they are your "
+        "own and decide reachability alone)",
+    )
+    parser.add_argument(
+        "--public-range",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="an IP range that counts as public for reachability besides globally routable "
+        "ones, e.g. 198.51.100.0/24 in a lab (repeatable)",
+    )
+    parser.add_argument(
+        "--min-servers",
+        type=int,
+        default=2,
+        metavar="N",
+        help="AutoNAT server groups (distinct IPs) that must agree on reachability (default 2)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON lines")
     args = parser.parse_args(argv)
     if not args.protocol.startswith("/") or "\n" in args.protocol:
@@ -287,6 +357,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             parser.error(f"--relay {relay}: not a multiaddr ({exc})")
         if "/p2p-circuit" in relay or "/p2p/" not in relay:
             parser.error(f"--relay {relay}: give the relay's address ending in /p2p/<relay id>")
+        try:
+            relay_peer_id(relay)
+        except ValueError as exc:
+            parser.error(f"--relay {relay}: the /p2p/ part is not a peer ID ({exc})")
+    for cidr in args.public_range:
+        try:
+            ipaddress.ip_network(cidr)
+        except ValueError as exc:
+            parser.error(f"--public-range {cidr}: not an IP range ({exc})")
+    if args.min_servers <= 0:
+        parser.error("--min-servers must be positive")
     args.listen = args.listen or ["/ip4/0.0.0.0/tcp/0"]
     for listen in args.listen:
         try:

@@ -5,13 +5,18 @@
 It runs the relay service (hop), identify, ping and an AutoNAT server (which tells peers
 whether they are reachable), prints its peer ID and the addresses to give to listeners, then
 one line per reservation and circuit until Ctrl-C. It also asks its peers whether it is itself
-reachable from outside, and says so. ``--json`` prints one JSON object per line instead of
-text. A mistake (a bad address, a port in use) gets one line on stderr and exit code 2.
+reachable from outside, and prints its reachability report whenever it changes
+(``host.reachability``): answers from ``--min-servers`` server groups (distinct IPs, default
+2) must agree before it is public, and ``--public-range`` names IP ranges that count as public
+besides globally routable ones (a lab's documentation ranges). ``--json`` prints one JSON
+object per line instead of text. A mistake (a bad address, a port in use) gets one line on
+stderr and exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import sys
 import time
@@ -27,7 +32,9 @@ from libp2p import (
     Host,
     HostConfig,
     Libp2pError,
-    ReachabilityChanged,
+    ReachabilityConfig,
+    ReachabilityReport,
+    ReachabilityReportChanged,
 )
 from libp2p.relay.circuit_v2 import (
     RelayCircuitClosed,
@@ -52,6 +59,8 @@ class Output:
         print(line, flush=True)
 
 
+LOOPBACK_RANGES = ("127.0.0.0/8", "::1/128")
+
 # What a user's mistake raises (a port in use ...): one line, no traceback.
 USER_ERRORS = (Libp2pError, OSError)
 
@@ -71,17 +80,49 @@ def is_loopback(addr: str) -> bool:
     return addr.startswith(("/ip4/127.", "/ip6/::1/"))
 
 
+def report_reachability(report: ReachabilityReport, out: Output) -> None:
+    """One line for a changed reachability report, with every address and how it is known."""
+    status, expect = report.status.value, report.expect.value
+    out(
+        "reachability",
+        f"reachability: {status}, expect {expect} — {report.reason}"
+        + "".join(
+            f"\n    {a.addr}: {a.status.value} ({a.source.value}; {a.reason})"
+            for a in report.addresses
+        ),
+        status=status,
+        expect=expect,
+        nat_mapping=report.nat.mapping.value,
+        filtering=report.nat.filtering.value,
+        reason=report.reason,
+        addresses=[
+            {
+                "addr": str(a.addr),
+                "status": a.status.value,
+                "source": a.source.value,
+                "reason": a.reason,
+            }
+            for a in report.addresses
+        ],
+    )
+
+
 async def main(args: argparse.Namespace) -> int:
     out = Output("relay", args.json)
     # On one machine (listening on loopback only) loopback addresses are the ones AutoNAT
     # dials back and asks about.
     local = all(is_loopback(a) for a in args.listen)
     policy = AddressPolicy.local_testing() if local else AddressPolicy()
+    # Loopback counts as public on one machine, as it does for AutoNAT's dial-backs.
+    public_ranges = [*args.public_range, *(LOOPBACK_RANGES if local else ())]
     config = HostConfig(
         relay_service=relay_config(args),
         hole_punching=None,
         autonat_server=AutoNATServerConfig(addresses=policy),
         autonat_client=AutoNATClientConfig(boot_delay=1.0, addresses=policy),
+        reachability=ReachabilityConfig(
+            public_ranges=tuple(public_ranges), min_servers=args.min_servers
+        ),
     )
     async with Host(key_file=args.key_file, listen=args.listen, config=config) as host:
         addrs = [f"{a}/p2p/{host.peer_id}" for a in host.addrs]
@@ -96,7 +137,7 @@ async def main(args: argparse.Namespace) -> int:
             RelayReservationAccepted,
             RelayCircuitOpened,
             RelayCircuitClosed,
-            ReachabilityChanged,
+            ReachabilityReportChanged,
         )
         with host.events.subscribe(*types) as events:
             async for ev in events:
@@ -107,10 +148,8 @@ async def main(args: argparse.Namespace) -> int:
                         f"reservation for {ev.peer} {what} ({ev.ttl:.0f} s)",
                         peer=str(ev.peer),
                     )
-                elif isinstance(ev, ReachabilityChanged):
-                    status = ev.status.value
-                    seen = f" at {ev.address}" if ev.address else ""
-                    out("reachability", f"AutoNAT: this relay is {status}{seen}", status=status)
+                elif isinstance(ev, ReachabilityReportChanged):
+                    report_reachability(ev.report, out)
                 elif isinstance(ev, RelayCircuitOpened):
                     out(
                         "circuit_opened",
@@ -169,6 +208,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--unlimited", action="store_true", help="no limits at all (a private relay)"
     )
+    parser.add_argument(
+        "--public-range",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="an IP range that counts as public for reachability besides globally routable "
+        "ones, e.g. 198.51.100.0/24 in a lab (repeatable)",
+    )
+    parser.add_argument(
+        "--min-servers",
+        type=int,
+        default=2,
+        metavar="N",
+        help="AutoNAT server groups (distinct IPs) that must agree on reachability (default 2)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON lines")
     args = parser.parse_args(argv)
     args.listen = args.listen or ["/ip4/0.0.0.0/tcp/4001"]
@@ -179,7 +233,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             parser.error(f"--listen {listen}: not a multiaddr ({exc})")
         if "/p2p" in listen:
             parser.error(f"--listen {listen}: give a local address, e.g. /ip4/0.0.0.0/tcp/4001")
-    for name in ("max_reservations", "circuit_duration", "circuit_data"):
+    for cidr in args.public_range:
+        try:
+            ipaddress.ip_network(cidr)
+        except ValueError as exc:
+            parser.error(f"--public-range {cidr}: not an IP range ({exc})")
+    for name in ("max_reservations", "circuit_duration", "circuit_data", "min_servers"):
         if getattr(args, name) is not None and getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")
     return args

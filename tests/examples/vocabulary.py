@@ -2,9 +2,11 @@
 
 Every line is one JSON object with ``t`` (ms since the script started), ``role`` and
 ``event``, plus exactly the fields its event lists here. Besides the events the issue lists,
-the relay reports its own AutoNAT ``reachability``, the listener and the dialer report what
-they learned of their NAT's mapping (``nat_mapping``), and the listener reports a lost
-reservation and failed attempts to make it again (``reservation_lost``,
+the relay and the listener print their reachability report whenever it changes
+(``reachability``: the host's status, what a dialer should expect, the NAT type, the one-line
+reason and every address with its own status, source and reason), the listener and the
+dialer report what they learned of their NAT's mapping (``nat_mapping``), and the listener
+reports a lost reservation and failed attempts to make it again (``reservation_lost``,
 ``reservation_failed``).
 """
 
@@ -23,8 +25,17 @@ OPT_DICT = (dict, type(None))
 
 READY = {"peer_id": STR, "addrs": LIST}
 PUNCH = {"peer": STR, "ok": BOOL, "attempt": INT, "elapsed_ms": INT}
-REACHABILITY = {"status": STR}
+REACHABILITY = {
+    "status": STR,
+    "expect": STR,
+    "nat_mapping": STR,
+    "filtering": STR,
+    "reason": STR,
+    "addresses": LIST,
+}
 NAT_MAPPING = {"mapping": STR}
+#: One entry of a ``reachability`` line's ``addresses``.
+REACHABILITY_ADDRESS = {"addr": STR, "status": STR, "source": STR, "reason": STR}
 
 VOCABULARY: dict[str, dict[str, dict[str, tuple[type, ...]]]] = {
     "relay": {
@@ -78,11 +89,16 @@ VOCABULARY: dict[str, dict[str, dict[str, tuple[type, ...]]]] = {
     },
 }
 
+MAPPINGS = {"endpoint-independent", "endpoint-dependent", "unknown"}
 VALUES = {
     "status": {"public", "private", "unknown"},
+    "expect": {"direct", "hole punch", "relay only", "unknown"},
+    "filtering": {"open", "filtered", "unknown"},
+    "source": {"listen", "observed", "mapped"},
     "direction": {"inbound", "outbound"},
     "via": {"relayed", "direct"},
-    "mapping": {"endpoint-independent", "endpoint-dependent", "unknown"},
+    "mapping": MAPPINGS,
+    "nat_mapping": MAPPINGS,
     "app": {"echoed", "replied", "not_served", None},
 }
 
@@ -119,6 +135,20 @@ def check_line(line: dict[str, Any], role: str | None = None) -> None:
         # Served or not, and a reply exactly when served; ok means the message came back.
         assert (line["reply_bytes"] is not None) == line["served"], line
         assert not line["ok"] or line["reply_bytes"] == line["bytes"], line
+    if line["event"] == "reachability":
+        for entry in line["addresses"]:
+            assert isinstance(entry, dict), line
+            assert set(entry) == set(REACHABILITY_ADDRESS), line
+            for name, types in REACHABILITY_ADDRESS.items():
+                assert _is(entry[name], types), f"addresses: {name} is not {types}: {line}"
+                if name in VALUES:
+                    assert entry[name] in VALUES[name], f"addresses: {name}={entry[name]!r}"
+            assert "/p2p-circuit" not in entry["addr"], line
+        # The host's status follows its addresses': public when one is, and only then.
+        public = [e for e in line["addresses"] if e["status"] == "public"]
+        assert (line["status"] == "public") == bool(public), line
+        assert (line["expect"] == "direct") == (line["status"] == "public"), line
+        assert line["reason"].startswith(line["status"] + ":"), line
     for name in ("limits",):
         if isinstance(line.get(name), dict):
             assert set(line[name]) == {"duration", "data"}, line

@@ -20,7 +20,7 @@ import pytest
 
 from tests.examples.vocabulary import check_line
 from tests.natlab.lab import NatLab, Program
-from tests.natlab.topology import EIM_SHIFT_XOR
+from tests.natlab.topology import EIM_SHIFT_XOR, INTERNET_NET
 
 pytestmark = pytest.mark.natlab
 
@@ -65,6 +65,28 @@ def lines_until(program: Program, event: str, timeout: float = STEP) -> list[dic
             return out
 
 
+def reachability_where(
+    program: Program, wanted: Callable[[dict[str, Any]], bool], timeout: float = STEP
+) -> dict[str, Any]:
+    """The first ``reachability`` line that is ``wanted`` (the scripts print the report
+    whenever it changes: first as addresses appear, then as answers decide)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        line = wait_for(program, "reachability", deadline - time.monotonic())
+        if wanted(line):
+            return line
+
+
+def settled_reachability(program: Program, timeout: float) -> dict[str, Any]:
+    """The first report whose status is no longer ``unknown``."""
+    return reachability_where(program, lambda line: line["status"] != "unknown", timeout)
+
+
+# The lab's internet is on documentation ranges, which are not globally routable: the scripts
+# are told that they count as public, as a private network's users would tell them.
+LAB_PUBLIC_RANGES = ("--public-range", INTERNET_NET, "--public-range", "2001:db8::/32")
+
+
 def any_addr(ipv6: bool) -> str:
     return "/ip6/::" if ipv6 else "/ip4/0.0.0.0"
 
@@ -72,13 +94,30 @@ def any_addr(ipv6: bool) -> str:
 def relay_and_listener(lab: NatLab, *, ipv6: bool = False) -> tuple[Program, Program, str, int]:
     """Start the relay and a listener with a reservation; returns the listener's relayed
     address and its listen port. With ``ipv6`` all of it over IPv6 only."""
-    relay = start(lab, "relay", "relay.py", "--listen", f"{any_addr(ipv6)}/tcp/{lab.fresh_port()}")
+    # The listener is the relay's only AutoNAT server here: one server group must do.
+    relay = start(
+        lab,
+        "relay",
+        "relay.py",
+        "--listen",
+        f"{any_addr(ipv6)}/tcp/{lab.fresh_port()}",
+        *LAB_PUBLIC_RANGES,
+        "--min-servers",
+        "1",
+    )
     ready = wait_for(relay, "ready")
     relay_ip = f"/ip6/{lab.ip6('relay')}/" if ipv6 else f"/ip4/{lab.ip('relay')}/"
     (relay_addr,) = [a for a in ready["addrs"] if relay_ip in a]
     port = lab.fresh_port()
     listener = start(
-        lab, "b", "listener.py", "--relay", relay_addr, "--listen", f"{any_addr(ipv6)}/tcp/{port}"
+        lab,
+        "b",
+        "listener.py",
+        "--relay",
+        relay_addr,
+        "--listen",
+        f"{any_addr(ipv6)}/tcp/{port}",
+        *LAB_PUBLIC_RANGES,
     )
     reservation = wait_for(listener, "reservation")
     assert reservation["limits"] == {"duration": 120, "data": 131072}
@@ -159,11 +198,27 @@ def test_hole_punch_through_two_eim_nats_ten_times_in_a_row(lab: NatLab) -> None
         assert listener_punch["ok"], listener_punch
         closed = wait_for(relay, "circuit_closed")
         assert closed["dst"] == punch["peer"]
-    # AutoNAT: the listener behind its NAT learned it is private (the relay's dial-back was
-    # dropped by router B), the relay learned it is public (the listener dialed it back),
-    # and a port where nothing listens is reported as not reachable.
-    assert wait_for(listener, "reachability", 40.0)["status"] == "private"
-    assert wait_for(relay, "reachability", 40.0)["status"] == "public"
+    # The reachability reports: the listener behind its NAT learned it is private (its own
+    # relay, which it trusts, dialed router B's address back and was dropped), so a dialer
+    # should expect a hole punch; the relay learned it is public (the listener dialed it
+    # back); and a port where nothing listens is reported as not reachable.
+    mine = settled_reachability(listener, 40.0)
+    assert (mine["status"], mine["expect"], mine["filtering"]) == (
+        "private",
+        "hole punch",
+        "filtered",
+    ), mine
+    observed = f"/ip4/{lab.public_ip('b')}/tcp/{listener_port}"
+    (entry,) = [a for a in mine["addresses"] if a["addr"] == observed]
+    assert (entry["status"], entry["source"]) == ("private", "observed"), mine
+    assert "refuted by AutoNAT v1" in entry["reason"], entry
+    assert all(a["status"] == "private" for a in mine["addresses"]), mine
+    relays = settled_reachability(relay, 40.0)
+    assert (relays["status"], relays["expect"]) == ("public", "direct"), relays
+    relay_port = relayed.split("/tcp/")[1].split("/")[0]
+    (entry,) = [a for a in relays["addresses"] if a["status"] == "public"]
+    assert entry["addr"] == f"/ip4/{lab.ip('relay')}/tcp/{relay_port}", relays
+    assert "confirmed by AutoNAT v1 from 1 server group(s)" in entry["reason"], entry
     assert asker.expect(40.0) == {"event": "answer", "status": "E_DIAL_ERROR"}
 
 
@@ -252,6 +307,10 @@ def test_a_peer_that_knows_its_nat_is_symmetric_fails_at_once_and_tells_the_othe
     if lab.modes["b"] == "symmetric":
         wait_for(listener, "reservation")  # the second relay observed it too
         assert wait_for(listener, "nat_mapping")["mapping"] == "endpoint-dependent"
+        # The report says what a dialer should expect: a relay, no hole punch.
+        report = reachability_where(listener, lambda r: r["nat_mapping"] == "endpoint-dependent")
+        assert report["expect"] == "relay only", report
+        assert "hole punching cannot work" in report["reason"], report
     code, lines = run_dialer(lab, relayed, 30.0, *dialer_peers)
     events = by_event(lines)
     assert code == 1, lines
