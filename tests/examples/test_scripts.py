@@ -143,6 +143,24 @@ def test_relayed_then_direct_echo_on_loopback(script: ScriptFactory) -> None:
     assert relay.stderr == ""
 
 
+def test_the_listener_trusts_its_relay_and_reports_public_on_loopback(
+    script: ScriptFactory,
+) -> None:
+    # The relay is the listener's own: its one dial-back decides. On one machine nothing is
+    # in the way, and loopback counts as public there.
+    _relay, relay_addr = start_relay(script)
+    listener, _relayed = start_listener(script, relay_addr)
+    port = listener.lines[0]["addrs"][0].split("/tcp/")[1]
+    while (report := listener.expect("reachability"))["status"] == "unknown":
+        assert report["expect"] == "unknown", report
+    assert (report["status"], report["expect"]) == ("public", "direct"), report
+    (entry,) = [a for a in report["addresses"] if a["addr"] == f"/ip4/127.0.0.1/tcp/{port}"]
+    assert entry["status"] == "public", report
+    assert entry["reason"].endswith("confirmed by AutoNAT v1 from 1 server group(s)"), entry
+    assert report["reason"].startswith(f"public: {entry['addr']} "), report
+    assert listener.stop() == 0, listener.report()
+
+
 def test_a_failed_hole_punch_says_why_after_the_relayed_echo(script: ScriptFactory) -> None:
     # Named by DNS, the relay is not "on loopback" for the scripts: they keep the default
     # address policy, so the listener has no address worth offering and no punch can start
@@ -330,6 +348,13 @@ def test_dialer_target_that_is_not_relayed() -> None:
     line = run_to_error("dialer", "--target", f"/ip4/127.0.0.1/tcp/4001/p2p/{OTHER_PEER}")
     assert "relayed address" in line
     assert "/p2p-circuit/" in line
+
+
+@pytest.mark.parametrize("role", ["relay", "listener"])
+def test_a_public_range_that_is_not_a_range(role: str) -> None:
+    relay = ["--relay", f"/ip4/127.0.0.1/tcp/1/p2p/{OTHER_PEER}"] if role == "listener" else []
+    line = run_to_error(role, *relay, "--public-range", "198.51.100.7/24")
+    assert "--public-range 198.51.100.7/24: not an IP range" in line
 
 
 def test_listener_relay_that_is_down(closed_port: int) -> None:
