@@ -123,13 +123,17 @@ def run_demo(
     hosts: dict[str, str | None],
     listen: dict[str, str],
     timeout: float,
+    extra: dict[str, list[str]] | None = None,
 ) -> int:
-    """Relay, then listener, then dialer; returns the dialer's exit code."""
+    """Relay, then listener, then dialer (each with its ``extra`` arguments); returns the
+    dialer's exit code."""
+    extra = extra or {}
     python = [sys.executable, "-u"]
     programs: list[Program] = []
 
     def start(label: str, *args: str) -> Program:
-        popen = launch([*python, str(EXAMPLES / f"{label}.py"), *args], hosts[label])
+        argv = [*python, str(EXAMPLES / f"{label}.py"), *args, *extra.get(label, [])]
+        popen = launch(argv, hosts[label])
         programs.append(Program(label, popen, console))
         return programs[-1]
 
@@ -192,6 +196,7 @@ def loopback(args: argparse.Namespace, console: Console) -> int:
 def in_lab(args: argparse.Namespace, console: Console) -> int:
     sys.path.insert(0, str(ROOT))
     from tests.natlab.lab import ROOT_REASON, NatLab, lab_unavailable_reason
+    from tests.natlab.topology import INTERNET_NET
 
     reason = lab_unavailable_reason()
     if reason == ROOT_REASON:
@@ -234,6 +239,13 @@ def in_lab(args: argparse.Namespace, console: Console) -> int:
                 for name in ("relay", "listener", "dialer")
             },
             timeout=args.timeout,
+            # The lab's internet is a documentation range, which is not globally routable:
+            # tell the reachability reports that it counts as public. The listener is the
+            # relay's only AutoNAT server here, so one server group decides for the relay.
+            extra={
+                "relay": ["--public-range", INTERNET_NET, "--min-servers", "1"],
+                "listener": ["--public-range", INTERNET_NET],
+            },
         )
 
 

@@ -1,9 +1,17 @@
-"""AutoNAT: learn whether peers can dial us directly, and react when that changes.
+"""The reachability report: whether peers can dial us, on which address, and what they should
+expect.
 
-A host asks peers that serve AutoNAT (relays usually do) to dial it back. ``PUBLIC``: others
-can dial us, no relay needed. ``PRIVATE``: we are behind a NAT or a firewall; reserve on a
-relay (``HostConfig(static_relays=[...])`` does that by itself). On loopback, as here, the
-server must be allowed to dial loopback back: ``AddressPolicy.local_testing()``.
+``host.reachability`` is a :class:`~libp2p.ReachabilityReport`: the host's status (``PUBLIC``,
+``PRIVATE`` or ``UNKNOWN``), every address of ours with its own status and how it is known,
+our NAT's type, what a dialer should expect (dial us directly, hole punch, only a relay) and
+the whole picture in one line. Every change is published as a ``ReachabilityReportChanged``.
+
+The evidence here comes from one AutoNAT (v1) server on this machine. Two settings make that
+enough, and are for a test on one machine only: loopback counts as public
+(``public_ranges``; by default only globally routable addresses are worth checking), and one
+server group decides (``min_servers=1``; by default two servers at different IPs must agree,
+or one you trust, such as your own relay, named in ``trusted_servers``). The server must also
+be allowed to dial loopback back: ``AddressPolicy.local_testing()``.
 """
 
 from __future__ import annotations
@@ -14,20 +22,28 @@ from libp2p import (
     AddressPolicy,
     AutoNATClientConfig,
     AutoNATServerConfig,
+    Expectation,
     Host,
     HostConfig,
     Reachability,
-    ReachabilityChanged,
+    ReachabilityConfig,
+    ReachabilityReport,
+    ReachabilityReportChanged,
 )
 
 
-async def watch_reachability(host: Host) -> ReachabilityChanged:
-    """Wait for AutoNAT's first verdict (it keeps checking, and publishes every flip)."""
-    with host.events.subscribe(ReachabilityChanged) as changes:
+async def watch_reachability(host: Host) -> ReachabilityReport:
+    """Print each change of the report until the host's status is decided (the host keeps
+    checking, and publishes every later change too)."""
+    with host.events.subscribe(ReachabilityReportChanged) as changes:
         async for change in changes:
-            where = f" at {change.address}" if change.address else ""
-            print(f"reachability: {change.previous.value} -> {change.status.value}{where}")
-            return change
+            report = change.report
+            print(f"reachability: {report.status.value}, expect {report.expect.value}")
+            print(f"  why: {report.reason}")
+            for entry in report.addresses:
+                print(f"  {entry.addr}: {entry.status.value} ({entry.reason})")
+            if report.status is not Reachability.UNKNOWN:
+                return report
     raise AssertionError("the event stream ended")  # only when the host closes
 
 
@@ -39,18 +55,24 @@ async def main() -> None:
 async def run() -> None:
     local = AddressPolicy.local_testing()
     server_config = HostConfig(autonat_server=AutoNATServerConfig(addresses=local))
-    # The first check a second after start (go's default waits 15 s).
-    client_config = HostConfig(autonat_client=AutoNATClientConfig(boot_delay=1.0, addresses=local))
+    client_config = HostConfig(
+        # The first check a second after start (go's default waits 15 s).
+        autonat_client=AutoNATClientConfig(boot_delay=1.0, addresses=local),
+        # On one machine only: loopback is public, and one server decides.
+        reachability=ReachabilityConfig(public_ranges=("127.0.0.0/8",), min_servers=1),
+    )
     async with (
         Host(listen=["/ip4/127.0.0.1/tcp/0"], config=server_config) as server,
         Host(listen=["/ip4/127.0.0.1/tcp/0"], config=client_config) as host,
     ):
-        assert host.reachability is Reachability.UNKNOWN
+        assert host.reachability.status is Reachability.UNKNOWN
         async with trio.open_nursery() as nursery:
             nursery.start_soon(host.connect, f"{server.listen_addrs[0]}/p2p/{server.peer_id}")
-            change = await watch_reachability(host)
-        assert change.status is Reachability.PUBLIC
-        print("host.reachability is", host.reachability.value)
+            report = await watch_reachability(host)
+        assert report.status is Reachability.PUBLIC
+        assert report.expect is Expectation.DIRECT
+        # host.reachability is always the latest report.
+        print("dial me at:", ", ".join(str(a) for a in host.reachability.public_addrs))
 
 
 if __name__ == "__main__":
