@@ -115,15 +115,16 @@ async def serve_echo(stream: NetStream, protocol: str, out: Output) -> None:
 
 
 def report_reachability(report: ReachabilityReport, out: Output) -> None:
-    """One line for a changed reachability report, with every address and how it is known."""
+    """One line for a changed reachability report (and, in text, one more per address when
+    there are several: the reason names the address that decided)."""
     status, expect = report.status.value, report.expect.value
+    # The reason starts with the status, which the text already gave.
+    why = report.reason.removeprefix(f"{status}: ")
+    more = report.addresses if len(report.addresses) > 1 else ()
     out(
         "reachability",
-        f"reachability: {status}, expect {expect} — {report.reason}"
-        + "".join(
-            f"\n    {a.addr}: {a.status.value} ({a.source.value}; {a.reason})"
-            for a in report.addresses
-        ),
+        f"reachability: {status}, expect {expect} — {why}"
+        + "".join(f"\n    {a.addr}: {a.status.value} ({a.reason})" for a in more),
         status=status,
         expect=expect,
         nat_mapping=report.nat.mapping.value,
