@@ -274,6 +274,7 @@ class Host:
             else:
                 bound.extend(await self.swarm.listen(addr))
         self.identify.notify_changed()
+        self.reachability_service.poke()
         return bound
 
     @property

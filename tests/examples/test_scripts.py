@@ -156,7 +156,9 @@ def test_the_listener_trusts_its_relay_and_reports_public_on_loopback(
     assert (report["status"], report["expect"]) == ("public", "direct"), report
     (entry,) = [a for a in report["addresses"] if a["addr"] == f"/ip4/127.0.0.1/tcp/{port}"]
     assert entry["status"] == "public", report
-    assert entry["reason"].endswith("confirmed by AutoNAT v1 from 1 server group(s)"), entry
+    assert entry["reason"].endswith(
+        "confirmed by AutoNAT v1 from 1 server group(s), 1 of them trusted"
+    ), entry
     assert report["reason"].startswith(f"public: {entry['addr']} "), report
     assert listener.stop() == 0, listener.report()
 

@@ -221,5 +221,10 @@ def test_report_change_events_only_on_summary_changes() -> None:
     assert change is not None
     assert change.previous.status is Reachability.UNKNOWN
     assert change.report.status is Reachability.PUBLIC
-    c.v2_result(EXTERNAL, peer(), "g2", True, 2.0)  # only a count moved
-    assert c.poll(2.0) is None
+    c.v2_result(EXTERNAL, peer(), "g2", True, 2.0)  # another answer: the reason says so
+    change = c.poll(2.0)
+    assert change is not None
+    assert change.report.status is change.previous.status is Reachability.PUBLIC
+    assert "from 2 server group(s)" in change.report.reason
+    c.set_observed([(EXTERNAL, 3)], 3.0)  # one more observer: no event
+    assert c.poll(3.0) is None

@@ -405,7 +405,7 @@ class ReachabilityCore:
         if entry.source is AddressSource.MAPPED:
             how = f"mapped by {_PROTOCOL_NAMES.get(entry.mapped_by or '', entry.mapped_by)}"
         elif entry.source is AddressSource.OBSERVED:
-            how = f"observed by {entry.observed_by} observer group(s)"
+            how = "observed by peers (identify)"
         else:
             how = "a listen address"
         if not_public is not None:
@@ -423,12 +423,16 @@ class ReachabilityCore:
             reason = f"{how}; " + ("; ".join(parts) if parts else "not checked yet")
         else:
             word = "confirmed" if status is Reachability.PUBLIC else "refuted"
+            book = entry.v2 if entry.decided_by == "v2" else entry.v1
+            agreeing = [a for a in book.values() if a.reachable is (status is Reachability.PUBLIC)]
+            trusted = sum(1 for a in agreeing if a.weight > 1)
+            n = len(agreeing)
             if entry.decided_by == "v2":
-                n = confirmed if status is Reachability.PUBLIC else refuted
                 by = f"by AutoNAT v2 (nonce-verified dial-back) from {n} server group(s)"
             else:
-                n = v1_yes if status is Reachability.PUBLIC else v1_no
                 by = f"by AutoNAT v1 from {n} server group(s)"
+            if trusted:
+                by += f", {trusted} of them trusted"
             reason = f"{how}; {word} {by}"
         if entry.source is AddressSource.MAPPED:
             advertised = status is Reachability.PUBLIC

@@ -7,8 +7,8 @@ has: AutoNAT v2 checks (nonce-verified dial-backs), AutoNAT v1 answers, the addr
 identify's observers report, port mappings the router granted (UPnP, NAT-PMP, PCP) and the NAT
 mapping behaviour inferred from identify (:mod:`libp2p.identify.nat_mapping`).
 :class:`ReachabilityReportChanged` is published on ``host.events`` whenever any part of the
-summary changes (an address's status or evidence kind, the NAT type, the expectation); the
-counts behind it (how many servers) may move without an event.
+summary changes (an address's status, evidence or reason, the NAT type, the expectation);
+only the number of identify observers may move without an event.
 """
 
 from __future__ import annotations
@@ -112,8 +112,16 @@ class AddressReachability:
     advertised: bool = False
 
     def summary(self) -> tuple[object, ...]:
-        """The parts whose change is reported (counts excluded)."""
-        return (str(self.addr), self.status, self.source, self.mapped_by, self.advertised)
+        """The parts whose change is reported: everything but the counts of observers (the
+        reason carries the AutoNAT answers, so each new answer is an event)."""
+        return (
+            str(self.addr),
+            self.status,
+            self.source,
+            self.mapped_by,
+            self.advertised,
+            self.reason,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -134,6 +134,11 @@ class ReachabilityService:
             for hook_list, callback in hooks:
                 hook_list.remove(callback)
 
+    def poke(self) -> None:
+        """Something the report depends on changed (the host's listen addresses): look
+        again soon."""
+        self._wakeup.set()
+
     def _poke(self, *_args: object) -> None:
         self._wakeup.set()
 
