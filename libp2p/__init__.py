@@ -42,6 +42,12 @@ from .host.autonat import (
     Reachability,
     ReachabilityChanged,
 )
+from .host.autonat.v2 import (
+    AddressCheck,
+    AutoNATv2ClientConfig,
+    AutoNATv2ServerConfig,
+    CheckOutcome,
+)
 from .host.reachability import (
     AddressReachability,
     AddressSource,
@@ -65,11 +71,15 @@ from .peer.peerstore import PeerInfo, Peerstore
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
+    "AddressCheck",
     "AddressPolicy",
     "AddressReachability",
     "AddressSource",
     "AutoNATClientConfig",
     "AutoNATServerConfig",
+    "AutoNATv2ClientConfig",
+    "AutoNATv2ServerConfig",
+    "CheckOutcome",
     "Connection",
     "ConnectionClosed",
     "ConnectionBrokenError",

@@ -63,6 +63,18 @@ from .autonat import (
     AutoNATServer,
     AutoNATServerConfig,
 )
+from .autonat.v2 import (
+    DIAL_BACK_PROTOCOL as AUTONAT_V2_DIAL_BACK,
+)
+from .autonat.v2 import (
+    DIAL_REQUEST_PROTOCOL as AUTONAT_V2_DIAL_REQUEST,
+)
+from .autonat.v2 import (
+    AutoNATv2Client,
+    AutoNATv2ClientConfig,
+    AutoNATv2Server,
+    AutoNATv2ServerConfig,
+)
 from .autorelay import AutoRelay
 from .identify_service import IdentifyService
 from .reachability import (
@@ -110,6 +122,12 @@ class HostConfig:
     #: Ask peers that serve AutoNAT whether we are reachable (``Host.reachability``,
     #: ``ReachabilityChanged`` events); on by default, ``None`` turns it off.
     autonat_client: AutoNATClientConfig | None = field(default_factory=AutoNATClientConfig)
+    #: Serve AutoNAT v2: dial one address of a peer back on a new connection and prove it
+    #: with the peer's nonce. Off by default (``None``), like v1.
+    autonat_v2_server: AutoNATv2ServerConfig | None = None
+    #: The AutoNAT v2 client (``Host.autonat_v2``: per-address checks with nonce-verified
+    #: dial-backs; it answers dial-backs); on by default, ``None`` turns it off.
+    autonat_v2_client: AutoNATv2ClientConfig | None = field(default_factory=AutoNATv2ClientConfig)
     #: Relays (``<relay addr>/p2p/<relay id>``) to reserve on until the reachability report
     #: finds us public, released when it does (auto-relay).
     static_relays: tuple[Multiaddr | str, ...] = ()
@@ -198,6 +216,16 @@ class Host:
         if self.config.autonat_server is not None:
             self.autonat_server = AutoNATServer(self, self.config.autonat_server)
             self.autonat_server.install()
+        #: The AutoNAT v2 client (``None`` when turned off): :meth:`AutoNATv2Client.check`.
+        self.autonat_v2: AutoNATv2Client | None = None
+        if self.config.autonat_v2_client is not None:
+            self.autonat_v2 = AutoNATv2Client(self, self.config.autonat_v2_client)
+            self.autonat_v2.install()
+        #: The AutoNAT v2 server, when :attr:`HostConfig.autonat_v2_server` is set.
+        self.autonat_v2_server: AutoNATv2Server | None = None
+        if self.config.autonat_v2_server is not None:
+            self.autonat_v2_server = AutoNATv2Server(self, self.config.autonat_v2_server)
+            self.autonat_v2_server.install()
         #: Keeps the reachability report (:attr:`reachability`).
         self.reachability_service = ReachabilityService(self, self.config.reachability)
         #: Auto-relay over :attr:`HostConfig.static_relays` (``None`` without any).
@@ -484,6 +512,8 @@ _BACKGROUND_PROTOCOLS = (
     ping.PROTOCOL_ID,
     dcutr.PROTOCOL_ID,
     AUTONAT_PROTOCOL_ID,
+    AUTONAT_V2_DIAL_REQUEST,
+    AUTONAT_V2_DIAL_BACK,
 )
 
 

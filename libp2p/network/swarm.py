@@ -374,7 +374,7 @@ class Swarm:
 
     @contextlib.asynccontextmanager
     async def dial_isolated(
-        self, peer: PeerID, addrs: Sequence[Multiaddr]
+        self, peer: PeerID, addrs: Sequence[Multiaddr], *, key: PrivateKey | None = None
     ) -> AsyncIterator[Connection]:
         """A new, private connection to ``peer``, closed when the block exits.
 
@@ -386,6 +386,10 @@ class Swarm:
         the first to finish the handshakes wins. Raises the failure (a
         :class:`TransportError` naming every address when several failed) if none does.
         Bound the whole attempt with a cancel scope around the block.
+
+        ``key`` authenticates the connection with another identity than ours (AutoNAT v2
+        dials back from a throwaway identity, so the peer cannot mistake the dial-back for a
+        connection it already has with us); such a connection serves none of our protocols.
         """
         if not addrs:
             raise LocalUsageError(f"no address to dial {peer} at")
@@ -404,7 +408,7 @@ class Swarm:
                 with trio.fail_after(self.dial_timeout):
                     upgraded = await upgrade(
                         raw,
-                        self.key,
+                        key if key is not None else self.key,
                         initiator=True,
                         expected_peer=peer,
                         yamux_config=self.yamux_config,
@@ -424,7 +428,7 @@ class Swarm:
                 direction=Direction.OUTBOUND,
                 local_addr=raw.local_addr,
                 remote_addr=plain,
-                handlers=self._handlers,
+                handlers=self._handlers if key is None else {},
                 limited_protocols=self._limited_ok,
                 background_protocols=self._background,
             )
