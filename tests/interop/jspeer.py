@@ -143,11 +143,12 @@ def _command(
     seed: bytes | None,
     monitor: bool,
     prefix: Sequence[str] = (),
+    node_args: Sequence[str] = (),
 ) -> list[str]:
     node = shutil.which("node")
     if node is None:
         raise JsPeerError("node is not on PATH")
-    cmd = [*prefix, node, str(PEER_SCRIPT), mode, *args]
+    cmd = [*prefix, node, *node_args, str(PEER_SCRIPT), mode, *args]
     for addr in [listen] if isinstance(listen, str) else (listen or ()):
         cmd += ["--listen", addr]
     if seed is not None:
@@ -529,6 +530,8 @@ async def js_serving_peer(
     report_connections: bool = False,
     holepunch: JsHolePunch | None = None,
     autonat: bool = False,
+    autonat_v2: bool = False,
+    public_ranges: bool = False,
     command_prefix: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     startup_timeout: float = 30.0,
@@ -540,8 +543,12 @@ async def js_serving_peer(
     adds ``--report-connections``, whose lines collect in :attr:`JsServingPeer.events`.
     ``listen`` may list several addresses (default ``/ip4/127.0.0.1/tcp/0``);
     ``holepunch`` adds DCUtR and its fixes (:class:`JsHolePunch`), ``autonat`` the AutoNAT v1
-    service; ``command_prefix`` goes before ``node`` (e.g. ``["ip", "netns", "exec", NS]``,
-    which execs node in place, so the process we stop by its PID is node itself).
+    service, ``autonat_v2`` the AutoNAT v2 service (@libp2p/autonat-v2);
+    ``public_ranges`` makes js count loopback and the documentation ranges as public
+    (``node --import public-ranges.mjs``: stock js calls them private and neither asks about
+    nor dials such addresses in AutoNAT v2); ``command_prefix`` goes before ``node`` (e.g.
+    ``["ip", "netns", "exec", NS]``, which execs node in place, so the process we stop by its
+    PID is node itself).
     """
     if mode not in ("listen", "relay"):
         raise ValueError(f"js_serving_peer runs 'listen' or 'relay', not {mode!r}")
@@ -550,8 +557,21 @@ async def js_serving_peer(
         extra += holepunch.args()
     if autonat:
         extra.append("--autonat")
+    if autonat_v2:
+        extra.append("--autonat-v2")
+    node_args: list[str] = []
+    if public_ranges:
+        extra.append("--public-ranges")
+        node_args = ["--import", str(JS_DIR / "public-ranges.mjs")]
     cmd = _command(
-        mode, *args, *extra, listen=listen, seed=seed, monitor=monitor, prefix=command_prefix
+        mode,
+        *args,
+        *extra,
+        listen=listen,
+        seed=seed,
+        monitor=monitor,
+        prefix=command_prefix,
+        node_args=node_args,
     )
     stderr = bytearray()
     async with trio.open_nursery() as nursery:

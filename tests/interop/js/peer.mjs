@@ -66,6 +66,10 @@
 //                         after the ready line and keep the connection; MA may be a circuit
 //                         address).
 //   --autonat             add the AutoNAT v1 service (server, and client for its public addrs).
+//   --autonat-v2          add the AutoNAT v2 service (@libp2p/autonat-v2: server, and client for
+//                         its unverified public addrs); {"event": "autonat-v2", ...} lines.
+//   --public-ranges       loopback and documentation ranges count as public in the whole process
+//                         (needs `node --import ./public-ranges.mjs`; see that file).
 //   --listen MA           repeatable (all modes).
 //   Fixes that js needs to hole punch, each separate (stock js: none; see the functions):
 //   --fix-addr-filter     (1) DCUtR accepts private/loopback/documentation-range addresses
@@ -118,6 +122,7 @@ import { parseArgs } from 'node:util'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { autoNAT } from '@libp2p/autonat'
+import { autoNATv2 } from '@libp2p/autonat-v2'
 import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { dcutr } from '@libp2p/dcutr'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
@@ -125,7 +130,7 @@ import { identify } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
 import { multiaddr } from '@multiformats/multiaddr'
-import { AbstractMessageStream, AbstractStream, isPrivate } from '@libp2p/utils'
+import { AbstractMessageStream, AbstractStream, isPrivate, isPrivateIp } from '@libp2p/utils'
 import { createLibp2p } from 'libp2p'
 // Internal modules of @libp2p/circuit-relay-v2 (not in its "exports"), imported by file URL:
 // the same module instances its own code uses, so the patches below take effect.
@@ -835,6 +840,23 @@ function instrumentAutonat (service, event) {
   }
 }
 
+// AutoNAT v2 lines (--autonat-v2; observation only, js's behaviour is unchanged): the client
+// part of @libp2p/autonat-v2 emits no events of its own, so {"event": "autonat-v2", "addr",
+// "reachable": bool} when it makes up its mind about an address (its confirmAddress /
+// unconfirmAddress). Stock js asks only about public addresses and its server dials only
+// public ones, where loopback and the documentation ranges are private: see
+// public-ranges.mjs (--public-ranges).
+function instrumentAutonatV2 (service, event) {
+  const client = service.client
+  for (const [method, reachable] of [['confirmAddress', true], ['unconfirmAddress', false]]) {
+    const original = client[method].bind(client)
+    client[method] = (results) => {
+      event({ event: 'autonat-v2', addr: results.multiaddr.toString(), reachable })
+      return original(results)
+    }
+  }
+}
+
 // Fix 3 (--fix-dial-port [--dial-port N]): @libp2p/tcp dials from a new ephemeral port each
 // time, so the NAT mapping the relay observed is useless for a punch. tcp({dialOpts:
 // {localPort}}) makes every dial leave from one port (libuv sets SO_REUSEADDR, so sockets to
@@ -916,6 +938,10 @@ async function makeNode (values, listen, { role = 'plain', onConnection, onClose
   if (role === 'relay') services.relay = circuitRelayServer(relayServerInit(values))
   if (values.dcutr) services.dcutr = dcutr()
   if (values.autonat) services.autonat = autoNAT()
+  if (values['autonat-v2']) services.autonatV2 = autoNATv2()
+  if (values['public-ranges'] && isPrivateIp('127.0.0.1') !== false) {
+    throw new Error('--public-ranges needs `node --import ./public-ranges.mjs` (see that file)')
+  }
   const dialOpts = {}
   if (fixes.dialPort) {
     dialOpts.localPort = await chooseDialPort(values, listen)
@@ -939,6 +965,7 @@ async function makeNode (values, listen, { role = 'plain', onConnection, onClose
     instrumentDcutr(node, node.services.dcutr, event)
   }
   if (values.autonat) instrumentAutonat(node.services.autonat, event)
+  if (values['autonat-v2']) instrumentAutonatV2(node.services.autonatV2, event)
   if (fixes.responder) passResponderRoleThrough(node)
   if (fixes.observed) confirmObservedAddrs(node, event)
   if (onConnection != null) node.addEventListener('connection:open', (evt) => onConnection(evt.detail))
@@ -1113,7 +1140,13 @@ function serveUntilDone (node, values, reporter) {
   const lifetime = Number(values.lifetime ?? 900)
   // unref(): the listening socket, not this timer, keeps the process alive.
   setTimeout(() => { void shutdown(`lifetime of ${lifetime} s reached`) }, lifetime * 1000).unref()
-  emit({ peerId: node.peerId.toString(), addrs: node.getMultiaddrs().map((ma) => ma.toString()) })
+  // With --public-ranges an unverified loopback address is not announced yet: print the
+  // listeners' addresses then.
+  let readyAddrs = node.getMultiaddrs().map((ma) => ma.toString())
+  if (readyAddrs.length === 0 && values['public-ranges']) {
+    readyAddrs = node.components.transportManager.getAddrs().map((ma) => `${ma}/p2p/${node.peerId}`)
+  }
+  emit({ peerId: node.peerId.toString(), addrs: readyAddrs })
   reporter.ready()
   log(`listening as ${node.peerId} on ${node.getMultiaddrs().join(' ')}`)
 }
@@ -1304,6 +1337,8 @@ async function main () {
       connect: { type: 'string', multiple: true },
       dcutr: { type: 'boolean' },
       autonat: { type: 'boolean' },
+      'autonat-v2': { type: 'boolean' },
+      'public-ranges': { type: 'boolean' },
       'fix-all': { type: 'boolean' },
       'fix-addr-filter': { type: 'boolean' },
       'dcutr-accept': { type: 'string', multiple: true },
