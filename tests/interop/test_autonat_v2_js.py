@@ -154,13 +154,15 @@ async def test_js_server_reports_a_closed_port_unreachable() -> None:
 
 
 async def test_js_client_gets_its_address_verified_by_our_server() -> None:
-    async with Host(listen=["/ip4/127.0.0.1/tcp/0"], config=our_config(server=True)) as host:
-        async with js_v2_peer(public_ranges=True) as js:
-            with trio.fail_after(TIMEOUT):
-                await connected(host, js)
-                # js asks once identify shows our dial-request protocol; it confirms a
-                # transport address after one successful dial-back.
-                verdict = await js.wait_event("autonat-v2")
+    async with (
+        Host(listen=["/ip4/127.0.0.1/tcp/0"], config=our_config(server=True)) as host,
+        js_v2_peer(public_ranges=True) as js,
+    ):
+        with trio.fail_after(TIMEOUT):
+            await connected(host, js)
+            # js asks once identify shows our dial-request protocol; it confirms a
+            # transport address after one successful dial-back.
+            verdict = await js.wait_event("autonat-v2")
     stats = v2_server(host).stats
     assert verdict["reachable"] is True, (verdict, js.stderr)
     assert verdict["addr"] == js.addrs[0].split("/p2p/")[0]

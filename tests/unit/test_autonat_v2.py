@@ -208,7 +208,8 @@ def test_other_ip_costs_dial_data_in_range_and_is_rate_limited() -> None:
 
 def test_unknown_observed_address_always_pays() -> None:
     decision = policy().choose(request("/ip4/192.0.2.1/tcp/1"), peer=ALICE, observed=None, now=0)
-    assert isinstance(decision, Dial) and decision.dial_data >= 30_000
+    assert isinstance(decision, Dial)
+    assert decision.dial_data >= 30_000
 
 
 @pytest.mark.parametrize(("relayed", "limited"), [(True, False), (False, True), (True, True)])

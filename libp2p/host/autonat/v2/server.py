@@ -217,8 +217,10 @@ class AutoNATv2Server:
                 ) as dialed:
                     connected = True
                     status = await self._deliver(dialed, nonce)
-            except Libp2pError as exc:
-                logger.debug("AutoNAT v2 dial-back to %s at %s failed: %s", peer, addr, exc)
+            except (Libp2pError, trio.TooSlowError) as exc:
+                # dial_isolated re-raises the upgrade's own time-out as a bare TooSlowError
+                # when it had a single address.
+                logger.debug("AutoNAT v2 dial-back to %s at %s failed: %r", peer, addr, exc)
         if connected and status is DialStatus.E_DIAL_ERROR:
             status = DialStatus.E_DIAL_BACK_ERROR  # timed out after connecting
         return status
