@@ -16,7 +16,7 @@ from multiaddr import Multiaddr
 
 from libp2p.crypto.keys import generate_ed25519
 from libp2p.exceptions import Libp2pError
-from libp2p.host import Host
+from libp2p.host import Host, HostConfig
 from libp2p.host.autonat.v2 import (
     DIAL_BACK_PROTOCOL,
     DIAL_REQUEST_PROTOCOL,
@@ -67,7 +67,7 @@ SERVER = AutoNATv2ServerConfig(
 )
 
 
-def host_config() -> object:
+def host_config() -> HostConfig:
     return fast_config(autonat_v2_client=CLIENT, autonat_v2_server=SERVER)
 
 
