@@ -40,11 +40,28 @@ it on. Wire format: libp2p specs ``autonat/autonat-v2.md`` (r2).
 from __future__ import annotations
 
 from .client import AutoNATv2Client
-from .client_core import AddressCheck, CheckOutcome, DialBackSeen, interpret
+from .client_core import (
+    AddressCheck,
+    CheckOutcome,
+    DialBackSeen,
+    consistent_local_addr,
+    dial_data_chunks,
+    dial_data_decision,
+    interpret,
+)
 from .config import AutoNATv2ClientConfig, AutoNATv2ServerConfig, AutoNATv2ServerStats
 from .protocol import (
     DIAL_BACK_PROTOCOL,
     DIAL_REQUEST_PROTOCOL,
+    MAX_DIAL_BACK_SIZE,
+    MAX_DIAL_DATA_CHUNK,
+    MAX_MESSAGE_SIZE,
+    DialBack,
+    DialBackResponse,
+    DialDataRequest,
+    DialDataResponse,
+    DialRequest,
+    DialResponse,
     DialStatus,
     MalformedAutoNATv2Message,
     ResponseStatus,
@@ -55,6 +72,9 @@ from .server_policy import Dial, DialDataCounter, DialRequestPolicy, Reject
 __all__ = [
     "DIAL_BACK_PROTOCOL",
     "DIAL_REQUEST_PROTOCOL",
+    "MAX_DIAL_BACK_SIZE",
+    "MAX_DIAL_DATA_CHUNK",
+    "MAX_MESSAGE_SIZE",
     "AddressCheck",
     "AutoNATv2Client",
     "AutoNATv2ClientConfig",
@@ -63,12 +83,21 @@ __all__ = [
     "AutoNATv2ServerStats",
     "CheckOutcome",
     "Dial",
+    "DialBack",
+    "DialBackResponse",
     "DialBackSeen",
     "DialDataCounter",
+    "DialDataRequest",
+    "DialDataResponse",
+    "DialRequest",
     "DialRequestPolicy",
+    "DialResponse",
     "DialStatus",
     "MalformedAutoNATv2Message",
     "Reject",
     "ResponseStatus",
+    "consistent_local_addr",
+    "dial_data_chunks",
+    "dial_data_decision",
     "interpret",
 ]

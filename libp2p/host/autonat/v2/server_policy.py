@@ -17,8 +17,8 @@ free. The rules, in the order :class:`DialRequestPolicy` applies them:
    :class:`~libp2p.network.address_policy.AddressPolicy` and is one our transport dials. None:
    ``E_DIAL_REFUSED``.
 3. The amplification guard: when the chosen address's IP is not the observed IP of the
-   connection, the requester pays first: a ``DialDataRequest`` (:class:`~.protocol.DialDataRequest`) for a random
-   amount in ``dial_data_range``, counted by a :class:`DialDataCounter`. Such requests have
+   connection, the requester pays first: a :class:`~.protocol.DialDataRequest` for a
+   random amount in ``dial_data_range``, counted by a :class:`DialDataCounter`. Such requests have
    their own, lower rate limit (``E_REQUEST_REJECTED`` past it).
 
 Time is passed in (``now``) and randomness comes from the ``rng`` given (tests seed it).
