@@ -228,9 +228,10 @@ class Connection:
 
     @property
     def is_closed(self) -> bool:
-        """True once the connection has ended, or is ending (:meth:`aclose` was called):
-        no new stream may use it."""
-        return self._closing or self._closed.is_set()
+        """True once the connection has ended, or is ending (:meth:`aclose` was called, or
+        the muxer session is over -- the peer closed it -- while its tasks wind down): no new
+        stream may use it."""
+        return self._closing or self._closed.is_set() or self._up.muxer.is_closed
 
     @property
     def error(self) -> BaseException | None:

@@ -25,7 +25,7 @@ from libp2p.host.autonat.v2 import (
     AutoNATv2ServerConfig,
     CheckOutcome,
 )
-from libp2p.network.connection import Connection
+from libp2p.network.connection import Connection, Direction
 
 LOCAL = AddressPolicy.local_testing()
 REAL_TIMEOUT = 20.0
@@ -79,6 +79,20 @@ def served_once(host: Host) -> trio.Event:
 
     host.set_stream_handler(DIAL_REQUEST_PROTOCOL, handle, allow_limited=True)
     return done
+
+
+class InboundWatch:
+    """A swarm observer: ``opened`` is set when an inbound connection opens."""
+
+    def __init__(self) -> None:
+        self.opened = trio.Event()
+
+    def connection_opened(self, conn: Connection) -> None:
+        if conn.direction is Direction.INBOUND:
+            self.opened.set()
+
+    def connection_closed(self, conn: Connection) -> None:
+        pass
 
 
 def closed_port_addr(ip: str = "127.0.0.1") -> Multiaddr:
@@ -246,3 +260,21 @@ async def test_check_needs_an_address(count: int) -> None:
 
         with pytest.raises(LocalUsageError):
             await v2(client).check(client.peer_id, [])
+
+
+async def test_a_connection_the_peer_closed_is_not_used_for_new_streams() -> None:
+    # A server dialing back with the client's own view of its identity (js does) leaves a
+    # second, newer connection that it closes at once; until our side has wound it down,
+    # new streams to that peer must not pick it (they did: "yamux session closed").
+    with trio.fail_after(REAL_TIMEOUT):
+        async with (
+            Host(listen=["/ip4/127.0.0.1/tcp/0"], config=server_config()) as server,
+            Host(listen=["/ip4/127.0.0.1/tcp/0"], config=client_config()) as client,
+        ):
+            await connect(client, server)
+            inbound = InboundWatch()
+            client.swarm.observe(inbound)
+            async with server.swarm.dial_isolated(client.peer_id, client.listen_addrs):
+                await inbound.opened.wait()
+            stream = await client.new_stream(server.peer_id, DIAL_REQUEST_PROTOCOL)
+            await stream.reset()

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Protocol
 import trio
 from multiaddr import Multiaddr
 
-from ....exceptions import Libp2pError, LocalUsageError, UnexpectedEOF
+from ....exceptions import ConnectionClosedError, Libp2pError, LocalUsageError, UnexpectedEOF
 from ....io import BufferedStream
 from ....network.connection import Direction
 from ....peer.id import PeerID
@@ -76,6 +76,8 @@ class AutoNATv2ClientHost(Protocol):
     def connections(self) -> list[Connection]: ...
     @property
     def peerstore(self) -> _ProtocolBook: ...
+
+    def connections_to(self, peer: PeerID) -> list[Connection]: ...
 
     def set_stream_handler(
         self, protocol: str, handler: StreamHandler, *, allow_limited: bool = False
@@ -154,7 +156,7 @@ class AutoNATv2Client:
         try:
             with trio.move_on_after(self.config.timeout) as scope:
                 try:
-                    stream = await self.host.new_stream(server, DIAL_REQUEST_PROTOCOL)
+                    stream = await self._open_request(server)
                 except Libp2pError as exc:
                     return result(CheckOutcome.ERROR, False, f"no stream: {exc}")
                 pending.request_conn = stream.connection
@@ -197,6 +199,24 @@ class AutoNATv2Client:
             return result(CheckOutcome.ERROR, False, f"no answer within {self.config.timeout} s")
         finally:
             del self._pending[nonce]
+
+    async def _open_request(self, server: PeerID) -> NetStream:
+        # Prefer a connection we dialed, newest first: a server that dials back with its own
+        # identity (js does) leaves an inbound connection that it closes right after the
+        # nonce -- the newest, so the host's choice, and possibly still closing.
+        conns = [
+            c
+            for c in self.host.connections_to(server)
+            if not (c.is_closed or c.relayed or c.limited)
+        ]
+        conns.sort(key=lambda c: (c.direction is not Direction.OUTBOUND, -c.opened_at))
+        lazy = self.host.peerstore.supports(server, DIAL_REQUEST_PROTOCOL)
+        for conn in conns:
+            try:
+                return await conn.new_stream([DIAL_REQUEST_PROTOCOL], lazy=lazy)
+            except ConnectionClosedError:
+                continue  # it ended meanwhile: try the next one
+        return await self.host.new_stream(server, DIAL_REQUEST_PROTOCOL)
 
     # -- the dial-back side -------------------------------------------------------------------
 
