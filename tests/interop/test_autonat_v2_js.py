@@ -109,11 +109,14 @@ async def test_js_server_dials_us_back_with_our_nonce() -> None:
         with trio.fail_after(TIMEOUT):
             peer = await connected(host, js)
             tested = host.listen_addrs
-            check = await v2(host).check(peer, tested)
-    assert check.outcome is CheckOutcome.REACHABLE, (check, js.stderr)
-    assert check.verified
-    assert check.addr == tested[0]
-    assert check.dial_data == 0
+            # Several in a row: js dials back from the identity we are connected to and
+            # closes that connection at once; the next request must not ride on it.
+            checks = [await v2(host).check(peer, tested) for _ in range(5)]
+    for check in checks:
+        assert check.outcome is CheckOutcome.REACHABLE, (check, js.stderr)
+        assert check.verified
+        assert check.addr == tested[0]
+        assert check.dial_data == 0
 
 
 async def test_js_server_asks_dial_data_for_another_ip() -> None:
