@@ -210,12 +210,15 @@ class AutoNATv2Server:
         """Connect to ``peer`` at ``addr`` on a new connection and deliver ``nonce``."""
         connected = False
         status = DialStatus.E_DIAL_ERROR
-        with trio.move_on_after(self.config.dial_timeout + self.config.dial_back_stream_timeout):
+        # ``dial_timeout`` bounds the connection (a NAT that drops our SYN costs that much),
+        # then ``dial_back_stream_timeout`` the nonce exchange.
+        with trio.move_on_after(self.config.dial_timeout) as scope:
             try:
                 async with self.host.swarm.dial_isolated(
                     peer, [addr], key=self.dial_back_key
                 ) as dialed:
                     connected = True
+                    scope.deadline = trio.current_time() + self.config.dial_back_stream_timeout
                     status = await self._deliver(dialed, nonce)
             except (Libp2pError, trio.TooSlowError) as exc:
                 # dial_isolated re-raises the upgrade's own time-out as a bare TooSlowError
