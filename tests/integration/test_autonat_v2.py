@@ -278,3 +278,17 @@ async def test_a_connection_the_peer_closed_is_not_used_for_new_streams() -> Non
                 await inbound.opened.wait()
             stream = await client.new_stream(server.peer_id, DIAL_REQUEST_PROTOCOL)
             await stream.reset()
+
+
+async def test_a_long_address_list_is_cut_to_what_servers_read() -> None:
+    # 400 IPv6 addresses encode to over 9 kB, past every server's limit (go and ours 8 KiB,
+    # rust 4104 bytes): the client sends the longest prefix that fits in 4096.
+    with trio.fail_after(REAL_TIMEOUT):
+        async with (
+            Host(listen=["/ip4/127.0.0.1/tcp/0"], config=server_config()) as server,
+            Host(listen=["/ip4/127.0.0.1/tcp/0"], config=client_config()) as client,
+        ):
+            await connect(client, server)
+            many = [Multiaddr(f"/ip6/2001:db8::{i:x}/tcp/4001") for i in range(1, 401)]
+            check = await v2(client).check(server.peer_id, [*client.listen_addrs, *many])
+            assert check.outcome is CheckOutcome.REACHABLE, check

@@ -64,6 +64,9 @@ __all__ = ["AutoNATv2Client", "AutoNATv2ClientHost"]
 
 logger = logging.getLogger(__name__)
 
+#: Largest ``DialRequest`` we send, length prefix included (rust-libp2p reads at most 4104).
+MAX_REQUEST_SENT = 4096
+
 
 class _ProtocolBook(Protocol):
     def supports(self, peer: PeerID, protocol: str) -> bool: ...
@@ -137,6 +140,10 @@ class AutoNATv2Client:
         asked = tuple(Multiaddr(str(a)) for a in addrs)
         if not asked:
             raise LocalUsageError("check() needs at least one address")
+        # rust-libp2p's servers read requests of at most 4104 bytes: keep the longest prefix
+        # of the list that fits (the server takes the first address it can dial anyway).
+        while len(asked) > 1 and len(encode_message(DialRequest(asked, 0))) > MAX_REQUEST_SENT:
+            asked = asked[:-1]
         start = trio.current_time()
         nonce = secrets.randbits(64)
         while nonce in self._pending:  # pragma: no cover - 2**-64
