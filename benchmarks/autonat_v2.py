@@ -55,9 +55,7 @@ def closed_port() -> Multiaddr:
         return Multiaddr(f"/ip4/127.0.0.1/tcp/{sock.getsockname()[1]}")
 
 
-async def measure(
-    runs: int, check: Callable[[], Awaitable[AddressCheck]]
-) -> list[AddressCheck]:
+async def measure(runs: int, check: Callable[[], Awaitable[AddressCheck]]) -> list[AddressCheck]:
     return [await check() for _ in range(runs)]
 
 
