@@ -25,7 +25,16 @@ from libp2p.host.autonat.v2 import (
     AutoNATv2ServerConfig,
     CheckOutcome,
 )
+from libp2p.host.autonat.v2.protocol import (
+    DialRequest,
+    DialResponse,
+    ResponseStatus,
+    encode_message,
+    read_message,
+)
+from libp2p.io import BufferedStream
 from libp2p.network.connection import Connection, Direction
+from libp2p.relay.circuit_v2 import RelayConfig
 
 LOCAL = AddressPolicy.local_testing()
 REAL_TIMEOUT = 20.0
@@ -292,3 +301,33 @@ async def test_a_long_address_list_is_cut_to_what_servers_read() -> None:
             many = [Multiaddr(f"/ip6/2001:db8::{i:x}/tcp/4001") for i in range(1, 401)]
             check = await v2(client).check(server.peer_id, [*client.listen_addrs, *many])
             assert check.outcome is CheckOutcome.REACHABLE, check
+
+
+@pytest.mark.parametrize("limited", [True, False])
+async def test_requests_over_relayed_connections_are_rejected(limited: bool) -> None:
+    relay_config = RelayConfig() if limited else RelayConfig.unlimited()
+    with trio.fail_after(REAL_TIMEOUT):
+        async with (
+            Host(
+                listen=["/ip4/127.0.0.1/tcp/0"],
+                config=HostConfig(relay_service=relay_config, hole_punching=None),
+            ) as relay,
+            Host(config=server_config()) as server,
+            Host(listen=["/ip4/127.0.0.1/tcp/0"], config=client_config()) as client,
+        ):
+            await server.listen(f"{full(relay)}/p2p-circuit")
+            conn = await client.connect(f"{full(relay)}/p2p-circuit/p2p/{server.peer_id}")
+            assert conn.relayed
+            assert conn.limited is limited
+            await client.identify.wait_identified(conn)
+            # The client never picks a server it only reaches through a relay...
+            assert v2(client).servers() == []
+            # ... and a request sent over one anyway is rejected unread.
+            stream = await conn.new_stream([DIAL_REQUEST_PROTOCOL], allow_limited=True)
+            reader = BufferedStream.wrap(stream)
+            await reader.send_all(encode_message(DialRequest(tuple(client.listen_addrs), 1)))
+            answer = await read_message(reader)
+            assert answer == DialResponse(ResponseStatus.E_REQUEST_REJECTED)
+            stats = v2_server(server).stats
+            assert stats.rejected == {"relayed connection": 1}
+            assert not stats.dialed
