@@ -10,10 +10,15 @@ the peer ID, since servers dial back from another identity -- against the checks
 progress, notes the connection it came on, and acknowledges with ``DialBackResponse``. A
 nonce nobody waits for gets the stream reset. :func:`~.client_core.interpret` then judges.
 
+The request goes over a connection we dialed when there is one: a server that dials back
+with the identity we know it by (js does) adds a newer inbound connection, which it closes
+right after the nonce. A long address list is cut to the longest prefix whose request fits in
+4096 bytes (rust-libp2p servers read at most 4104).
+
 The client keeps no state between checks and schedules nothing: deciding whom to ask, how
 often, and what the answers add up to is the host's reachability logic. A check never raises
 for what a server does: every failure is an :class:`~.client_core.AddressCheck` with
-outcome ``ERROR`` and a detail; only misuse (no address, a time-out of zero) raises
+outcome ``ERROR`` and a detail; only misuse (no address at all) raises
 :class:`~libp2p.exceptions.LocalUsageError`.
 """
 
