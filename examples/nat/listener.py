@@ -34,6 +34,7 @@ from libp2p import (
     AddressPolicy,
     AutoNATClientConfig,
     AutoNATServerConfig,
+    AutoNATv2ServerConfig,
     ConnectionOpened,
     Host,
     HostConfig,
@@ -260,6 +261,7 @@ async def main(args: argparse.Namespace) -> int:
         # such checks for others (the relay learns it is public from its listeners).
         autonat_client=AutoNATClientConfig(boot_delay=1.0, addresses=policy),
         autonat_server=AutoNATServerConfig(addresses=policy),
+        autonat_v2_server=AutoNATv2ServerConfig(addresses=policy),
         reachability=ReachabilityConfig(
             trusted_servers=trusted,
             public_ranges=tuple(public_ranges),

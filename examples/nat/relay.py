@@ -29,6 +29,7 @@ from libp2p import (
     AddressPolicy,
     AutoNATClientConfig,
     AutoNATServerConfig,
+    AutoNATv2ServerConfig,
     Host,
     HostConfig,
     Libp2pError,
@@ -120,6 +121,7 @@ async def main(args: argparse.Namespace) -> int:
         relay_service=relay_config(args),
         hole_punching=None,
         autonat_server=AutoNATServerConfig(addresses=policy),
+        autonat_v2_server=AutoNATv2ServerConfig(addresses=policy),
         autonat_client=AutoNATClientConfig(boot_delay=1.0, addresses=policy),
         reachability=ReachabilityConfig(
             public_ranges=tuple(public_ranges), min_servers=args.min_servers

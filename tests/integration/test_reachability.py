@@ -11,18 +11,26 @@ from typing import Any
 import trio
 
 from libp2p import AddressPolicy, Host, HostConfig
+from libp2p.host.autonat import PROTOCOL_ID as AUTONAT_V1
 from libp2p.host.autonat import (
     AutoNATClientConfig,
     AutoNATServerConfig,
+    DialRequest,
+    DialResponse,
     Reachability,
     ReachabilityChanged,
+    ResponseStatus,
 )
+from libp2p.host.autonat.protocol import encode_message, read_message
+from libp2p.host.autonat.v2 import AutoNATv2ServerConfig
 from libp2p.host.reachability import (
     AddressSource,
     Expectation,
     ReachabilityConfig,
     ReachabilityReportChanged,
 )
+from libp2p.io import BufferedStream
+from libp2p.network.connection import NetStream
 
 TIMEOUT = 20.0
 LOCAL = AddressPolicy.local_testing()
@@ -100,3 +108,86 @@ async def test_a_trusted_server_decides_alone() -> None:
                 await host.autonat.probe(relay.peer_id)
                 assert host.reachability.status is Reachability.PUBLIC
                 assert "from 1 server group" in host.reachability.reason
+
+
+def v2_server(ip: str) -> Host:
+    config = HostConfig(
+        autonat_v2_server=AutoNATv2ServerConfig(addresses=LOCAL, dial_data_wait=0.0),
+        autonat_client=None,
+        hole_punching=None,
+    )
+    return Host(listen=[f"/ip4/{ip}/tcp/0"], config=config)
+
+
+async def test_autonat_v2_checks_run_by_themselves_and_decide() -> None:
+    """No probe by hand: the service checks our address with a server of each group, and
+    two nonce-verified dial-backs make it public."""
+    with trio.fail_after(TIMEOUT):
+        async with (
+            v2_server("127.0.0.2") as s1,
+            v2_server("127.0.0.3") as s2,
+            client() as host,
+        ):
+            assert host.autonat_v2 is not None
+            with host.events.subscribe(ReachabilityReportChanged) as changes:
+                await connect(host, s1)
+                await connect(host, s2)
+                async for change in changes:
+                    if change.report.status is Reachability.PUBLIC:
+                        break
+            (listen,) = host.listen_addrs
+            entry = change.report.address(listen)
+            assert entry is not None
+            assert (entry.status, entry.confirmed_by, entry.refuted_by) == (
+                Reachability.PUBLIC,
+                2,
+                0,
+            )
+            assert "AutoNAT v2 (nonce-verified dial-back) from 2 server group(s)" in entry.reason
+            assert s1.autonat_v2_server is not None
+            assert s2.autonat_v2_server is not None
+
+
+async def test_unverifiable_v1_answers_cannot_overturn_v2() -> None:
+    """Two v1 servers that say E_DIAL_ERROR (from two groups) against two v2 servers whose
+    dial-backs carried our nonce: the address stays public."""
+    with trio.fail_after(TIMEOUT):
+        async with (
+            v2_server("127.0.0.2") as s1,
+            v2_server("127.0.0.3") as s2,
+            liar("127.0.0.4") as l1,
+            liar("127.0.0.5") as l2,
+            client() as host,
+        ):
+            assert host.autonat is not None
+            with host.events.subscribe(ReachabilityReportChanged) as changes:
+                for peer in (s1, s2, l1, l2):
+                    await connect(host, peer)
+                async for change in changes:
+                    if change.report.status is Reachability.PUBLIC:
+                        break
+            for peer in (l1, l2):
+                probed = await host.autonat.probe(peer.peer_id)
+                assert probed.response is ResponseStatus.E_DIAL_ERROR
+            (listen,) = host.listen_addrs
+            entry = host.reachability.address(listen)
+            assert entry is not None
+            assert entry.v1_unreachable_by == 2
+            assert entry.status is Reachability.PUBLIC
+            assert host.reachability.status is Reachability.PUBLIC
+
+
+def liar(ip: str) -> Host:
+    """A v1 server that answers E_DIAL_ERROR without dialing (a stock answer, scripted)."""
+    host = Host(listen=[f"/ip4/{ip}/tcp/0"], config=HostConfig(hole_punching=None))
+
+    async def handle(stream: NetStream) -> None:
+        reader = BufferedStream.wrap(stream)
+        request = await read_message(reader)
+        assert isinstance(request, DialRequest)
+        answer = DialResponse(ResponseStatus.E_DIAL_ERROR, "scripted", None)
+        await reader.send_all(encode_message(answer))
+        await reader.aclose()
+
+    host.set_stream_handler(AUTONAT_V1, handle)
+    return host

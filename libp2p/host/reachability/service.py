@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import trio
 from multiaddr import Multiaddr
@@ -25,6 +25,7 @@ from ...network.addrs import is_circuit_addr
 from ...peer.id import PeerID
 from ..autonat.events import ReachabilityChanged, ReachabilityProbed
 from ..autonat.protocol import ResponseStatus
+from ..autonat.v2 import CheckOutcome
 from .core import ReachabilityConfig, ReachabilityCore, server_group
 from .report import ReachabilityReport, ReachabilityReportChanged
 
@@ -38,15 +39,6 @@ logger = logging.getLogger(__name__)
 #: Bound on one AutoNAT v2 check, whatever the client's own timeouts (a dial-back takes up
 #: to the server's dial timeout, plus the dial data at a slow link's pace).
 CHECK_TIMEOUT = 120.0
-
-
-class _Check(Protocol):
-    @property
-    def outcome(self) -> Any: ...
-    @property
-    def addr(self) -> Multiaddr | None: ...
-    @property
-    def detail(self) -> str: ...
 
 
 class ReachabilityService:
@@ -87,7 +79,7 @@ class ReachabilityService:
 
     def servers(self) -> list[tuple[PeerID, str | None]]:
         """Connected AutoNAT v2 servers with their groups."""
-        v2 = getattr(self.host, "autonat_v2", None)
+        v2 = self.host.autonat_v2
         if v2 is None:
             return []
         out = []
@@ -229,21 +221,27 @@ class ReachabilityService:
             self._wakeup = trio.Event()
 
     async def _check(self, server: PeerID, addr: Multiaddr) -> None:
-        v2 = getattr(self.host, "autonat_v2", None)
+        v2 = self.host.autonat_v2
         assert v2 is not None
         group = self._group_of(server)
         reachable: bool | None = None
         try:
             with trio.fail_after(CHECK_TIMEOUT):
-                result: _Check = await v2.check(server, [addr])
+                result = await v2.check(server, [addr])
         except (Libp2pError, trio.TooSlowError) as exc:
             # A server that went away (or a check that hung past every timeout of its own)
             # is no evidence; the address is asked again later.
             logger.info("AutoNAT v2 check of %s by %s failed: %s", addr, server, exc)
         else:
-            name = result.outcome.name
-            reachable = True if name == "REACHABLE" else False if name == "UNREACHABLE" else None
-            logger.info("AutoNAT v2 %s about %s: %s %s", server, addr, name, result.detail)
+            # REACHABLE means our nonce came back on a fresh connection to the address;
+            # UNREACHABLE, that the server dialed it and failed. The rest says nothing.
+            if result.outcome is CheckOutcome.REACHABLE and result.verified:
+                reachable = True
+            elif result.outcome is CheckOutcome.UNREACHABLE:
+                reachable = False
+            logger.info(
+                "AutoNAT v2 %s about %s: %s %s", server, addr, result.outcome.name, result.detail
+            )
         self.core.v2_result(addr, server, group, reachable, trio.current_time())
         self._publish()
         self._wakeup.set()
