@@ -211,7 +211,7 @@ def test_hole_punch_through_two_eim_nats_ten_times_in_a_row(lab: NatLab) -> None
     observed = f"/ip4/{lab.public_ip('b')}/tcp/{listener_port}"
     (entry,) = [a for a in mine["addresses"] if a["addr"] == observed]
     assert (entry["status"], entry["source"]) == ("private", "observed"), mine
-    assert "refuted by AutoNAT v1" in entry["reason"], entry
+    assert "refuted by AutoNAT v2 (the dial-back failed)" in entry["reason"], entry
     assert all(a["status"] == "private" for a in mine["addresses"]), mine
     relays = settled_reachability(relay, 40.0)
     assert (relays["status"], relays["expect"]) == ("public", "direct"), relays

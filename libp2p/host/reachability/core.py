@@ -427,8 +427,10 @@ class ReachabilityCore:
             agreeing = [a for a in book.values() if a.reachable is (status is Reachability.PUBLIC)]
             trusted = sum(1 for a in agreeing if a.weight > 1)
             n = len(agreeing)
-            if entry.decided_by == "v2":
+            if entry.decided_by == "v2" and status is Reachability.PUBLIC:
                 by = f"by AutoNAT v2 (nonce-verified dial-back) from {n} server group(s)"
+            elif entry.decided_by == "v2":
+                by = f"by AutoNAT v2 (the dial-back failed) from {n} server group(s)"
             else:
                 by = f"by AutoNAT v1 from {n} server group(s)"
             if trusted:
