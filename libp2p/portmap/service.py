@@ -527,6 +527,7 @@ class PortMapper:
             external_port = int(mapping.external.value_for_protocol("tcp"))
         protocol = action.answer.protocol
         seconds = min(self.config.request_timeout, self.config.shutdown_timeout)
+        notes: list[str] = []
         if protocol is PortMappingProtocol.UPNP:
             service = action.answer.detail
             assert isinstance(service, upnp.WanService)
@@ -552,7 +553,6 @@ class PortMapper:
                     raise NotTheAnswer
                 return answer
 
-            notes: list[str] = []
             with gateway_deadline(seconds, "NAT-PMP deletion", notes):
                 await udp_exchange(
                     mapping.gateway,
