@@ -123,3 +123,6 @@ class PortMappingFailed:
     gateway: str | None
     #: When the mapper tries again (trio clock).
     retry_at: float
+    #: Every protocol's own reason this round, e.g. ``("pcp: router refused: ...",
+    #: "nat-pmp: ...")`` (``reason`` is the most telling of them).
+    details: tuple[str, ...] = ()

@@ -200,7 +200,7 @@ class _Port:
     #: Index into the answer order for the current round.
     attempt: int = 0
     failures: int = 0
-    first_refusal: MapError | None = None
+    refusals: list[tuple[PortMappingProtocol, MapError]] = field(default_factory=list)
     renew_failures: int = 0
     last_error: MapError | None = field(default=None)
     external_port: int | None = None
@@ -431,7 +431,7 @@ class MapperCore:
         entry.attempt = 0
         entry.failures = 0
         entry.renew_failures = 0
-        entry.first_refusal = None
+        entry.refusals = []
         entry.last_error = None
         entry.due = now + mapping.lease / 2 if mapping.lease > 0 else math.inf
         if previous is None:
@@ -464,17 +464,21 @@ class MapperCore:
                     entry.due,
                 )
             ]
-        if entry.first_refusal is None:
-            entry.first_refusal = error
+        entry.refusals.append((action.answer.protocol, error))
         entry.attempt += 1
         assert self._answers is not None
         if entry.attempt < len(self._answers):
             entry.due = now  # next protocol at once
             return []
-        first = entry.first_refusal
+        refusals, entry.refusals = entry.refusals, []
+        # The most telling reason: a router that says it has no external address explains
+        # every other refusal; otherwise the first protocol's.
+        protocol, first = next(
+            ((p, e) for p, e in refusals if e.failure is PortMappingFailure.NO_EXTERNAL_ADDRESS),
+            refusals[0],
+        )
         entry.failures += 1
         entry.attempt = 0
-        entry.first_refusal = None
         delay = self._backoff(entry.failures)
         entry.due = now + delay
         # The next round starts with discovery: the router may have changed.
@@ -485,9 +489,10 @@ class MapperCore:
                 entry.internal,
                 first.failure,
                 first.reason,
-                action.answer.protocol,
+                protocol,
                 action.answer.server,
                 entry.due,
+                tuple(f"{p.value}: {e.reason}" for p, e in refusals),
             )
         ]
 

@@ -52,6 +52,7 @@ from .mapper import (
     MapperCore,
     MapSuccess,
     Unmap,
+    classify_external,
 )
 
 if TYPE_CHECKING:
@@ -502,8 +503,14 @@ class PortMapper:
                 f"router refused: PCP answered in version {answer.version}",
             )
         if answer.result != pcp.PcpResult.SUCCESS:
-            text = f"PCP result {pcp.PcpResult.describe(answer.result)}"
-            return MapError(PortMappingFailure.REFUSED, f"router refused: {text}")
+            text = f"router refused: PCP result {pcp.PcpResult.describe(answer.result)}"
+            if not answer.external_ip.is_unspecified:
+                # An error answer still names the external address (RFC 6887 §11.5); when
+                # it is not public, that is the reason behind the refusal.
+                public, why = classify_external(answer.external_ip, self.config)
+                if not public:
+                    return MapError(PortMappingFailure.NO_EXTERNAL_ADDRESS, f"{text}; {why}")
+            return MapError(PortMappingFailure.REFUSED, text)
         if answer.lifetime == 0 or answer.internal_port != action.internal_port:
             return MapError(
                 PortMappingFailure.BAD_ANSWER,
