@@ -549,6 +549,18 @@ class NatLab:
     ``"normal"``), ``reorder`` and ``seed`` for the switch (module docstring).
     ``observers`` adds the public host ``"observers"`` with that many more addresses, each a
     distinct observer group (:meth:`observer_ips`, :meth:`observer_ip6s`; ``topology.py``).
+    ``port_mapping`` names routers that run Debian's miniupnpd 2.3.1 (UPnP IGD on
+    ``http://<LAN address>:5000/rootDesc.xml``, NAT-PMP and PCP on port 5351), started by
+    PID in the router's namespace once the lab is built (:meth:`start_miniupnpd`,
+    :meth:`stop_miniupnpd`, its output in :meth:`miniupnpd`, its forwardings in
+    :meth:`miniupnpd_redirects`). miniupnpd refuses to forward while its external address is
+    reserved, and every address here is (documentation ranges, 100.64.0.0/10); with
+    ``port_mapping_stun`` (the default) it learns its address from a STUN server, stund on
+    the public host ``"stun"`` (198.51.100.30 and .31), whose answers it does not check
+    against the reserved list: forwarding works behind a router on the internet, and is
+    refused behind a CGNAT (its STUN test finds the CGNAT filtering). The rules that hook
+    miniupnpd's chains into the router: ``topology.miniupnpd_ruleset``.
+    ``port_mapping_options`` adds miniupnpd.conf lines (``topology.miniupnpd_config``).
 
     Set-up runs in ``__enter__`` (or :meth:`start`); it is blocking and takes a fraction of a
     second. Use it before ``trio.run`` or from a worker thread.
@@ -981,6 +993,19 @@ class NatLab:
             raise ValueError(
                 f"no miniupnpd on {router!r} (port_mapping={self.port_mapping})"
             ) from None
+
+    def miniupnpd_redirects(self, router: str) -> dict[int, str]:
+        """The port forwardings miniupnpd has in ``router``'s nftables now: external TCP
+        port -> ``"internal ip:port"``, from the DNAT rules of its ``prerouting_miniupnpd``
+        chain (e.g. ``iif "wan0" @nh,72,8 0x6 th dport 4001 dnat ip to 192.0.2.2:4001``;
+        ``@nh,72,8 0x6`` is the IPv4 protocol byte, TCP)."""
+        out: str = self.run(
+            router, [self._nft, "list", "chain", "inet", "miniupnpd", "prerouting_miniupnpd"]
+        ).stdout
+        return {
+            int(port): target
+            for port, target in re.findall(r"@nh,72,8 0x6 th dport (\d+) dnat ip to (\S+)", out)
+        }
 
     def stop_miniupnpd(self, router: str) -> int:
         """Stop ``router``'s miniupnpd by its PID (SIGTERM); its exit status."""

@@ -6,7 +6,7 @@ and a host on the internet (``relay``) connects to the mapped external address: 
 connection that proves the peer behind it is ours. The lease is short (4 s), so it is renewed
 within the test; after the host shuts down, miniupnpd no longer has the mapping (asked with
 UPnP ``GetSpecificPortMappingEntry``, which lists NAT-PMP and PCP mappings too: they are the
-same nftables rules).
+same nftables rules) and its nftables chain has no DNAT rule left.
 
 miniupnpd refuses to forward while its external address is in a reserved range, and all of
 the lab's are (``getifaddr.c``: 198.51.100.0/24 is "RFC5737 Documentation (TEST-NET-2)").
@@ -164,6 +164,7 @@ def test_each_protocol_maps_renews_and_removes_with_miniupnpd(nat_lab: Any, prot
     dialer = lab.spawn_python("relay", DIALER, f"{added['external']}/p2p/{peer}")
     connected = until(dialer, "connected")
     assert connected["peer"] == peer
+    assert lab.miniupnpd_redirects("ra") == {port: f"{lab.ip('a')}:{port}"}
     entry = mapping_on_router(lab, port)["entry"]
     assert entry["NewInternalClient"] == lab.ip("a")
     assert entry["NewInternalPort"] == str(port)
@@ -178,6 +179,7 @@ def test_each_protocol_maps_renews_and_removes_with_miniupnpd(nat_lab: Any, prot
     assert removed["external"] == added["external"]
     assert until(host, "closed")["mappings"] == 0
     assert host.wait(10) == 0
+    assert lab.miniupnpd_redirects("ra") == {}
     gone = mapping_on_router(lab, port)
     assert gone.get("fault") == 714, gone  # NoSuchEntryInArray
     print(
