@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import random
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
@@ -408,6 +409,16 @@ class PortMapper:
                         f"UPnP AddAnyPortMapping: bad NewReservedPort {reserved[:20]!r}",
                     )
                 external_port = int(reserved)
+        tries = 0
+        while isinstance(result, upnp.UpnpFault) and result.code == 718 and tries < 3:
+            # IGD v1 has no AddAnyPortMapping (or v2's failed): another host behind this
+            # router holds the port; try random ones, as go-libp2p does.
+            tries += 1
+            external_port = random.randrange(1024, 65536)
+            with gateway_deadline(seconds, "UPnP AddPortMapping"):
+                retry = await upnp_call(service, "AddPortMapping", args(external_port, lease))
+            if not isinstance(retry, upnp.UpnpFault) or retry.code != 718:
+                result = retry
         if isinstance(result, upnp.UpnpFault):
             if result.code == 501 and action.answer.external_ip is None:
                 return MapError(

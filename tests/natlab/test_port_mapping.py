@@ -196,6 +196,7 @@ def test_all_protocols_answer_and_pcp_is_preferred_over_nat_pmp(nat_lab: Any) ->
     # miniupnpd answers NAT-PMP and PCP on port 5351 in the same instant, and the SSDP answer
     # after its own short delay: PCP is used, whatever the order of the first two answers.
     assert added["protocol"] in ("pcp", "upnp"), added
+    print(f"all protocols: {added['protocol']} mapped {added['t']:.3f} s after the host started")
     host.close_stdin()
     until(host, "PortMappingChanged", change="removed")
     assert host.wait(10) == 0
@@ -233,3 +234,42 @@ def test_behind_a_carrier_grade_nat_miniupnpd_refuses_and_we_say_why(
     host.close_stdin()
     assert host.wait(10) == 0
     print(f"double-nat (stun={stun}): lab+miniupnpd {started - began:.2f} s; {failed}")
+
+
+@pytest.mark.parametrize(
+    ("protocol", "options"),
+    [
+        ("upnp", {}),  # IGD v2: AddAnyPortMapping, miniupnpd picks the port
+        ("upnp", {"force_igd_desc_v1": "yes"}),  # IGD v1: we try random ports
+        ("nat-pmp", {}),
+        ("pcp", {}),
+    ],
+    ids=["upnp-igd2", "upnp-igd1", "nat-pmp", "pcp"],
+)
+def test_two_hosts_behind_one_router_want_the_same_port(
+    nat_lab: Any, protocol: str, options: dict[str, str]
+) -> None:
+    """a holds external port P; b listens on P too and gets another external port, which
+    reaches b (not a) from the internet."""
+    lab: NatLab = nat_lab(topology="same-nat", port_mapping=("ra",), port_mapping_options=options)
+    port = lab.fresh_port()
+    first = lab.spawn_python("a", HOST, str(port), protocol, "600", "1")
+    first_added = until(first, "PortMappingChanged", change="added")
+    assert first_added["external"] == f"/ip4/{lab.public_ip('a')}/tcp/{port}"
+    second = lab.spawn_python("b", HOST, str(port), protocol, "600", "1")
+    peer_b = until(second, "ready")["peer"]
+    second_added = until(second, "PortMappingChanged", change="added")
+    external = second_added["external"]
+    assert external.startswith(f"/ip4/{lab.public_ip('b')}/tcp/")
+    assert external != first_added["external"]
+    redirects = lab.miniupnpd_redirects("ra")
+    other = int(external.rsplit("/", 1)[1])
+    assert redirects == {port: f"{lab.ip('a')}:{port}", other: f"{lab.ip('b')}:{port}"}
+    dialer = lab.spawn_python("relay", DIALER, f"{external}/p2p/{peer_b}")
+    assert until(dialer, "connected")["peer"] == peer_b
+    for host in (first, second):
+        host.close_stdin()
+        until(host, "PortMappingChanged", change="removed")
+        assert host.wait(10) == 0
+    assert lab.miniupnpd_redirects("ra") == {}
+    print(f"{protocol} {options}: second host got {external}")
