@@ -273,3 +273,31 @@ def test_two_hosts_behind_one_router_want_the_same_port(
         assert host.wait(10) == 0
     assert lab.miniupnpd_redirects("ra") == {}
     print(f"{protocol} {options}: second host got {external}")
+
+
+def test_a_router_that_stops_answering_loses_the_mapping_and_it_comes_back(
+    nat_lab: Any,
+) -> None:
+    """miniupnpd is stopped (SIGTERM, by PID): the renewal at half the lease gets no answer,
+    the lease runs out and the mapping is LOST; once miniupnpd runs again, the mapper
+    discovers it anew and maps again."""
+    lab: NatLab = nat_lab(port_mapping=("ra",))
+    port = lab.fresh_port()
+    host = lab.spawn_python("a", HOST, str(port), "nat-pmp", str(LEASE), "1")
+    added = until(host, "PortMappingChanged", change="added")
+    assert lab.stop_miniupnpd("ra") == 0
+    failed = until(host, "PortMappingFailed", within=LEASE + 5)
+    assert failed["reason"].startswith("renewal failed: NAT-PMP mapping request: no answer")
+    lost = until(host, "PortMappingChanged", within=LEASE + 5, change="lost")
+    assert lost["external"] == added["external"]
+    assert lost["t"] - added["t"] >= LEASE  # not before the lease ran out
+    lab.start_miniupnpd("ra")
+    again = until(host, "PortMappingChanged", within=STEP, change="added")
+    assert again["external"] == added["external"]
+    host.close_stdin()
+    until(host, "PortMappingChanged", change="removed")
+    assert host.wait(10) == 0
+    print(
+        f"lost {lost['t'] - added['t']:.2f} s after the mapping (lease {LEASE} s); "
+        f"mapped again {again['t'] - lost['t']:.2f} s after that"
+    )
