@@ -243,3 +243,21 @@ def test_a_cgnat_address_is_mapped_but_not_public() -> None:
         "router's external address 100.64.1.2 is in the shared address space (RFC 6598): "
         "a carrier-grade NAT is in front"
     )
+
+
+ROUTES = """Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT
+eth1\t00000000\t4102000A\t0003\t0\t0\t200\t00000000\t0\t0\t0
+eth0\t00000000\t010200C0\t0003\t0\t0\t100\t00000000\t0\t0\t0
+eth0\t000200C0\t00000000\t0001\t0\t0\t0\tC0FFFFFF\t0\t0\t0
+eth2\t00000000\t00000000\t0001\t0\t0\t0\t00000000\t0\t0\t0
+garbage line
+eth3\t00000000\tZZZZ\t0003\t0\t0\t0\t00000000\t0\t0\t0
+"""
+
+
+def test_default_gateways_from_proc_net_route() -> None:
+    from libp2p.portmap.gateway import parse_proc_net_route
+
+    # Lowest metric first; a default route without RTF_GATEWAY and garbage are skipped.
+    assert parse_proc_net_route(ROUTES) == [("eth0", "192.0.2.1"), ("eth1", "10.0.2.65")]
+    assert parse_proc_net_route("") == []
