@@ -42,7 +42,6 @@ from ..network.swarm import (
     Swarm,
 )
 from ..peer.id import PeerID
-from ..portmap import PortMapper, PortMappingConfig
 from ..peer.peerstore import (
     CONNECTED_ADDR_TTL,
     PERMANENT_ADDR_TTL,
@@ -50,6 +49,7 @@ from ..peer.peerstore import (
     PeerInfo,
     Peerstore,
 )
+from ..portmap import PortMapper, PortMappingConfig
 from ..relay.circuit_v2 import dcutr
 from ..relay.circuit_v2.client import RelayClient
 from ..relay.circuit_v2.config import RelayConfig
