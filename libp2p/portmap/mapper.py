@@ -151,6 +151,8 @@ class Map:
     suggested_external_port: int
     #: The current mapping's protocol state when renewing.
     detail: object = None
+    #: When renewing: the current lease's end (the request is given up then).
+    expires: float = math.inf
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +279,7 @@ class MapperCore:
                 entry.attempt = 0
                 answer = self._answers[0]
                 suggested = entry.port
+            expires = entry.mapping.expires if entry.mapping is not None else math.inf
             out.append(
                 Map(
                     entry.internal_ip,
@@ -285,6 +288,7 @@ class MapperCore:
                     self.config.lease,
                     suggested,
                     entry.detail,
+                    expires,
                 )
             )
             entry.due = math.inf  # in flight

@@ -144,7 +144,14 @@ class PortMapper:
                     answers = await self._discover(core)
                     self._emit(core.discovered(answers, trio.current_time()))
                 elif isinstance(action, Map):
-                    result = await self._map(action)
+                    # A renewal is given up when the lease ends: the mapping is then lost,
+                    # whatever the request's own timeout.
+                    result: MapSuccess | MapError = MapError(
+                        PortMappingFailure.TIMEOUT,
+                        f"{action.answer.protocol.value}: no answer before the lease ended",
+                    )
+                    with trio.move_on_at(action.expires):
+                        result = await self._map(action)
                     self._emit(core.mapped(action, result, trio.current_time()))
                 else:
                     await self._unmap(core, action)

@@ -287,10 +287,11 @@ def test_a_router_that_stops_answering_loses_the_mapping_and_it_comes_back(
     added = until(host, "PortMappingChanged", change="added")
     assert lab.stop_miniupnpd("ra") == 0
     failed = until(host, "PortMappingFailed", within=LEASE + 5)
-    assert failed["reason"].startswith("renewal failed: NAT-PMP mapping request: no answer")
+    assert failed["reason"] == "renewal failed: nat-pmp: no answer before the lease ended"
     lost = until(host, "PortMappingChanged", within=LEASE + 5, change="lost")
     assert lost["external"] == added["external"]
-    assert lost["t"] - added["t"] >= LEASE  # not before the lease ran out
+    # When the lease runs out: not before, and not a request timeout later.
+    assert LEASE <= lost["t"] - added["t"] <= LEASE + 0.5, (added, lost)
     lab.start_miniupnpd("ra")
     again = until(host, "PortMappingChanged", within=STEP, change="added")
     assert again["external"] == added["external"]

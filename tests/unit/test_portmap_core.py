@@ -164,6 +164,7 @@ def test_mapping_renewed_at_half_the_lease_and_updated_when_the_address_changes(
     (renew,) = core.poll(60.0)
     assert isinstance(renew, Map)
     assert renew.suggested_external_port == 4001
+    assert renew.expires == 110.0  # the driver gives the renewal up when the lease ends
     (event,) = core.mapped(renew, MapSuccess(EXT, 4001, 100.0), 60.5)
     assert isinstance(event, PortMappingChanged)
     assert event.change is PortMappingChange.RENEWED
