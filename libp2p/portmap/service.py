@@ -7,8 +7,9 @@ then removes them within ``shutdown_timeout`` (best effort, shielded from the ca
 that ends the host).
 
 It only *exposes* mappings (:attr:`PortMapper.mappings`, events on ``host.events`` and the
-synchronous :attr:`PortMapper.on_event` callbacks): a mapped address is advertised only once
-something else -- AutoNAT, from outside -- confirms it is reachable.
+synchronous :attr:`PortMapper.on_mappings_changed` callbacks): a mapped address is advertised
+only once something else -- AutoNAT, from outside -- confirms it is reachable (the host's
+reachability report follows these callbacks).
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ class PortMapper:
         #: Called synchronously with every :class:`~.events.PortMappingChanged` and
         #: :class:`~.events.PortMappingFailed`, before it is published (reliable, unlike the
         #: public bus). A callback must not block.
-        self.on_event: list[Callable[[PortMappingEvent], None]] = []
+        self.on_mappings_changed: list[Callable[[PortMappingEvent], None]] = []
         #: The latest failure (``None`` after a success).
         self.last_failure: PortMappingFailed | None = None
         self._core: MapperCore | None = None
@@ -210,7 +211,7 @@ class PortMapper:
                     event.mapping.protocol.value,
                     event.mapping.lease,
                 )
-            for callback in list(self.on_event):
+            for callback in list(self.on_mappings_changed):
                 callback(event)
             self.host.events.publish(event)
 

@@ -68,7 +68,7 @@ async def main(port, protocols, lease, retry):
                         details=list(event.details))
         print(json.dumps(line), flush=True)
 
-    host.port_mapper.on_event.append(report)
+    host.port_mapper.on_mappings_changed.append(report)
     async with host:
         print(json.dumps({"event": "ready", "peer": str(host.peer_id)}), flush=True)
         await trio.to_thread.run_sync(sys.stdin.read)
