@@ -302,3 +302,26 @@ def test_a_router_that_stops_answering_loses_the_mapping_and_it_comes_back(
         f"lost {lost['t'] - added['t']:.2f} s after the mapping (lease {LEASE} s); "
         f"mapped again {again['t'] - lost['t']:.2f} s after that"
     )
+
+
+def test_the_listener_example_reports_its_port_mapping(nat_lab: Any) -> None:
+    """``listener.py --port-mapping`` behind a miniupnpd router prints the mapping."""
+    from tests.examples.vocabulary import check_line
+
+    lab: NatLab = nat_lab(port_mapping=("ra",))
+    relay = lab.spawn_example(
+        "relay", "relay.py", "--listen", f"/ip4/0.0.0.0/tcp/{lab.fresh_port()}"
+    )
+    ready = until(relay, "ready")
+    relay_addr = next(a for a in ready["addrs"] if f"/ip4/{lab.ip('relay')}/" in a)
+    port = lab.fresh_port()
+    listener = lab.spawn_example(
+        "a", "listener.py", "--relay", relay_addr, "--listen", f"/ip4/0.0.0.0/tcp/{port}",
+        "--port-mapping",
+    )  # fmt: skip
+    line = until(listener, "port_mapping")
+    check_line(line, "listener")
+    assert line["change"] == "added"
+    assert line["external"] == f"/ip4/{lab.public_ip('a')}/tcp/{port}"
+    assert line["external_is_public"] is True
+    assert lab.miniupnpd_redirects("ra") == {port: f"{lab.ip('a')}:{port}"}
