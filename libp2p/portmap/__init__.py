@@ -13,7 +13,7 @@ let a LAN host ask for that, with one of three protocols:
 All three are probed at once; the first to answer is used, with PCP before NAT-PMP when the
 same server answers both (:mod:`.mapper`, the I/O-free core). Leases are renewed at half
 their length, failures retried with backoff, and mappings removed when the host stops
-(:mod:`.service`, the trio driver :class:`PortMapper`).
+(:mod:`.driver`, the trio driver :class:`PortMapper`).
 
 Turn it on with ``HostConfig(port_mapping=PortMappingConfig())``; follow ``host.port_mapper``
 (:attr:`PortMapper.mappings`, :class:`PortMappingChanged` / :class:`PortMappingFailed` on
@@ -25,6 +25,7 @@ advertised to peers by the mapper -- AutoNAT confirms it from outside first.
 from __future__ import annotations
 
 from .config import PortMappingConfig
+from .driver import PortMapper
 from .events import (
     PortMapping,
     PortMappingChange,
@@ -34,7 +35,6 @@ from .events import (
     PortMappingProtocol,
 )
 from .mapper import MapperCore, classify_external, order_answers
-from .service import PortMapper
 
 __all__ = [
     "MapperCore",

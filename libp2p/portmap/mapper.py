@@ -1,6 +1,6 @@
 """The port mapper's decisions, without I/O: which protocol, when to map, renew, retry.
 
-The trio driver (:mod:`.service`) asks :meth:`MapperCore.poll` what to do now and reports what
+The trio driver (:mod:`.driver`) asks :meth:`MapperCore.poll` what to do now and reports what
 happened; the core never sleeps or sends. Time is passed in (``now``, the trio clock).
 
 Life of the mapper:
