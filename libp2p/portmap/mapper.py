@@ -77,7 +77,11 @@ def classify_external(ip: IPAddress | None, config: PortMappingConfig) -> tuple[
         return False, "the router did not report its external address"
     policy = config.addresses
     addr = Multiaddr(f"/{'ip4' if ip.version == 4 else 'ip6'}/{ip}")
-    allowed = any(ip in net for net in policy._allow if net.version == ip.version)
+    allowed = any(
+        ip in net
+        for net in (ipaddress.ip_network(r, strict=False) for r in policy.allow)
+        if net.version == ip.version
+    )
     if not policy.accepts(addr):
         return False, f"router's external address {ip} is not usable by remote peers"
     if allowed:
