@@ -280,12 +280,15 @@ def test_a_router_that_stops_answering_loses_the_mapping_and_it_comes_back(
 ) -> None:
     """miniupnpd is stopped (SIGTERM, by PID): the renewal at half the lease gets no answer,
     the lease runs out and the mapping is LOST; once miniupnpd runs again, the mapper
-    discovers it anew and maps again."""
+    discovers it anew and maps again. (miniupnpd 2.3.1 leaves its nftables rules behind when it
+    exits -- its shutdown only rewrites the lease file -- so LOST says that nobody renews the
+    lease any more, not that packets stop at once.)"""
     lab: NatLab = nat_lab(port_mapping=("ra",))
     port = lab.fresh_port()
     host = lab.spawn_python("a", HOST, str(port), "nat-pmp", str(LEASE), "1")
     added = until(host, "PortMappingChanged", change="added")
     assert lab.stop_miniupnpd("ra") == 0
+    assert lab.miniupnpd_redirects("ra") == {port: f"{lab.ip('a')}:{port}"}
     failed = until(host, "PortMappingFailed", within=LEASE + 5)
     assert failed["reason"] == "renewal failed: nat-pmp: no answer before the lease ended"
     lost = until(host, "PortMappingChanged", within=LEASE + 5, change="lost")
