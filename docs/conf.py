@@ -69,6 +69,12 @@ nitpick_ignore_regex = [
         r"(HolePunchHost|AutoNATServerHost|AutoNATClientHost|AutoNATv2ServerHost"
         r"|AutoNATv2ClientHost|PortMapperHost)",
     ),
+    # The port mapper core's actions and results (internals of libp2p.portmap.mapper).
+    (
+        r"py:.*",
+        r"(libp2p\.portmap\.mapper\.)?(Discover|Map|Unmap|MapSuccess|MapError|GatewayAnswer"
+        r"|Action)",
+    ),
     # The answer type of udp_exchange's accept function.
     (r"py:.*", r"libp2p\.portmap\.client\.T"),
 ]
