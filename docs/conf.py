@@ -64,7 +64,19 @@ nitpick_ignore_regex = [
     # names would break viewcode's links back (one page anchor prefix per source module).
     (r"py:.*", r"(punch_dial_timeout|redial_pause|timestamp_seq|random\.Random)"),
     # The narrow host interfaces services are typed with (Host satisfies them).
-    (r"py:.*", r"(HolePunchHost|AutoNATServerHost|AutoNATClientHost|AutoNATv2ServerHost|AutoNATv2ClientHost)"),
+    (
+        r"py:.*",
+        r"(HolePunchHost|AutoNATServerHost|AutoNATClientHost|AutoNATv2ServerHost"
+        r"|AutoNATv2ClientHost|PortMapperHost)",
+    ),
+    # The port mapper core's actions and results (internals of libp2p.portmap.mapper).
+    (
+        r"py:.*",
+        r"(libp2p\.portmap\.mapper\.)?(Discover|Map|Unmap|MapSuccess|MapError|GatewayAnswer"
+        r"|Action)",
+    ),
+    # The answer type of udp_exchange's accept function.
+    (r"py:.*", r"libp2p\.portmap\.client\.T"),
 ]
 
 pygments_style = "friendly"

@@ -65,6 +65,15 @@ from .network.swarm import Swarm
 from .network.upgrader import UpgradedConnection, upgrade
 from .peer import PeerID
 from .peer.peerstore import PeerInfo, Peerstore
+from .portmap import (
+    PortMapping,
+    PortMappingChange,
+    PortMappingChanged,
+    PortMappingConfig,
+    PortMappingFailed,
+    PortMappingFailure,
+    PortMappingProtocol,
+)
 
 # A library logs; the application decides where logs go (without this, warnings would reach
 # stderr through logging's last-resort handler in programs that configure no logging).
@@ -108,6 +117,13 @@ __all__ = [
     "PeerIDMismatch",
     "PeerIdentified",
     "PeerInfo",
+    "PortMapping",
+    "PortMappingChange",
+    "PortMappingChanged",
+    "PortMappingConfig",
+    "PortMappingFailed",
+    "PortMappingFailure",
+    "PortMappingProtocol",
     "Peerstore",
     "PrivateKey",
     "ProtocolNotSupported",

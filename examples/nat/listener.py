@@ -14,7 +14,10 @@ decide reachability alone (``ReachabilityConfig.trusted_servers``; ``--no-trust-
 makes them count as one server among others, so that answers from two server groups are
 needed). ``--public-range`` names IP ranges that count as public besides globally routable
 ones (a lab or a private network on documentation or RFC 1918 ranges).
-``--json`` prints one JSON object per line instead of text. A mistake (a bad address, a relay
+``--port-mapping`` asks the LAN's router to forward the listen port (UPnP IGD, PCP or
+NAT-PMP) and reports the mapping (``port_mapping`` events); whether that makes the peer
+reachable is for the reachability report to find out. ``--json`` prints one JSON object per
+line instead of text. A mistake (a bad address, a relay
 that is down or has another peer ID, a port in use) gets one line on stderr and exit code 2.
 """
 
@@ -43,6 +46,9 @@ from libp2p import (
     NetStream,
     PeerID,
     PeerIDMismatch,
+    PortMappingChanged,
+    PortMappingConfig,
+    PortMappingFailed,
     ReachabilityConfig,
     ReachabilityReport,
     ReachabilityReportChanged,
@@ -198,6 +204,26 @@ async def report(host: Host, events: trio.abc.ReceiveChannel[Any], out: Output) 
                 elapsed_ms=round(ev.elapsed * 1000),
                 reason=ev.reason.value,
             )
+        elif isinstance(ev, PortMappingChanged):
+            m = ev.mapping
+            public = "" if m.external_is_public else f" (not public: {m.not_public_reason})"
+            out(
+                "port_mapping",
+                f"port mapping {ev.change.value} by {m.protocol.value} on {m.gateway}: "
+                f"{m.external} -> {m.internal}, lease {m.lease:.0f} s{public}",
+                change=ev.change.value,
+                protocol=m.protocol.value,
+                external=str(m.external),
+                internal=str(m.internal),
+                external_is_public=m.external_is_public,
+            )
+        elif isinstance(ev, PortMappingFailed):
+            out(
+                "port_mapping_failed",
+                f"port mapping failed: {ev.reason}",
+                failure=ev.failure.name,
+                reason=ev.reason,
+            )
         elif isinstance(ev, NatMappingChanged):
             out(
                 "nat_mapping",
@@ -267,6 +293,7 @@ async def main(args: argparse.Namespace) -> int:
             public_ranges=tuple(public_ranges),
             min_servers=args.min_servers,
         ),
+        port_mapping=PortMappingConfig(addresses=policy) if args.port_mapping else None,
     )
     types = (
         ConnectionOpened,
@@ -279,6 +306,8 @@ async def main(args: argparse.Namespace) -> int:
         ReservationAttemptFailed,
         ReachabilityReportChanged,
         NatMappingChanged,
+        PortMappingChanged,
+        PortMappingFailed,
     )
     async with Host(key_file=args.key_file, listen=args.listen, config=config) as host:
         host.set_stream_handler(
@@ -348,6 +377,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=2,
         metavar="N",
         help="AutoNAT server groups (distinct IPs) that must agree on reachability (default 2)",
+    )
+    parser.add_argument(
+        "--port-mapping",
+        action="store_true",
+        help="ask the LAN's router to forward the listen port (UPnP IGD, PCP, NAT-PMP)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON lines")
     args = parser.parse_args(argv)

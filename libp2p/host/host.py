@@ -49,6 +49,7 @@ from ..peer.peerstore import (
     PeerInfo,
     Peerstore,
 )
+from ..portmap import PortMapper, PortMappingConfig
 from ..relay.circuit_v2 import dcutr
 from ..relay.circuit_v2.client import RelayClient
 from ..relay.circuit_v2.config import RelayConfig
@@ -134,6 +135,10 @@ class HostConfig:
     #: How reachability evidence is weighed (``host.reachability``): how many server groups
     #: must agree, which servers you trust alone, which IP ranges count as public.
     reachability: ReachabilityConfig = field(default_factory=ReachabilityConfig)
+    #: Ask the LAN's router to forward our TCP listen ports (UPnP IGD, PCP, NAT-PMP). Off by
+    #: default (``None``), as in go, js and rust: it talks to the router. The mappings are
+    #: exposed on :attr:`Host.port_mapper`, never advertised by the mapper itself.
+    port_mapping: PortMappingConfig | None = None
 
 
 class Host:
@@ -234,6 +239,11 @@ class Host:
             self.auto_relay = AutoRelay(
                 self, self.config.static_relays, reachability=self.reachability_service
             )
+        #: The port mapper, when :attr:`HostConfig.port_mapping` is set: its
+        #: :attr:`~libp2p.portmap.PortMapper.mappings`, events and callbacks.
+        self.port_mapper: PortMapper | None = None
+        if self.config.port_mapping is not None:
+            self.port_mapper = PortMapper(self, self.config.port_mapping)
         self._stack = contextlib.AsyncExitStack()
         self._running = False
 
@@ -252,6 +262,8 @@ class Host:
             await self.swarm.nursery.start(self.reachability_service.run)
             if self.auto_relay is not None:
                 await self.swarm.nursery.start(self.auto_relay.run)
+            if self.port_mapper is not None:
+                await self.swarm.nursery.start(self.port_mapper.run)
             self._running = True
             if self._listen:
                 await self.listen(*self._listen)
@@ -303,6 +315,8 @@ class Host:
                 bound.extend(await self.swarm.listen(addr))
         self.identify.notify_changed()
         self.reachability_service.poke()
+        if self.port_mapper is not None:
+            self.port_mapper.listen_addrs_changed()
         return bound
 
     @property

@@ -7,7 +7,8 @@ the relay and the listener print their reachability report whenever it changes
 reason and every address with its own status, source and reason), the listener and the
 dialer report what they learned of their NAT's mapping (``nat_mapping``), and the listener
 reports a lost reservation and failed attempts to make it again (``reservation_lost``,
-``reservation_failed``).
+``reservation_failed``) and, with ``--port-mapping``, its port mapping (``port_mapping``,
+``port_mapping_failed``).
 """
 
 from __future__ import annotations
@@ -61,6 +62,14 @@ VOCABULARY: dict[str, dict[str, dict[str, tuple[type, ...]]]] = {
         "echo_served": {"peer": STR, "bytes": INT, "via": STR, "protocol": STR},
         "reservation_lost": {"relay": STR, "reason": STR},
         "reservation_failed": {"relay": STR, "reason": STR, "retry_in": (int, float)},
+        "port_mapping": {
+            "change": STR,
+            "protocol": STR,
+            "external": STR,
+            "internal": STR,
+            "external_is_public": BOOL,
+        },
+        "port_mapping_failed": {"failure": STR, "reason": STR},
     },
     "dialer": {
         "ready": READY,
@@ -100,6 +109,7 @@ VALUES = {
     "mapping": MAPPINGS,
     "nat_mapping": MAPPINGS,
     "app": {"echoed", "replied", "not_served", None},
+    "change": {"added", "renewed", "updated", "removed", "lost"},
 }
 
 

@@ -121,10 +121,13 @@ import random
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,11 +143,15 @@ from tests.natlab.topology import (
     RELAY2_IP,
     RELAY6_IP,
     RELAY_IP,
+    STUN2_IP,
+    STUN_IP,
     TOPOLOGIES,
     Plan,
     Router,
     firewall6_ruleset,
     make_plan,
+    miniupnpd_config,
+    miniupnpd_ruleset,
     nat_ruleset,
     observer_addresses,
 )
@@ -156,14 +163,21 @@ __all__ = [
     "RELAY2_IP",
     "RELAY_IP",
     "TOPOLOGIES",
+    "Daemon",
     "LabError",
     "NatLab",
     "Program",
     "lab_unavailable_reason",
+    "port_mapping_unavailable_reason",
     "require_lab",
+    "require_port_mapping",
 ]
 
 ROOT_REASON = "lab needs root"
+MINIUPNPD_MISSING = (
+    "miniupnpd or stund is not installed (apt-get install -y miniupnpd-nftables stun-server; "
+    "scripts/test.sh does it)"
+)
 
 _CMD_TIMEOUT = 20.0
 _KILL_WAIT = 5.0
@@ -285,6 +299,23 @@ def require_lab() -> None:
     skip_or_fail(f"NAT lab: {reason}")
 
 
+def port_mapping_unavailable_reason() -> str | None:
+    """Why miniupnpd cannot run in the lab here (``None`` if it can)."""
+    return lab_unavailable_reason() or (
+        MINIUPNPD_MISSING if _which("miniupnpd") is None or _which("stund") is None else None
+    )
+
+
+def require_port_mapping() -> None:
+    """:func:`require_lab`, and miniupnpd and stund installed (skip, or fail under
+    ``scripts/test.sh``)."""
+    from tests.conftest import skip_or_fail
+
+    require_lab()
+    if _which("miniupnpd") is None or _which("stund") is None:
+        skip_or_fail(f"NAT lab: {MINIUPNPD_MISSING}")
+
+
 def _check(argv: Sequence[str], *, input: str | None = None, timeout: float = _CMD_TIMEOUT) -> str:
     try:
         done = subprocess.run(
@@ -391,6 +422,77 @@ class Program:
         return f"\n--- {self.name} stderr (tail) ---\n{tail}" if tail else ""
 
 
+class Daemon:
+    """A long-running program in a lab namespace (miniupnpd, stund) whose output lines (stdout
+    and stderr together) are collected by a reader thread, so that its pipe never fills and
+    :meth:`wait_for` can wait for a line."""
+
+    def __init__(self, name: str, popen: subprocess.Popen[str]) -> None:
+        self.name = name
+        self.popen = popen
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._eof = False
+        assert popen.stdout is not None
+        threading.Thread(target=self._read, args=(popen.stdout,), daemon=True).start()
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._eof = True
+            self._changed.notify_all()
+
+    def wait_for(self, pattern: str, timeout: float, *, start: int = 0, count: int = 1) -> str:
+        """The ``count``-th line from index ``start`` on that matches the regular expression
+        ``pattern``; :class:`LabError` (with the output's tail) if the program ends or
+        ``timeout`` passes first."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        index = start
+        with self._changed:
+            while True:
+                while index < len(self.lines):
+                    if regex.search(self.lines[index]):
+                        count -= 1
+                        if count == 0:
+                            return self.lines[index]
+                    index += 1
+                left = deadline - time.monotonic()
+                if self._eof or left <= 0:
+                    why = "exited" if self._eof else f"no match within {timeout} s"
+                    raise LabError(f"{self.name}: {why} waiting for {pattern!r}{self.tail()}")
+                self._changed.wait(left)
+
+    def tail(self, n: int = 30) -> str:
+        with self._changed:
+            text = "\n".join(self.lines[-n:])
+        return f"\n--- {self.name} output (tail) ---\n{text}" if text else ""
+
+    def stop(self, timeout: float = _KILL_WAIT) -> int:
+        """SIGTERM by PID (the program cleans up), SIGKILL if it does not exit in time."""
+        if self.popen.poll() is None:
+            with contextlib.suppress(OSError):
+                os.kill(self.popen.pid, signal.SIGTERM)
+            try:
+                return self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(OSError):
+                    os.kill(self.popen.pid, signal.SIGKILL)
+        return self.popen.wait(timeout=timeout)
+
+
+#: How long miniupnpd may take to start: with a STUN test that gets no answer to some of its
+#: four requests it waits 3 s for each of its 3 rounds (``upnpstun.c``).
+MINIUPNPD_START_TIMEOUT = 20.0
+
+
 # --- the lab -----------------------------------------------------------------------------------
 
 
@@ -447,6 +549,18 @@ class NatLab:
     ``"normal"``), ``reorder`` and ``seed`` for the switch (module docstring).
     ``observers`` adds the public host ``"observers"`` with that many more addresses, each a
     distinct observer group (:meth:`observer_ips`, :meth:`observer_ip6s`; ``topology.py``).
+    ``port_mapping`` names routers that run Debian's miniupnpd 2.3.1 (UPnP IGD on
+    ``http://<LAN address>:5000/rootDesc.xml``, NAT-PMP and PCP on port 5351), started by
+    PID in the router's namespace once the lab is built (:meth:`start_miniupnpd`,
+    :meth:`stop_miniupnpd`, its output in :meth:`miniupnpd`, its forwardings in
+    :meth:`miniupnpd_redirects`). miniupnpd refuses to forward while its external address is
+    reserved, and every address here is (documentation ranges, 100.64.0.0/10); with
+    ``port_mapping_stun`` (the default) it learns its address from a STUN server, stund on
+    the public host ``"stun"`` (198.51.100.30 and .31), whose answers it does not check
+    against the reserved list: forwarding works behind a router on the internet, and is
+    refused behind a CGNAT (its STUN test finds the CGNAT filtering). The rules that hook
+    miniupnpd's chains into the router: ``topology.miniupnpd_ruleset``.
+    ``port_mapping_options`` adds miniupnpd.conf lines (``topology.miniupnpd_config``).
 
     Set-up runs in ``__enter__`` (or :meth:`start`); it is blocking and takes a fraction of a
     second. Use it before ``trio.run`` or from a worker thread.
@@ -473,6 +587,9 @@ class NatLab:
         reorder: bool = False,
         seed: int | None = None,
         observers: int = 0,
+        port_mapping: Sequence[str] = (),
+        port_mapping_stun: bool = True,
+        port_mapping_options: Mapping[str, str] | None = None,
     ) -> None:
         #: The address plan (see ``topology.py``).
         self.plan = make_plan(topology)
@@ -504,6 +621,19 @@ class NatLab:
         self.has_relay2 = relay2
         #: The ``observers`` host's extra addresses (``topology.observer_addresses``).
         self.observers = observer_addresses(observers)
+        #: Routers that run miniupnpd (UPnP IGD, NAT-PMP, PCP), and whether it finds its
+        #: external address with STUN (then a public host ``"stun"`` runs stund).
+        for router_name in port_mapping:
+            if router_name not in self.plan.router_names():
+                raise ValueError(
+                    f"port_mapping: {router_name!r} is not a router of {topology!r} "
+                    f"({self.plan.router_names()})"
+                )
+        self.port_mapping = tuple(port_mapping)
+        self.port_mapping_stun = port_mapping_stun and bool(port_mapping)
+        self._miniupnpd_options = dict(port_mapping_options or {})
+        self.daemons: dict[str, Daemon] = {}
+        self._tmpdir: str | None = None
         # The link of each switch port (public host); None: the kernel bridge, no switch.
         self.links = _links(self.switch_ports, delays, jitter, loss)
         #: One-way latency per switch port; None without the switch.
@@ -545,6 +675,8 @@ class NatLab:
             hosts["relay2"] = (RELAY2_IP, RELAY2_6_IP)
         if self.observers:
             hosts["observers"] = (OBSERVERS_IP, OBSERVERS6_IP)
+        if self.port_mapping_stun:
+            hosts["stun"] = (STUN_IP, "2001:db8::30")
         return hosts
 
     @property
@@ -762,6 +894,8 @@ class NatLab:
             lines = ["link set lo up", f"addr add {address}/24 dev eth0"]
             if plan.ipv6:
                 lines.append(f"addr add {address6}/64 dev eth0 nodad")
+            if role == "stun":
+                lines.append(f"addr add {STUN2_IP}/24 dev eth0")
             if role == "observers":
                 for observer in self.observers:
                     lines.append(f"addr add {observer.ip}/24 dev eth0")
@@ -789,6 +923,93 @@ class NatLab:
             self._batch(ns[host], lines)
         if self.links is not None:
             self._start_switch(self.links)
+        if self.port_mapping:
+            self._start_port_mapping()
+
+    def _start_port_mapping(self) -> None:
+        """stund on the ``stun`` host (if used), then miniupnpd on each port-mapping router,
+        each waited for until it serves."""
+        self._tmpdir = tempfile.mkdtemp(prefix=f"{self.prefix}miniupnpd-")
+        if self.port_mapping_stun:
+            stund = _which("stund")
+            if stund is None:
+                raise LabError(MINIUPNPD_MISSING)
+            daemon = self.start_daemon(
+                "stun", "stund", [stund, "-v", "-h", STUN_IP, "-a", STUN2_IP]
+            )
+            # It opens four sockets (two addresses x two ports) and says so for each.
+            daemon.wait_for(r"^Opened port", 10.0, count=4)
+        for router_name in self.port_mapping:
+            self.start_miniupnpd(router_name)
+
+    def miniupnpd_config(self, router: str) -> str:
+        """The miniupnpd.conf text the lab gives ``router``."""
+        return miniupnpd_config(
+            self.plan.router(router),
+            str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{self.prefix}{router}")),
+            stun=self.port_mapping_stun,
+            options=self._miniupnpd_options,
+        )
+
+    def start_daemon(self, host: str, name: str, argv: Sequence[str]) -> Daemon:
+        """Start a long-running program in ``host`` (tracked: teardown kills it by PID)."""
+        proc = self.popen(
+            host,
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+        )
+        daemon = Daemon(f"{name}@{host}", proc)
+        self.daemons[name if name != "miniupnpd" else f"miniupnpd@{host}"] = daemon
+        return daemon
+
+    def start_miniupnpd(self, router: str) -> Daemon:
+        """Load ``table inet miniupnpd`` (once) and start miniupnpd on ``router`` in the
+        foreground (``-d``: logs on stderr, no fork, so its PID is ours to stop); returns
+        once it listens for NAT-PMP/PCP, its last step of start-up."""
+        binary = _which("miniupnpd")
+        if binary is None:
+            raise LabError(MINIUPNPD_MISSING)
+        assert self._tmpdir is not None
+        ns = self.namespace(router)
+        if "miniupnpd" not in _check([self._ip, "netns", "exec", ns, self._nft, "list", "tables"]):
+            _check([self._ip, "netns", "exec", ns, self._nft, "-f", "-"], input=miniupnpd_ruleset())
+        conf = os.path.join(self._tmpdir, f"{router}.conf")
+        with open(conf, "w", encoding="ascii") as f:
+            f.write(self.miniupnpd_config(router))
+        pidfile = os.path.join(self._tmpdir, f"{router}.pid")
+        daemon = self.start_daemon(router, "miniupnpd", [binary, "-d", "-f", conf, "-P", pidfile])
+        daemon.wait_for(r"Listening for NAT-PMP/PCP traffic on port 5351", MINIUPNPD_START_TIMEOUT)
+        return daemon
+
+    def miniupnpd(self, router: str) -> Daemon:
+        """The miniupnpd running on ``router`` (its output, its PID)."""
+        try:
+            return self.daemons[f"miniupnpd@{router}"]
+        except KeyError:
+            raise ValueError(
+                f"no miniupnpd on {router!r} (port_mapping={self.port_mapping})"
+            ) from None
+
+    def miniupnpd_redirects(self, router: str) -> dict[int, str]:
+        """The port forwardings miniupnpd has in ``router``'s nftables now: external TCP
+        port -> ``"internal ip:port"``, from the DNAT rules of its ``prerouting_miniupnpd``
+        chain (e.g. ``iif "wan0" @nh,72,8 0x6 th dport 4001 dnat ip to 192.0.2.2:4001``;
+        ``@nh,72,8 0x6`` is the IPv4 protocol byte, TCP)."""
+        out: str = self.run(
+            router, [self._nft, "list", "chain", "inet", "miniupnpd", "prerouting_miniupnpd"]
+        ).stdout
+        return {
+            int(port): target
+            for port, target in re.findall(r"@nh,72,8 0x6 th dport (\d+) dnat ip to (\S+)", out)
+        }
+
+    def stop_miniupnpd(self, router: str) -> int:
+        """Stop ``router``'s miniupnpd by its PID (SIGTERM); its exit status."""
+        return self.miniupnpd(router).stop()
 
     def _sysctl_settings(self, role: str) -> dict[str, str]:
         settings: dict[str, str] = {}
@@ -853,6 +1074,7 @@ class NatLab:
             self.mapping[router.name],
             self.router_filtering[router.name],
             hairpin=self.hairpin,
+            port_mapping=router.name in self.port_mapping,
         )
         if router.wan6 is not None:
             rules += firewall6_ruleset(router, self.router_filtering[router.name])
@@ -926,6 +1148,8 @@ class NatLab:
             left = [name for name in _list_netns(self._ip) if name.startswith(self.prefix)]
             if left:
                 errors.append(f"namespaces left behind: {left}")
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
         self.teardown_seconds = time.monotonic() - began
         if errors and raise_errors:
             raise LabError("teardown: " + "; ".join(errors))

@@ -93,6 +93,17 @@ OBSERVERS6_IP = "2001:db8::20"
 #: At most this many observer addresses (198.51.100.21-.36).
 MAX_OBSERVERS = 16
 
+#: The ``stun`` host (``NatLab(port_mapping=..., port_mapping_stun=True)``): an RFC 3489 STUN
+#: server (Debian's ``stund``) needs two addresses to answer CHANGE-REQUEST from the other one.
+STUN_IP = "198.51.100.30"
+STUN2_IP = "198.51.100.31"
+STUN_PORT = 3478
+#: The packet mark with which ``table inet miniupnpd`` tells ``table ip natlab`` that one of
+#: miniupnpd's rules accepted a packet (``"UPNP"`` in ASCII).
+MINIUPNPD_MARK = 0x55504E50
+#: miniupnpd's HTTP port (description and SOAP control URLs) on the router's LAN address.
+MINIUPNPD_HTTP_PORT = 5000
+
 #: ``"eim-shifted"``: the external port is the source port XOR this.
 EIM_SHIFT_XOR = 0x0400
 #: How long the hairpin table remembers a mapping after its last outgoing packet.
@@ -273,7 +284,13 @@ def _unsolicited(filtering: str, match: str, counter_prefix: str, *, family: str
     raise ValueError(f"filtering must be one of {FILTERINGS}, not {filtering!r}")
 
 
-def nat_ruleset(router: Router, mode: str, filtering: str = "drop", hairpin: bool = False) -> str:
+def nat_ruleset(
+    router: Router,
+    mode: str,
+    filtering: str = "drop",
+    hairpin: bool = False,
+    port_mapping: bool = False,
+) -> str:
     """The IPv4 NAT of ``router``: ``table ip natlab``.
 
     * postrouting: LAN traffic to the WAN is translated per ``mode``;
@@ -298,6 +315,11 @@ def nat_ruleset(router: Router, mode: str, filtering: str = "drop", hairpin: boo
     from the WAN are. The map is keyed by external port alone, so if two internal endpoints
     share an external port (possible with port-preserving masquerade toward different
     destinations) the latest one wins.
+
+    With ``port_mapping`` the router runs miniupnpd (:func:`miniupnpd_ruleset`): a packet that
+    one of miniupnpd's filter rules accepted carries :data:`MINIUPNPD_MARK`, and this table
+    lets it through its forward chain (a DNATed connection to a mapped port) and its input
+    chain (the answers to miniupnpd's own STUN test).
     """
     wan = router.wan_ip
     lan = router.lan_net
@@ -334,6 +356,11 @@ def nat_ruleset(router: Router, mode: str, filtering: str = "drop", hairpin: boo
         + hairpin_postrouting
     )
     unsolicited = _unsolicited(filtering, 'iifname "wan0"', "wan_in")
+    mapped_forward = mapped_input = ""
+    if port_mapping:
+        mapped_forward = f"meta mark {MINIUPNPD_MARK:#x} accept"
+        mapped_input = f'iifname "wan0" meta mark {MINIUPNPD_MARK:#x} accept'
+
     loopback = _unsolicited(filtering, f'iifname "lan0" ip daddr {wan}', "loopback")
     return f"""
 table ip natlab {{
@@ -362,12 +389,14 @@ table ip natlab {{
         ct state established,related accept
         ct state invalid counter name "invalid_dropped" drop
         iifname "lan0" oifname "wan0" accept
+        {mapped_forward}
 {hairpin_forward}
         counter name "forward_dropped" drop
     }}
     chain input {{
         type filter hook input priority filter; policy accept;
         iifname "wan0" ct state established,related accept
+        {mapped_input}
         {unsolicited}
         ct state established,related accept
         {loopback}
@@ -412,3 +441,98 @@ table ip6 natlab6 {{
     }}
 }}
 """
+
+
+def miniupnpd_ruleset() -> str:
+    """``table inet miniupnpd``: the chains miniupnpd 2.3.1 (nftables backend) fills in.
+
+    miniupnpd adds rules to existing chains of an ``inet`` table, named in its configuration
+    (:func:`miniupnpd_config`): a DNAT rule per mapping in ``prerouting_miniupnpd``, an
+    accept rule per mapping in ``miniupnpd`` (matching the WAN interface, the internal
+    address and port), SNAT rules for PCP PEER in ``postrouting_miniupnpd``. The base chains
+    here hook them in. Tables cannot jump into each other, and an ``accept`` in one base chain
+    does not stop another table's chain from dropping the packet, so the filter hooks mark
+    the packet before jumping into ``miniupnpd`` and clear the mark when nothing there
+    matched: a packet that keeps :data:`MINIUPNPD_MARK` was accepted by miniupnpd, and
+    :func:`nat_ruleset` (``port_mapping=True``) lets it pass.
+
+    The input hook matters for miniupnpd's STUN test: it opens the UDP ports of its four
+    test sockets with rules in the *forward* chain ``miniupnpd``, which alone never sees a
+    packet addressed to the router itself.
+    """
+    mark = f"{MINIUPNPD_MARK:#x}"
+    return f"""
+table inet miniupnpd {{
+    chain forward {{
+        type filter hook forward priority filter - 5; policy accept;
+        meta mark set {mark} jump miniupnpd
+        meta mark set 0x0
+    }}
+    chain input {{
+        type filter hook input priority filter - 5; policy accept;
+        meta mark set {mark} jump miniupnpd
+        meta mark set 0x0
+    }}
+    chain miniupnpd {{
+    }}
+    chain prerouting {{
+        type nat hook prerouting priority dstnat - 5; policy accept;
+        jump prerouting_miniupnpd
+    }}
+    chain postrouting {{
+        type nat hook postrouting priority srcnat - 5; policy accept;
+        jump postrouting_miniupnpd
+    }}
+    chain prerouting_miniupnpd {{
+    }}
+    chain postrouting_miniupnpd {{
+    }}
+}}
+"""
+
+
+def miniupnpd_config(
+    router: Router,
+    uuid: str,
+    *,
+    stun: bool,
+    options: dict[str, str] | None = None,
+) -> str:
+    """miniupnpd.conf for ``router`` (option names of miniupnpd 2.3.1's ``options.c``).
+
+    UPnP IGD on the LAN address (HTTP on :data:`MINIUPNPD_HTTP_PORT`), NAT-PMP and PCP
+    (``enable_natpmp`` turns on both: they share port 5351), ``secure_mode`` (a client maps
+    only to itself), mappings allowed for the LAN's unprivileged ports, the chains of
+    :func:`miniupnpd_ruleset`. With ``stun`` it learns its external address from the lab's
+    STUN server (``ext_perform_stun``); without, from ``wan0``, and every address of this
+    lab is in a range miniupnpd calls reserved, so it then refuses to forward
+    (``getifaddr.c``'s ``addr_is_reserved``). ``options`` adds or overrides lines (e.g.
+    ``{"min_lifetime": "2"}``: PCP clamps lifetimes to at least ``min_lifetime``, 120 s by
+    default).
+    """
+    settings = {
+        "ext_ifname": "wan0",
+        "listening_ip": "lan0",
+        "http_port": str(MINIUPNPD_HTTP_PORT),
+        "enable_upnp": "yes",
+        "enable_natpmp": "yes",
+        "secure_mode": "yes",
+        "system_uptime": "yes",
+        "notify_interval": "60",
+        "clean_ruleset_interval": "600",
+        "uuid": uuid,
+        "upnp_table_name": "miniupnpd",
+        "upnp_nat_table_name": "miniupnpd",
+        "upnp_forward_chain": "miniupnpd",
+        "upnp_nat_chain": "prerouting_miniupnpd",
+        "upnp_nat_postrouting_chain": "postrouting_miniupnpd",
+    }
+    if stun:
+        settings.update(ext_perform_stun="yes", ext_stun_host=STUN_IP, ext_stun_port=str(STUN_PORT))
+    settings.update(options or {})
+    lines = [f"{key}={value}" for key, value in settings.items()]
+    lines += [
+        f"allow 1024-65535 {router.lan_net} 1024-65535",
+        "deny 0-65535 0.0.0.0/0 0-65535",
+    ]
+    return "\n".join(lines) + "\n"
