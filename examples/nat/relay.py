@@ -97,6 +97,7 @@ def report_reachability(report: ReachabilityReport, out: Output) -> None:
         nat_mapping=report.nat.mapping.value,
         filtering=report.nat.filtering.value,
         reason=report.reason,
+        port_mapping=report.port_mapping,
         addresses=[
             {
                 "addr": str(a.addr),

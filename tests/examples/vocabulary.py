@@ -32,6 +32,7 @@ REACHABILITY = {
     "nat_mapping": STR,
     "filtering": STR,
     "reason": STR,
+    "port_mapping": OPT_STR,
     "addresses": LIST,
 }
 NAT_MAPPING = {"mapping": STR}

@@ -196,6 +196,7 @@ class ReachabilityCore:
         self._observed: dict[str, tuple[Multiaddr, int]] = {}
         self._mapped: dict[str, tuple[Multiaddr, str]] = {}
         self._nat = NatMappingStatus(NatMapping.UNKNOWN, "no observation yet", (), ())
+        self._port_mapping: str | None = None
         self._published: ReachabilityReport | None = None
         self._trusted = frozenset(self.config.trusted_servers)
         self._now = now
@@ -225,6 +226,10 @@ class ReachabilityCore:
     def set_nat_mapping(self, status: NatMappingStatus) -> None:
         """Identify's verdict on our NAT's mapping."""
         self._nat = status
+
+    def set_port_mapping(self, state: str | None) -> None:
+        """The port mapper's state in words (``None``: port mapping is off)."""
+        self._port_mapping = state
 
     def _rebuild(self, now: float) -> None:
         wanted: dict[str, tuple[Multiaddr, AddressSource]] = {}
@@ -495,8 +500,15 @@ class ReachabilityCore:
         else:
             expect = Expectation.UNKNOWN
         reason = self._summary_reason(status, expect, public, checkable, reports, nat)
+        if self._port_mapping is not None and status is not Reachability.PUBLIC:
+            reason += f"; port mapping: {self._port_mapping}"
         return ReachabilityReport(
-            status=status, addresses=tuple(reports), nat=nat, expect=expect, reason=reason
+            status=status,
+            addresses=tuple(reports),
+            nat=nat,
+            expect=expect,
+            reason=reason,
+            port_mapping=self._port_mapping,
         )
 
     def _nat_type(self, reports: Sequence[AddressReachability]) -> NatType:

@@ -139,6 +139,9 @@ class ReachabilityReport:
     #: The whole picture in one line, e.g. ``"private: 198.51.100.1:4001 refuted by AutoNAT
     #: v2 from 2 servers; endpoint-independent mapping: hole punching can work"``.
     reason: str
+    #: Port mapping (``HostConfig.port_mapping``), in words: ``None`` when it is off, else
+    #: e.g. ``"mapped /ip4/198.51.100.1/tcp/4001 by PCP"`` or why the router refused.
+    port_mapping: str | None = None
 
     @property
     def public_addrs(self) -> list[Multiaddr]:
@@ -160,6 +163,7 @@ class ReachabilityReport:
             self.expect,
             self.nat.mapping,
             self.nat.filtering,
+            self.port_mapping,
             tuple(a.summary() for a in self.addresses),
         )
 

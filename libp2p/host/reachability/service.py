@@ -113,9 +113,8 @@ class ReachabilityService:
         ]
         if host.autonat is not None:
             hooks.append((host.autonat.on_probed, self._v1_probed))
-        mapper = getattr(host, "port_mapper", None)
-        if mapper is not None:
-            hooks.append((mapper.on_mappings_changed, self._poke))
+        if host.port_mapper is not None:
+            hooks.append((host.port_mapper.on_mappings_changed, self._poke))
         for hook_list, callback in hooks:
             hook_list.append(callback)
         try:
@@ -166,12 +165,12 @@ class ReachabilityService:
         core.set_observed(
             [(a, len(observed.observers_of(a, now))) for a in observed.candidates(now, 1)], now
         )
-        mapper = getattr(host, "port_mapper", None)
-        if mapper is not None:
+        core.set_port_mapping(_port_mapping_state(host))
+        if host.port_mapper is not None:
             core.set_mapped(
                 [
-                    (m.external, str(getattr(m.protocol, "value", m.protocol)))
-                    for m in mapper.mappings
+                    (m.external, m.protocol.value)
+                    for m in host.port_mapper.mappings
                     if m.external is not None
                 ],
                 now,
@@ -245,3 +244,27 @@ class ReachabilityService:
         self.core.v2_result(addr, server, group, reachable, trio.current_time())
         self._publish()
         self._wakeup.set()
+
+
+def _port_mapping_state(host: Host) -> str | None:
+    """The port mapper's state in words, for the report."""
+    mapper = host.port_mapper
+    if mapper is None:
+        return None
+    mapped = [m for m in mapper.mappings if m.external is not None]
+    if mapped:
+        parts = []
+        for m in mapped:
+            text = f"mapped {m.external} by {_PROTOCOL_NAMES[m.protocol.value]}"
+            if not m.external_is_public and m.not_public_reason:
+                text += f" ({m.not_public_reason})"
+            parts.append(text)
+        return "; ".join(parts)
+    failure = mapper.last_failure
+    if failure is not None:
+        details = f" ({'; '.join(failure.details)})" if failure.details else ""
+        return f"failed: {failure.reason}{details}"
+    return "asking the router"
+
+
+_PROTOCOL_NAMES = {"upnp": "UPnP", "nat-pmp": "NAT-PMP", "pcp": "PCP"}
