@@ -173,16 +173,18 @@ def test_schedule_asks_distinct_groups_then_refreshes() -> None:
     assert pick is not None
     server, addr = pick
     assert addr == EXTERNAL
-    c.check_started(server, addr, 0.5)
-    assert c.next_check(servers, 0.6) is None  # one check per address at a time
     group = dict(servers)[server]
+    c.check_started(server, addr, 0.5, group)
+    # Undecided: a second check at once, of the other group (min_servers = 2 are needed),
+    # never of the group already asked; then no third.
+    second = c.next_check(servers, 0.6)
+    assert second is not None
+    assert dict(servers)[second[0]] != group
+    c.check_started(second[0], EXTERNAL, 0.6, dict(servers)[second[0]])
+    assert c.next_check(servers, 0.7) is None
     c.v2_result(addr, server, group, True, 1.0)
-    # Next: a server of the other group, never the same group again while undecided.
-    pick = c.next_check(servers, 1.0)
-    assert pick is not None
-    assert dict(servers)[pick[0]] != group
-    c.check_started(pick[0], EXTERNAL, 1.0)
-    c.v2_result(EXTERNAL, pick[0], dict(servers)[pick[0]], True, 2.0)
+    assert c.next_check(servers, 1.0) is None  # the other group answers next; g1 did
+    c.v2_result(EXTERNAL, second[0], dict(servers)[second[0]], True, 2.0)
     assert status(c, now=2.0) is Reachability.PUBLIC
     # Decided: the next check is the refresh, with the group whose answer is oldest.
     assert c.next_check(servers, 3.0) is None

@@ -36,7 +36,8 @@ then observed by most observers, then listen addresses) and a server to ask: for
 address a server of a group that has not answered for it yet (``min_servers`` groups are
 needed), never the same server about the same address within ``retry_interval``; for a decided
 one, after ``refresh_interval``, the group whose answer is oldest. One check per address at a
-time. :meth:`~ReachabilityCore.next_deadline` says when the next check becomes due.
+time for a decided address, up to ``min_servers`` at once (to distinct groups) for an
+undecided one. :meth:`~ReachabilityCore.next_deadline` says when the next check becomes due.
 
 **The report** (:meth:`~ReachabilityCore.report`): each address with its status and reason;
 the host's status (``PUBLIC`` if an address is, ``PRIVATE`` if every address worth checking
@@ -157,7 +158,7 @@ class _Entry:
         self.v2: dict[str, _Answer] = {}
         self.v1: dict[str, _Answer] = {}
         self.asked: dict[PeerID, float] = {}
-        self.in_flight = False
+        self.in_flight: dict[PeerID, str | None] = {}  # server -> its group
         self.last_check: float | None = None
         self.status = Reachability.UNKNOWN
         self.decided_by = ""  # "v2" / "v1" / ""
@@ -263,7 +264,7 @@ class ReachabilityCore:
         entry = self._entries.get(str(addr))
         if entry is None:
             return
-        entry.in_flight = False
+        entry.in_flight.pop(server, None)
         entry.last_check = now
         if reachable is None or group is None:
             return
@@ -339,7 +340,7 @@ class ReachabilityCore:
         """The check to run now, if any: ``(server, address)``. ``servers`` are the
         connected AutoNAT v2 servers with their groups. Call :meth:`check_started` next."""
         entries = sorted(
-            (e for e in self._entries.values() if self._checkable(e) and not e.in_flight),
+            (e for e in self._entries.values() if self._checkable(e) and not self._busy(e)),
             key=lambda e: (_PRIORITY[e.source], -e.observed_by, str(e.addr)),
         )
         for entry in entries:
@@ -359,6 +360,8 @@ class ReachabilityCore:
         for peer, group in servers:
             if group is None:
                 continue
+            if peer in entry.in_flight or group in entry.in_flight.values():
+                continue
             asked = entry.asked.get(peer)
             if not decided:
                 if group in entry.v2 or (
@@ -374,19 +377,28 @@ class ReachabilityCore:
                 best = key
         return best[2] if best is not None else None
 
-    def check_started(self, server: PeerID, addr: Multiaddr, now: float) -> None:
-        """A v2 check of ``addr`` by ``server`` starts now."""
+    def check_started(
+        self, server: PeerID, addr: Multiaddr, now: float, group: str | None = None
+    ) -> None:
+        """A v2 check of ``addr`` by ``server`` (of ``group``) starts now."""
         entry = self._entries.get(str(addr))
         if entry is not None:
-            entry.in_flight = True
+            entry.in_flight[server] = group
             entry.asked[server] = now
+
+    def _busy(self, entry: _Entry) -> bool:
+        """Whether ``entry`` has as many checks under way as it may: an undecided address
+        is asked of ``min_servers`` groups at once (they are what it needs), a decided one
+        (a refresh) of one."""
+        limit = 1 if self._decided(entry) else self.config.min_servers
+        return len(entry.in_flight) >= limit
 
     def next_deadline(self, now: float) -> float | None:
         """When a check may next become due (the driver also wakes when servers change)."""
         times = [
             self._due_at(e)
             for e in self._entries.values()
-            if self._checkable(e) and not e.in_flight
+            if self._checkable(e) and not self._busy(e)
         ]
         for entry in self._entries.values():
             if not self._decided(entry):

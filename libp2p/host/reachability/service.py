@@ -4,7 +4,8 @@ Every host runs one (``host.reachability_service``; ``host.reachability`` is its
 follows, through reliable callbacks (never the lossy public bus): identify (observed address
 candidates, newly identified AutoNAT servers, the NAT mapping verdict), the AutoNAT v1
 client's answers, the port mapper's mappings and the host's listen addresses. When the core
-says a check is due it runs it with the AutoNAT v2 client, one per address at a time, and
+says a check is due it runs it with the AutoNAT v2 client (several at once, to distinct
+server groups, while an address is undecided), and
 feeds the result back. Changes are published on ``host.events`` as
 :class:`~.report.ReachabilityReportChanged`, and a flip of the host's status also as
 :class:`~libp2p.host.autonat.ReachabilityChanged` (auto-relay follows those through
@@ -208,10 +209,11 @@ class ReachabilityService:
             self._feed_sources()
             self._publish()
             now = trio.current_time()
-            pick = core.next_check(self.servers(), now)
+            servers = self.servers()
+            pick = core.next_check(servers, now)
             if pick is not None:
                 server, addr = pick
-                core.check_started(server, addr, now)
+                core.check_started(server, addr, now, dict(servers).get(server))
                 nursery.start_soon(self._check, server, addr)
                 continue
             deadline = core.next_deadline(now)
