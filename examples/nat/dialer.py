@@ -33,6 +33,7 @@ from multiaddr import Multiaddr
 from libp2p import (
     AddressPolicy,
     Connection,
+    Direction,
     Host,
     HostConfig,
     Libp2pError,
@@ -236,6 +237,9 @@ async def main(args: argparse.Namespace) -> int:
                         (
                             f"hole punch succeeded on attempt {outcome.attempt}"
                             if outcome.attempt
+                            else "direct connection without a punch: we dialed the listener's "
+                            "address (our direct dial: it is reachable)"
+                            if outcome.connection.direction is Direction.OUTBOUND
                             else "direct connection without a punch: the listener dialed us "
                             "back (connection reversal: we are reachable)"
                         )

@@ -39,6 +39,7 @@ from libp2p import (
     AutoNATServerConfig,
     AutoNATv2ServerConfig,
     ConnectionOpened,
+    Direction,
     Host,
     HostConfig,
     Libp2pError,
@@ -185,6 +186,8 @@ async def report(host: Host, events: trio.abc.ReceiveChannel[Any], out: Output) 
                 (
                     f"hole punch with {ev.peer} succeeded on attempt {ev.attempt}"
                     if ev.attempt
+                    else f"{ev.peer} dialed us directly (its direct dial: we are reachable)"
+                    if ev.connection.direction is Direction.INBOUND
                     else f"dialed {ev.peer} back directly (connection reversal: it is reachable)"
                 )
                 + f" in {ev.elapsed * 1000:.0f} ms: direct connection to {ev.direct_addr}",
