@@ -6,7 +6,8 @@ expect.
 our NAT's type, what a dialer should expect (dial us directly, hole punch, only a relay) and
 the whole picture in one line. Every change is published as a ``ReachabilityReportChanged``.
 
-The evidence here comes from one AutoNAT (v1) server on this machine. Two settings make that
+The evidence here comes from one AutoNAT server on this machine, serving v2 (a dial-back on a
+fresh connection that carries our nonce: proof) and v1 (for older peers). Two settings make that
 enough, and are for a test on one machine only: loopback counts as public
 (``public_ranges``; by default only globally routable addresses are worth checking), and one
 server group decides (``min_servers=1``; by default two servers at different IPs must agree,
@@ -22,6 +23,7 @@ from libp2p import (
     AddressPolicy,
     AutoNATClientConfig,
     AutoNATServerConfig,
+    AutoNATv2ServerConfig,
     Expectation,
     Host,
     HostConfig,
@@ -54,9 +56,13 @@ async def main() -> None:
 
 async def run() -> None:
     local = AddressPolicy.local_testing()
-    server_config = HostConfig(autonat_server=AutoNATServerConfig(addresses=local))
+    server_config = HostConfig(
+        autonat_v2_server=AutoNATv2ServerConfig(addresses=local),
+        autonat_server=AutoNATServerConfig(addresses=local),  # v1, for older peers
+    )
     client_config = HostConfig(
-        # The first check a second after start (go's default waits 15 s).
+        # The AutoNAT v2 client is on by default. v1's first check a second after start
+        # (go's default waits 15 s).
         autonat_client=AutoNATClientConfig(boot_delay=1.0, addresses=local),
         # On one machine only: loopback is public, and one server decides.
         reachability=ReachabilityConfig(public_ranges=("127.0.0.0/8",), min_servers=1),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import trio
 from multiaddr import Multiaddr
 
-from libp2p import AutoNATServerConfig, Host, HostConfig, NetStream
+from libp2p import AutoNATServerConfig, AutoNATv2ServerConfig, Host, HostConfig, NetStream
 from libp2p.relay.circuit_v2 import RelayConfig
 
 ECHO = "/echo/1.0.0"
@@ -18,7 +18,11 @@ ECHO = "/echo/1.0.0"
 # -- the relay (a public machine) --------------------------------------------------------------
 def relay_host(listen: str) -> Host:
     """A relay with go-libp2p's limits, which also tells peers whether they are reachable."""
-    config = HostConfig(relay_service=RelayConfig(), autonat_server=AutoNATServerConfig())
+    config = HostConfig(
+        relay_service=RelayConfig(),
+        autonat_v2_server=AutoNATv2ServerConfig(),
+        autonat_server=AutoNATServerConfig(),  # AutoNAT v1, for older peers
+    )
     return Host(listen=[listen], config=config)
 
 
