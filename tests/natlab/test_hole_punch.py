@@ -218,7 +218,9 @@ def test_hole_punch_through_two_eim_nats_ten_times_in_a_row(lab: NatLab) -> None
     relay_port = relayed.split("/tcp/")[1].split("/")[0]
     (entry,) = [a for a in relays["addresses"] if a["status"] == "public"]
     assert entry["addr"] == f"/ip4/{lab.ip('relay')}/tcp/{relay_port}", relays
-    assert "confirmed by AutoNAT v1 from 1 server group(s)" in entry["reason"], entry
+    # The listener serves AutoNAT v1 and v2: whichever answered first decided (v2 then holds).
+    assert "confirmed by AutoNAT v" in entry["reason"], entry
+    assert "from 1 server group(s)" in entry["reason"], entry
     assert asker.expect(40.0) == {"event": "answer", "status": "E_DIAL_ERROR"}
 
 

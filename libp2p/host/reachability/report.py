@@ -136,8 +136,9 @@ class ReachabilityReport:
     nat: NatType
     #: What a peer that wants to reach us should expect.
     expect: Expectation
-    #: The whole picture in one line, e.g. ``"private: 198.51.100.1:4001 refuted by AutoNAT
-    #: v2 from 2 servers; endpoint-independent mapping: hole punching can work"``.
+    #: The whole picture in one line, e.g. ``"private: /ip4/198.51.100.1/tcp/4001 observed
+    #: by peers (identify); refuted by AutoNAT v2 (the dial-back failed) from 2 server
+    #: group(s); peers reach us through a relay, then hole punch"``.
     reason: str
     #: Port mapping (``HostConfig.port_mapping``), in words: ``None`` when it is off, else
     #: e.g. ``"mapped /ip4/198.51.100.1/tcp/4001 by PCP"`` or why the router refused.

@@ -264,7 +264,8 @@ def _port_mapping_state(host: Host) -> str | None:
         return "; ".join(parts)
     failure = mapper.last_failure
     if failure is not None:
-        details = f" ({'; '.join(failure.details)})" if failure.details else ""
+        # Sorted: the protocols answer in any order, and the report changes only with them.
+        details = f" ({'; '.join(sorted(failure.details))})" if failure.details else ""
         return f"failed: {failure.reason}{details}"
     return "asking the router"
 

@@ -120,7 +120,8 @@ class HolePunchSucceeded:
     relayed: Connection
     #: The remote address of the direct connection.
     direct_addr: Multiaddr | None
-    #: 1..3 for a hole punch; 0 when B's plain dial to A (connection reversal) did it.
+    #: 1..3 for a hole punch; 0 when a plain dial did it: B's to A (connection reversal)
+    #: or A's to B (the direct dial), or a direct connection that came otherwise.
     attempt: int
     #: Seconds from the relayed connection opening to the direct one being ready.
     elapsed: float
