@@ -413,8 +413,16 @@ class Swarm:
                         expected_peer=peer,
                         yamux_config=self.yamux_config,
                     )
-            except (Libp2pError, trio.TooSlowError) as exc:
+            except Libp2pError as exc:
                 errors.append((addr, exc))
+                await trio.aclose_forcefully(raw)
+                return
+            except trio.TooSlowError:
+                # Typed, as dial() says it: the caller sees a TransportError either way.
+                timeout = TransportError(
+                    f"dial {plain}: the handshakes did not finish within {self.dial_timeout} s"
+                )
+                errors.append((addr, timeout))
                 await trio.aclose_forcefully(raw)
                 return
             except BaseException:

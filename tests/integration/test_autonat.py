@@ -561,3 +561,28 @@ async def test_dial_isolated() -> None:
             with pytest.raises(LocalUsageError):
                 async with a.swarm.dial_isolated(b.peer_id, []):
                     pass  # pragma: no cover
+
+
+async def test_dial_isolated_to_a_peer_that_never_answers_is_a_transport_error() -> None:
+    """TCP connects, then nothing: the handshake timeout is a typed TransportError (not a bare
+    trio.TooSlowError), with one address as with several."""
+    with trio.fail_after(REAL_TIMEOUT):
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        held: list[trio.SocketStream] = []
+
+        async def hold(stream: trio.SocketStream) -> None:
+            held.append(stream)
+            await trio.sleep_forever()
+
+        async with (
+            trio.open_nursery() as nursery,
+            Host(listen=[LOOPBACK], config=client_config(dial_timeout=0.2)) as a,
+        ):
+            nursery.start_soon(trio.serve_listeners, hold, listeners)
+            port = listeners[0].socket.getsockname()[1]
+            silent = Multiaddr(f"/ip4/127.0.0.1/tcp/{port}")
+            peer = PeerID.from_public_key(Host().key.public_key)
+            with pytest.raises(TransportError, match="handshakes did not finish"):
+                async with a.swarm.dial_isolated(peer, [silent]):
+                    pass  # pragma: no cover
+            nursery.cancel_scope.cancel()
