@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import queue
 import signal
 import subprocess
@@ -44,14 +45,39 @@ class DemoError(Exception):
 
 
 class Console:
-    """Prints the programs' lines as they come, each with its label; one line at a time."""
+    """Prints the programs' lines as they come, each with its label; one line at a time.
+
+    Every line shown is also kept with its time since the start (:attr:`shown`), for
+    ``--cast``: a recording of the run in asciinema's v2 format (``scripts/screencast.py``
+    renders it as an animated SVG for the docs).
+    """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        self.started = time.monotonic()
+        #: (seconds since start, label, line) of every line shown, in order.
+        self.shown: list[tuple[float, str, str]] = []
 
     def show(self, label: str, line: str) -> None:
         with self.lock:
+            self.shown.append((time.monotonic() - self.started, label, line))
             print(f"{label:<8} | {line}", flush=True)
+
+    def write_cast(self, path: Path, command: str, width: int = 120) -> None:
+        """The run so far as an asciinema v2 cast: a header line, then one output event per
+        line shown (the command typed first, as a user would see it)."""
+        header = {
+            "version": 2,
+            "width": width,
+            "height": 32,
+            "timestamp": int(time.time()),
+            "title": command,
+            "env": {"TERM": "xterm-256color", "SHELL": "/bin/bash"},
+        }
+        events = [[0.0, "o", f"$ {command}\r\n"]]
+        events += [[round(t, 3), "o", f"{label:<8} | {line}\r\n"] for t, label, line in self.shown]
+        text = "\n".join(json.dumps(item) for item in [header, *events]) + "\n"
+        path.write_text(text, encoding="utf-8")
 
 
 class Program:
@@ -273,10 +299,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--timeout", type=float, default=30.0, metavar="S", help="the dialer's --timeout"
     )
+    parser.add_argument(
+        "--cast",
+        type=Path,
+        metavar="FILE",
+        help="also record the run as an asciinema v2 cast (scripts/screencast.py)",
+    )
     args = parser.parse_args(argv)
     console = Console()
-    with reported(console):
-        return in_lab(args, console) if args.lab else loopback(args, console)
+    try:
+        with reported(console):
+            return in_lab(args, console) if args.lab else loopback(args, console)
+    finally:
+        if args.cast is not None:
+            command = "python scripts/demo.py" + (" --lab" if args.lab else "")
+            for side in ("a", "b"):
+                if getattr(args, f"nat_{side}") != "eim":
+                    command += f" --nat-{side} {getattr(args, f'nat_{side}')}"
+            console.write_cast(args.cast, command)
 
 
 if __name__ == "__main__":

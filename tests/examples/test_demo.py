@@ -3,14 +3,18 @@ interleaved programs, ending with the dialer's result; on loopback and in the NA
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
+from scripts.screencast import read_cast, render_svg
 from tests.examples.conftest import ROOT
 from tests.natlab.lab import require_lab
 
@@ -48,9 +52,29 @@ def check_labelled_and_interleaved(lines: list[str]) -> list[str]:
     return labels
 
 
-def test_demo_on_loopback() -> None:
-    code, lines = run_demo()
+def check_cast(cast: Path, lines: list[str], command: str) -> None:
+    """The recording (``--cast``) is what was shown: an asciinema v2 header, the command, then
+    every line in order at non-decreasing times; and it renders as an animated SVG with one
+    animated line per line."""
+    rows = [json.loads(row) for row in cast.read_text(encoding="utf-8").splitlines()]
+    header, events = rows[0], rows[1:]
+    assert header["version"] == 2
+    assert header["title"] == command
+    assert events[0] == [0.0, "o", f"$ {command}\r\n"]
+    shown = [event[2] for event in events[1:]]
+    assert shown == [f"{line}\r\n" for line in lines]
+    times = [event[0] for event in events]
+    assert times == sorted(times)
+    svg = ElementTree.fromstring(render_svg(read_cast(cast)))
+    texts = svg.findall(".//{http://www.w3.org/2000/svg}text[@class='line']")
+    assert len(texts) == len(lines) + 1
+
+
+def test_demo_on_loopback(tmp_path: Path) -> None:
+    cast = tmp_path / "demo.cast"
+    code, lines = run_demo("--cast", str(cast))
     assert code == 0, "\n".join(lines)
+    check_cast(cast, lines, "python scripts/demo.py")
     check_labelled_and_interleaved(lines)
     text = "\n".join(lines)
     assert "echo over the relayed connection: ok" in text
