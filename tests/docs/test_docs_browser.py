@@ -57,6 +57,33 @@ window.addEventListener("load", function () {
 """
 
 
+# The page in an iframe of a given width (a phone's, a desktop's): which diagram layout the
+# browser chose, and how a link in the text is drawn next to plain inline code.
+LAYOUT_WIDTHS = (420, 1280)
+LAYOUT_PROBE = """<!DOCTYPE html>
+<html><head><title>layout</title></head><body>
+<iframe id="page" src="%(page)s" style="width:%(width)spx;height:1500px;border:0"></iframe>
+<pre id="result">pending</pre>
+<script>
+window.addEventListener("load", function () {
+  var doc = document.getElementById("page").contentDocument;
+  var win = document.getElementById("page").contentWindow;
+  var img = doc.querySelector("figure.diagram img");
+  var link = doc.querySelector("div.body p a.reference code");
+  var plain = doc.querySelector("div.body p > code");
+  function look(el) {
+    var s = win.getComputedStyle(el);
+    return {color: s.color, decoration: s.textDecorationLine};
+  }
+  document.getElementById("result").textContent = JSON.stringify({
+    diagram: img.currentSrc, shown: img.getBoundingClientRect().width,
+    natural: img.naturalWidth, link: look(link), code: look(plain)
+  });
+});
+</script></body></html>
+"""
+
+
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -66,6 +93,10 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 def site(built_docs: Path) -> Iterator[str]:
     """The built docs served on 127.0.0.1; yields the base URL."""
     (built_docs / "_probe.html").write_text(PROBE % {"page": PAGE})
+    for width in LAYOUT_WIDTHS:
+        (built_docs / f"_layout{width}.html").write_text(
+            LAYOUT_PROBE % {"page": PAGE, "width": width}
+        )
     handler = functools.partial(_QuietHandler, directory=str(built_docs))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -165,6 +196,37 @@ def test_a_screenshot_of_the_page_is_not_blank(site: str, chromium: str, tmp_pat
     assert any(p[1] > p[0] + 40 and p[1] > p[2] + 40 for p in colours), "no green on screen"
 
 
+@pytest.mark.parametrize("width", LAYOUT_WIDTHS)
+def test_diagram_layout_and_links_at_phone_and_desktop_width(
+    site: str, chromium: str, tmp_path: Path, width: int
+) -> None:
+    dom = run_chromium(
+        chromium,
+        tmp_path / "profile",
+        "--window-size=1400,1600",
+        "--virtual-time-budget=10000",
+        "--dump-dom",
+        site + f"_layout{width}.html",
+    )
+    match = re.search(r'<pre id="result">(.*?)</pre>', dom, re.S)
+    assert match, dom[:2000]
+    assert match.group(1) != "pending", "the page did not finish loading"
+    probe = json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    # A phone gets the portrait layout, drawn at about its own size (its text stays legible:
+    # the wide one would be shrunk to under half); a desktop the wide one.
+    if width <= 640:
+        assert probe["diagram"].endswith("/_static/nat-traversal-narrow.svg"), probe
+        assert probe["natural"] == 420, probe
+        assert probe["shown"] >= 0.8 * probe["natural"], probe
+    else:
+        assert probe["diagram"].endswith("/_static/nat-traversal.svg"), probe
+        assert probe["shown"] >= 600, probe
+    # A linked name is drawn unlike plain code: another colour, and underlined.
+    assert probe["link"]["color"] != probe["code"]["color"], probe
+    assert "underline" in probe["link"]["decoration"], probe
+    assert "underline" not in probe["code"]["decoration"], probe
+
+
 class _Links(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
@@ -176,7 +238,7 @@ class _Links(HTMLParser):
         for key in ("id", "name"):
             if values.get(key):
                 self.ids.add(str(values[key]))
-        for key in ("href", "src"):
+        for key in ("href", "src", "srcset"):
             value = values.get(key)
             if value and (tag != "link" or key == "href"):
                 self.hrefs.append(value)
