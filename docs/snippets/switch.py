@@ -65,8 +65,9 @@ async def main() -> None:
             address_policy=AddressPolicy.local_testing(), relay_close_grace=0.5
         )
     )
+    relay_config = HostConfig(relay_service=RelayConfig())
     async with (
-        Host(listen=["/ip4/127.0.0.1/tcp/0"], config=HostConfig(relay_service=RelayConfig())) as relay,
+        Host(listen=["/ip4/127.0.0.1/tcp/0"], config=relay_config) as relay,
         Host(listen=["/ip4/127.0.0.1/tcp/0"], config=local) as listener,
         Host(listen=["/ip4/127.0.0.1/tcp/0"], config=local) as dialer,
     ):
