@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -29,18 +31,80 @@ def test_snippet_uses_only_the_public_api(path: Path) -> None:
             assert not any(a.name.startswith("libp2p.") for a in node.names), path.name
 
 
+_RUNS: dict[Path, subprocess.CompletedProcess[str]] = {}
+
+
+def run_snippet(path: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``path`` as a user would, from a fresh directory, against this checkout (once per
+    session: the output test reuses the run)."""
+    if path not in _RUNS:
+        with tempfile.TemporaryDirectory() as cwd:
+            env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1"}
+            _RUNS[path] = subprocess.run(
+                [sys.executable, str(path)],
+                cwd=cwd,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=TIMEOUT,
+                check=False,
+            )
+    return _RUNS[path]
+
+
 @pytest.mark.parametrize("path", SNIPPETS, ids=[p.name for p in SNIPPETS])
-def test_snippet_runs(path: Path, tmp_path: Path) -> None:
-    # Run as a user would, from a fresh directory, against this checkout.
-    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1"}
-    result = subprocess.run(
-        [sys.executable, str(path)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
+def test_snippet_runs(path: Path) -> None:
+    result = run_snippet(path)
     assert result.returncode == 0, f"{path.name} exited {result.returncode}:\n{result.stderr}"
     assert result.stdout.strip(), f"{path.name} printed nothing"
+
+
+# The page shows what a snippet prints as a text block that starts with the command.
+_SHOWN = re.compile(
+    r"^\.\. code-block:: text\n\n   \$ \.venv/bin/python docs/snippets/(?P<name>\w+\.py)\n"
+    r"(?P<output>(?:   .*\n)+)",
+    re.M,
+)
+# What changes from run to run: numbers (ports, times, byte counts) and peer IDs, which the
+# page shortens with an ellipsis.
+_VARIABLE = re.compile(r"12D3KooW\w*…?|\d+")
+
+
+def shown_line_pattern(line: str) -> re.Pattern[str]:
+    parts = []
+    last = 0
+    for match in _VARIABLE.finditer(line):
+        parts.append(re.escape(line[last : match.start()]))
+        parts.append(r"12D3KooW\w+" if match.group().startswith("12D3KooW") else r"\d+")
+        last = match.end()
+    parts.append(re.escape(line[last:]))
+    return re.compile("".join(parts))
+
+
+def shown_outputs() -> list[tuple[str, list[str]]]:
+    text = (DOCS / "nat-traversal.rst").read_text()
+    return [
+        (m.group("name"), [line[3:] for line in m.group("output").splitlines()])
+        for m in _SHOWN.finditer(text)
+    ]
+
+
+def test_shown_line_patterns_can_fail() -> None:
+    pattern = shown_line_pattern("direct connection to /ip4/127.0.0.1/tcp/32947 on attempt 0")
+    assert pattern.fullmatch("direct connection to /ip4/127.0.0.1/tcp/40001 on attempt 0")
+    assert not pattern.fullmatch("direct connection to /ip4/127.0.0.1/tcp/40001 on attempt x")
+    peer = shown_line_pattern("refused: the only connection to 12D3KooWGSX8… is relayed")
+    assert peer.fullmatch("refused: the only connection to 12D3KooWHoZ8dxLYZgra is relayed")
+    assert not peer.fullmatch("refused: the connection to 12D3KooWHoZ8dxLYZgra is relayed")
+
+
+def test_every_snippet_output_shown_is_what_it_prints() -> None:
+    shown = shown_outputs()
+    assert {name for name, _ in shown} >= {"hole_punch.py", "switch.py", "limits.py"}, shown
+    for name, lines in shown:
+        result = run_snippet(DOCS / "snippets" / name)
+        assert result.returncode == 0, f"{name} exited {result.returncode}:\n{result.stderr}"
+        printed = result.stdout.splitlines()
+        assert len(printed) == len(lines), (name, lines, printed)
+        for want, got in zip(lines, printed, strict=True):
+            assert shown_line_pattern(want).fullmatch(got), f"{name}: {want!r} != {got!r}"
