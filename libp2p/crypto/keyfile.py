@@ -30,7 +30,8 @@ _MAX_KEY_FILE_SIZE = 64 * 1024
 
 
 class KeyFileError(LocalUsageError):
-    """An identity key file exists but cannot be read or decoded; the message names the path."""
+    """An identity key file cannot be read or decoded, or cannot be created where asked (its
+    directory is missing); the message names the path."""
 
     def __init__(self, path: Path, reason: str) -> None:
         super().__init__(f"identity key file {str(path)!r}: {reason}")
@@ -42,8 +43,8 @@ def load_or_create_identity(
 ) -> PrivateKey:
     """Load the private key stored at ``path``, creating it first if the file does not exist.
 
-    On first use a new ``key_type`` key is generated and written (parent directories are
-    created, the file gets mode 0600). Later calls return the stored key whatever
+    On first use a new ``key_type`` key is generated and written (the file gets mode 0600).
+    Its directory must exist: a mistyped path is an error, not a new directory tree. Later calls return the stored key whatever
     ``key_type`` says. Raises :class:`KeyFileError` if the file exists but is unreadable or
     corrupt; it is never overwritten.
     """
@@ -79,7 +80,13 @@ def _load(path: Path) -> PrivateKey:
 def _create(path: Path, key: PrivateKey) -> None:
     import tempfile  # only needed the first time a node runs
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # Creating missing directories would turn a typo (``/nonexistent/dir/k``) into a new
+    # tree and a new identity nobody asked for; the user creates the directory.
+    directory = path.parent
+    if not directory.exists():
+        raise KeyFileError(path, f"the directory {str(directory)!r} does not exist")
+    if not directory.is_dir():
+        raise KeyFileError(path, f"{str(directory)!r} is not a directory")
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     tmp = Path(tmp_name)
     try:

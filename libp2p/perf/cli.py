@@ -42,6 +42,7 @@ from multiaddr import Multiaddr
 from ..crypto import PrivateKey, generate_ed25519, load_or_create_identity
 from ..exceptions import Libp2pError
 from ..host import Host
+from ..log import LOG_LEVELS, configure_logging
 from ..network.connection import Connection
 from . import PROTOCOL_ID, handle_perf, perf
 
@@ -184,8 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level",
         default="WARNING",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="log level on stderr (default WARNING)",
+        choices=LOG_LEVELS,
+        help="level of this library's logs (the libp2p loggers) on stderr; other "
+        "packages' loggers are left alone (default WARNING)",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -263,11 +265,9 @@ def _single_failure(exc: BaseException) -> Exception | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=args.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    # Our loggers only: the root logger would also turn on third-party packages' debug
+    # output (multiaddr logs every parse).
+    configure_logging(args.log_level, sys.stderr)
     if args.command == "server":
         try:
             key = load_or_create_identity(args.key_file) if args.key_file else generate_ed25519()

@@ -260,3 +260,26 @@ async def test_benchmarks_quick_smoke() -> None:
     assert done.returncode == 0, done.stderr.decode(errors="replace")[-4000:]
     for section in ("Throughput:", "Latency:", "Latency with", "Memory per idle", "Import:"):
         assert section in output
+
+
+ONE_BYTE = ("--upload-bytes", "1", "--download-bytes", "1")
+
+
+async def test_log_level_debug_governs_our_loggers_only() -> None:
+    # --log-level DEBUG shows the library's debug lines, not those of the packages it uses
+    # (multiaddr logs every parse at DEBUG when the root logger is set to it).
+    async with perf_server() as server:
+        with trio.fail_after(60):
+            done = await trio.run_process(
+                [*PERF, "--log-level", "DEBUG", "client", "--server", server.addr, *ONE_BYTE],
+                stdin=b"",
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+                env=_environ(),
+            )
+    stderr = done.stderr.decode(errors="replace")
+    assert done.returncode == 0, stderr
+    names = {line.split(" ")[3].rstrip(":") for line in stderr.splitlines() if " DEBUG " in line}
+    assert names, f"no debug lines at all: {stderr!r}"
+    assert all(name == "libp2p" or name.startswith("libp2p.") for name in names), names

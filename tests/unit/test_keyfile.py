@@ -25,7 +25,7 @@ from libp2p.peer import PeerID
 
 
 def test_create_then_reload_keeps_peer_id(tmp_path: Path) -> None:
-    path = tmp_path / "nested" / "dir" / "identity.key"
+    path = tmp_path / "identity.key"
     first = load_or_create_identity(path)
     assert isinstance(first, Ed25519PrivateKey)
     assert path.read_bytes() == first.serialize()
@@ -34,6 +34,21 @@ def test_create_then_reload_keeps_peer_id(tmp_path: Path) -> None:
     assert PeerID.from_public_key(second.public_key) == PeerID.from_public_key(first.public_key)
     # No temporary files are left behind.
     assert sorted(p.name for p in path.parent.iterdir()) == ["identity.key"]
+
+
+def test_missing_directory_is_an_error_not_created(tmp_path: Path) -> None:
+    path = tmp_path / "nonexistent" / "dir" / "identity.key"
+    with pytest.raises(KeyFileError, match="does not exist") as caught:
+        load_or_create_identity(path)
+    assert str(tmp_path / "nonexistent" / "dir") in str(caught.value)
+    assert isinstance(caught.value, LocalUsageError)
+    assert not (tmp_path / "nonexistent").exists()
+
+
+def test_a_file_in_place_of_the_directory_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "plain").write_bytes(b"")
+    with pytest.raises(KeyFileError, match="is not a directory"):
+        load_or_create_identity(tmp_path / "plain" / "identity.key")
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
