@@ -44,9 +44,10 @@ def load_or_create_identity(
     """Load the private key stored at ``path``, creating it first if the file does not exist.
 
     On first use a new ``key_type`` key is generated and written (the file gets mode 0600).
-    Its directory must exist: a mistyped path is an error, not a new directory tree. Later calls return the stored key whatever
-    ``key_type`` says. Raises :class:`KeyFileError` if the file exists but is unreadable or
-    corrupt; it is never overwritten.
+    Its directory must exist: a mistyped path is an error, not a new directory tree. Later
+    calls return the stored key whatever ``key_type`` says. Raises :class:`KeyFileError` if
+    the file exists but is unreadable or corrupt (it is never overwritten), or if its
+    directory does not exist.
     """
     target = Path(path)
     if not target.exists():
