@@ -41,6 +41,7 @@ from libp2p import (
     PeerIDMismatch,
     ProtocolNotSupported,
 )
+from libp2p.log import LOG_LEVELS, configure_logging
 from libp2p.relay.circuit_v2 import (
     HolePunchConfig,
     HolePunchFailed,
@@ -50,21 +51,31 @@ from libp2p.relay.circuit_v2 import (
 
 ECHO = "/echo/1.0.0"
 MAX_REPLY = 64 * 1024  # bytes of a reply kept; a protocol that streams on is cut off here
+EXIT_INTERRUPTED = 130  # the shell's code for a program ended by Ctrl-C (128 + SIGINT)
 
 
 class Output:
-    """One line per event: text for people, or JSON objects with ``--json``."""
+    """One line per event: text for people (``[   1.234 s] ...``: seconds since the start),
+    or JSON objects with ``--json`` (``t``: milliseconds since the start)."""
 
     def __init__(self, role: str, as_json: bool) -> None:
         self.role, self.as_json, self.start = role, as_json, time.monotonic()
 
     def __call__(self, event: str, text: str, **fields: Any) -> None:
-        ms = round((time.monotonic() - self.start) * 1000)
+        elapsed = time.monotonic() - self.start
         if self.as_json:
-            line = json.dumps({"t": ms, "role": self.role, "event": event, **fields})
+            t = round(elapsed * 1000)
+            line = json.dumps({"t": t, "role": self.role, "event": event, **fields})
         else:
-            line = f"[{ms:>6} ms] {text}"
+            line = f"[{elapsed:>8.3f} s] {text}"
         print(line, flush=True)
+
+    def error(self, message: str) -> None:
+        """A mistake: one line on stderr, and with ``--json`` an ``error`` line on stdout too
+        (a program reading stdout learns why it ends)."""
+        if self.as_json:
+            self("error", message, message=message)
+        print(f"{self.role}: error: {message}", file=sys.stderr, flush=True)
 
 
 class UserError(Exception):
@@ -75,10 +86,30 @@ class UserError(Exception):
 USER_ERRORS = (Libp2pError, UserError, OSError)
 
 
-async def connect(host: Host, target: str) -> Connection:
-    """The relayed connection to the listener; a :class:`UserError` that says why if not."""
+async def connect(host: Host, target: str, seconds: float) -> Connection:
+    """The relayed connection to the listener; a :class:`UserError` that says why if not.
+
+    The relay first, then the listener through it, within ``seconds`` seconds: a relay
+    that accepts TCP connections but never completes the libp2p handshake is an error, as
+    one that is down is, not a silent wait for the overall ``--seconds``.
+    """
+    relay = target.partition("/p2p-circuit")[0]
+    reached_relay = False
     try:
-        return await host.connect(target)
+        with trio.move_on_after(seconds):
+            await host.connect(relay)
+            reached_relay = True
+            return await host.connect(target)
+        if reached_relay:
+            hint = (
+                f"the relay did not connect us to the listener within {seconds:g} s "
+                "(--connect-timeout)"
+            )
+        else:
+            hint = (
+                f"no libp2p handshake within {seconds:g} s (--connect-timeout): something "
+                "accepts connections at the relay's address, but is it a libp2p relay?"
+            )
     except PeerIDMismatch as exc:
         hint = f"{exc} (is the relay's /p2p/ part of --target right?)"
     except (RelayRefused, LocalUsageError) as exc:
@@ -155,8 +186,7 @@ def report_exchange(out: Output, done: Exchange, message: bytes, via: str) -> No
     )
 
 
-async def main(args: argparse.Namespace) -> int:
-    out = Output("dialer", args.json)
+async def main(args: argparse.Namespace, out: Output) -> int:
     message = args.message.encode()
     # On one machine (a relay on loopback) loopback addresses are the ones to punch with.
     local = args.target.startswith(("/ip4/127.", "/ip6/::1/"))
@@ -197,7 +227,7 @@ async def main(args: argparse.Namespace) -> int:
         with host.events.subscribe(HolePunchSucceeded, HolePunchFailed) as outcomes:
             with trio.move_on_after(args.timeout) as deadline:
                 start = trio.current_time()
-                relayed = await connect(host, args.target)
+                relayed = await connect(host, args.target, args.connect_timeout)
                 result["relayed_ms"] = round((trio.current_time() - start) * 1000)
                 limit = relayed.limit
                 out(
@@ -288,18 +318,28 @@ async def main(args: argparse.Namespace) -> int:
     return 0 if result["ok"] else 1
 
 
+EPILOG_CODES = (
+    "2 a mistake (one line on stderr; with --json also an "
+    '{"event": "error", "message": ...} line on stdout), 130 Ctrl-C (a last line '
+    '"interrupted"; with --json {"event": "interrupted"}).'
+)
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse, with mistakes reported in one line."""
+    """argparse, with mistakes reported in one line (and a JSON ``error`` line with --json)."""
+
+    as_json = False
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"dialer: error: {message} (see --help)\n")
+        Output("dialer", self.as_json).error(f"{message} (see --help)")
+        self.exit(2)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = Parser(
         description=__doc__.split("\n")[0],
         epilog="Exit code: 0 direct connection (and, if the listener serves --protocol, the "
-        "exchange over it), 1 no direct connection (or /echo/1.0.0 did not echo), 2 error.",
+        "exchange over it), 1 no direct connection (or /echo/1.0.0 did not echo), " + EPILOG_CODES,
     )
     parser.add_argument(
         "--target",
@@ -332,6 +372,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         metavar="S",
         help="give up after S seconds (default 30)",
     )
+    parser.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds the relay, and then the listener through it, have to answer; "
+        "no answer is an error (exit 2) (default 10)",
+    )
     parser.add_argument("--message", default="hello through the NAT", help="text to echo")
     parser.add_argument(
         "--protocol",
@@ -340,7 +388,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help=f"application protocol of the exchange (default {ECHO}); one the listener does "
         "not serve is reported, and the result is still the hole punch's",
     )
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        metavar="LEVEL",
+        help="level of the library's logs (the libp2p loggers) on stderr; other packages' "
+        "loggers stay quiet (default WARNING)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON lines")
+    parser.as_json = "--json" in argv
     args = parser.parse_args(argv)
     try:
         target = str(Multiaddr(args.target))
@@ -355,6 +413,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         )
     if args.timeout <= 0:
         parser.error("--timeout must be positive")
+    if args.connect_timeout <= 0:
+        parser.error("--connect-timeout must be positive")
     if not args.protocol.startswith("/") or "\n" in args.protocol:
         parser.error(f"--protocol {args.protocol!r}: a protocol ID starts with / (e.g. {ECHO})")
     for peer in args.peer:
@@ -382,15 +442,19 @@ def leaves(exc: BaseException) -> list[BaseException]:
 
 def run() -> None:
     args = parse_args(sys.argv[1:])
+    # Our loggers only (the libp2p hierarchy): other packages' debug output stays off.
+    configure_logging(args.log_level)
+    out = Output("dialer", args.json)
     try:
-        code = trio.run(main, args)
+        code = trio.run(main, args, out)
     except BaseException as exc:
         found = leaves(exc)
         errors = [e for e in found if not isinstance(e, KeyboardInterrupt)]
         if not errors:  # Ctrl-C
-            code = 130
+            out("interrupted", "interrupted")
+            code = EXIT_INTERRUPTED
         elif all(isinstance(e, USER_ERRORS) for e in errors):
-            print(f"dialer: error: {'; '.join(map(str, errors))}", file=sys.stderr)
+            out.error("; ".join(map(str, errors)))
             code = 2
         else:
             raise  # a bug: let its traceback show

@@ -54,6 +54,7 @@ from libp2p import (
     ReachabilityReport,
     ReachabilityReportChanged,
 )
+from libp2p.log import LOG_LEVELS, configure_logging
 from libp2p.relay.circuit_v2 import (
     HolePunchConfig,
     HolePunchFailed,
@@ -69,22 +70,31 @@ from libp2p.relay.circuit_v2 import (
 
 ECHO = "/echo/1.0.0"
 LOOPBACK_RANGES = ("127.0.0.0/8", "::1/128")
-RESERVE_TIMEOUT = 30.0  # seconds a relay has to accept our reservation
+EXIT_INTERRUPTED = 130  # the shell's code for a program ended by Ctrl-C (128 + SIGINT)
 
 
 class Output:
-    """One line per event: text for people, or JSON objects with ``--json``."""
+    """One line per event: text for people (``[   1.234 s] ...``: seconds since the start),
+    or JSON objects with ``--json`` (``t``: milliseconds since the start)."""
 
     def __init__(self, role: str, as_json: bool) -> None:
         self.role, self.as_json, self.start = role, as_json, time.monotonic()
 
     def __call__(self, event: str, text: str, **fields: Any) -> None:
-        ms = round((time.monotonic() - self.start) * 1000)
+        elapsed = time.monotonic() - self.start
         if self.as_json:
-            line = json.dumps({"t": ms, "role": self.role, "event": event, **fields})
+            t = round(elapsed * 1000)
+            line = json.dumps({"t": t, "role": self.role, "event": event, **fields})
         else:
-            line = f"[{ms:>6} ms] {text}"
+            line = f"[{elapsed:>8.3f} s] {text}"
         print(line, flush=True)
+
+    def error(self, message: str) -> None:
+        """A mistake: one line on stderr, and with ``--json`` an ``error`` line on stdout too
+        (a program reading stdout learns why it ends)."""
+        if self.as_json:
+            self("error", message, message=message)
+        print(f"{self.role}: error: {message}", file=sys.stderr, flush=True)
 
 
 class UserError(Exception):
@@ -171,9 +181,12 @@ async def report(host: Host, events: trio.abc.ReceiveChannel[Any], out: Output) 
         if isinstance(ev, ConnectionOpened):
             kind = "relayed" if ev.relayed else "direct"
             limits = f", limited: {ev.connection.limit}" if ev.limited else ""
+            # Who dialed whom: we dialed out "to" a peer, a peer dialed in "from" its side.
+            towards = "to" if ev.direction is Direction.OUTBOUND else "from"
             out(
                 "connection_opened",
-                f"{ev.direction.value} {kind} connection from {ev.peer} ({ev.remote_addr}{limits})",
+                f"{ev.direction.value} {kind} connection {towards} {ev.peer} "
+                f"({ev.remote_addr}{limits})",
                 peer=str(ev.peer),
                 remote_addr=str(ev.remote_addr),
                 relayed=ev.relayed,
@@ -257,11 +270,12 @@ async def report(host: Host, events: trio.abc.ReceiveChannel[Any], out: Output) 
             )
 
 
-async def reserve(host: Host, relay: str) -> None:
-    """Reserve on ``relay`` (the host keeps the reservation up from then on)."""
+async def reserve(host: Host, relay: str, seconds: float) -> None:
+    """Reserve on ``relay`` within ``seconds`` seconds (the host keeps the reservation up from
+    then on); a relay that accepts TCP connections and never answers is an error."""
     hint = ""
     try:
-        with trio.move_on_after(RESERVE_TIMEOUT):
+        with trio.move_on_after(seconds):
             await host.listen(f"{relay}/p2p-circuit")
             return
     except PeerIDMismatch as exc:
@@ -271,12 +285,14 @@ async def reserve(host: Host, relay: str) -> None:
     except Libp2pError as exc:
         hint = f"{exc} (is the relay running, and reachable from here?)"
     else:
-        hint = f"no reservation within {RESERVE_TIMEOUT:.0f} s (is the relay reachable?)"
+        hint = (
+            f"no answer within {seconds:g} s (--connect-timeout): something accepts "
+            "connections at that address, but is it a libp2p relay?"
+        )
     raise UserError(f"cannot reserve on relay {relay}: {hint}")
 
 
-async def main(args: argparse.Namespace) -> int:
-    out = Output("listener", args.json)
+async def main(args: argparse.Namespace, out: Output) -> int:
     # On one machine (a relay on loopback) loopback addresses are the ones to punch with.
     local = all(is_loopback(r) for r in args.relay)
     policy = AddressPolicy.local_testing() if local else AddressPolicy()
@@ -326,20 +342,33 @@ async def main(args: argparse.Namespace) -> int:
         with host.events.subscribe(*types) as events:
             host.nursery.start_soon(report, host, events, out)
             for relay in args.relay:
-                await reserve(host, relay)
+                await reserve(host, relay, args.connect_timeout)
             await trio.sleep_forever()
     return 0
 
 
+EPILOG_CODES = (
+    "2 a mistake (one line on stderr; with --json also an "
+    '{"event": "error", "message": ...} line on stdout), 130 Ctrl-C (a last line '
+    '"interrupted"; with --json {"event": "interrupted"}).'
+)
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse, with mistakes reported in one line."""
+    """argparse, with mistakes reported in one line (and a JSON ``error`` line with --json)."""
+
+    as_json = False
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"listener: error: {message} (see --help)\n")
+        Output("listener", self.as_json).error(f"{message} (see --help)")
+        self.exit(2)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = Parser(description=__doc__.split("\n")[0])
+    parser = Parser(
+        description=__doc__.split("\n")[0],
+        epilog="It runs until Ctrl-C. Exit code: " + EPILOG_CODES,
+    )
     parser.add_argument(
         "--relay",
         action="append",
@@ -355,6 +384,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "dials from this port",
     )
     parser.add_argument("--key-file", metavar="PATH", help="keep this peer's identity in PATH")
+    parser.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds each relay has to connect and accept the reservation; no answer is "
+        "an error (exit 2) (default 10)",
+    )
     parser.add_argument(
         "--protocol",
         default=ECHO,
@@ -387,7 +424,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         action="store_true",
         help="ask the LAN's router to forward the listen port (UPnP IGD, PCP, NAT-PMP)",
     )
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        metavar="LEVEL",
+        help="level of the library's logs (the libp2p loggers) on stderr; other packages' "
+        "loggers stay quiet (default WARNING)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON lines")
+    parser.as_json = "--json" in argv
     args = parser.parse_args(argv)
     if not args.protocol.startswith("/") or "\n" in args.protocol:
         parser.error(f"--protocol {args.protocol!r}: a protocol ID starts with / (e.g. {ECHO})")
@@ -409,6 +456,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             parser.error(f"--public-range {cidr}: not an IP range ({exc})")
     if args.min_servers <= 0:
         parser.error("--min-servers must be positive")
+    if args.connect_timeout <= 0:
+        parser.error("--connect-timeout must be positive")
     args.listen = args.listen or ["/ip4/0.0.0.0/tcp/0"]
     for listen in args.listen:
         try:
@@ -427,15 +476,19 @@ def leaves(exc: BaseException) -> list[BaseException]:
 
 def run() -> None:
     args = parse_args(sys.argv[1:])
+    # Our loggers only (the libp2p hierarchy): other packages' debug output stays off.
+    configure_logging(args.log_level)
+    out = Output("listener", args.json)
     try:
-        code = trio.run(main, args)
+        code = trio.run(main, args, out)
     except BaseException as exc:
         found = leaves(exc)
         errors = [e for e in found if not isinstance(e, KeyboardInterrupt)]
         if not errors:  # Ctrl-C
-            code = 0
+            out("interrupted", "interrupted")
+            code = EXIT_INTERRUPTED
         elif all(isinstance(e, USER_ERRORS) for e in errors):
-            print(f"listener: error: {'; '.join(map(str, errors))}", file=sys.stderr)
+            out.error("; ".join(map(str, errors)))
             code = 2
         else:
             raise  # a bug: let its traceback show

@@ -16,6 +16,7 @@ stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import ipaddress
 import json
 import sys
@@ -37,6 +38,7 @@ from libp2p import (
     ReachabilityReport,
     ReachabilityReportChanged,
 )
+from libp2p.log import LOG_LEVELS, configure_logging
 from libp2p.relay.circuit_v2 import (
     RelayCircuitClosed,
     RelayCircuitOpened,
@@ -46,21 +48,31 @@ from libp2p.relay.circuit_v2 import (
 
 
 class Output:
-    """One line per event: text for people, or JSON objects with ``--json``."""
+    """One line per event: text for people (``[   1.234 s] ...``: seconds since the start),
+    or JSON objects with ``--json`` (``t``: milliseconds since the start)."""
 
     def __init__(self, role: str, as_json: bool) -> None:
         self.role, self.as_json, self.start = role, as_json, time.monotonic()
 
     def __call__(self, event: str, text: str, **fields: Any) -> None:
-        ms = round((time.monotonic() - self.start) * 1000)
+        elapsed = time.monotonic() - self.start
         if self.as_json:
-            line = json.dumps({"t": ms, "role": self.role, "event": event, **fields})
+            t = round(elapsed * 1000)
+            line = json.dumps({"t": t, "role": self.role, "event": event, **fields})
         else:
-            line = f"[{ms:>6} ms] {text}"
+            line = f"[{elapsed:>8.3f} s] {text}"
         print(line, flush=True)
+
+    def error(self, message: str) -> None:
+        """A mistake: one line on stderr, and with ``--json`` an ``error`` line on stdout too
+        (a program reading stdout learns why it ends)."""
+        if self.as_json:
+            self("error", message, message=message)
+        print(f"{self.role}: error: {message}", file=sys.stderr, flush=True)
 
 
 LOOPBACK_RANGES = ("127.0.0.0/8", "::1/128")
+EXIT_INTERRUPTED = 130  # the shell's code for a program ended by Ctrl-C (128 + SIGINT)
 
 # What a user's mistake raises (a port in use ...): one line, no traceback.
 USER_ERRORS = (Libp2pError, OSError)
@@ -68,12 +80,15 @@ USER_ERRORS = (Libp2pError, OSError)
 
 def relay_config(args: argparse.Namespace) -> RelayConfig:
     if args.unlimited:
-        return RelayConfig.unlimited()
+        unlimited = RelayConfig.unlimited()
+        ttl = args.reservation_ttl or unlimited.reservation_ttl
+        return dataclasses.replace(unlimited, reservation_ttl=ttl)
     defaults = RelayConfig()
     return RelayConfig(
         max_reservations=args.max_reservations or defaults.max_reservations,
         circuit_duration=args.circuit_duration or defaults.circuit_duration,
         circuit_data=args.circuit_data or defaults.circuit_data,
+        reservation_ttl=args.reservation_ttl or defaults.reservation_ttl,
     )
 
 
@@ -110,8 +125,7 @@ def report_reachability(report: ReachabilityReport, out: Output) -> None:
     )
 
 
-async def main(args: argparse.Namespace) -> int:
-    out = Output("relay", args.json)
+async def main(args: argparse.Namespace, out: Output) -> int:
     # On one machine (listening on loopback only) loopback addresses are the ones AutoNAT
     # dials back and asks about.
     local = all(is_loopback(a) for a in args.listen)
@@ -174,15 +188,28 @@ async def main(args: argparse.Namespace) -> int:
     return 0
 
 
+EPILOG_CODES = (
+    "2 a mistake (one line on stderr; with --json also an "
+    '{"event": "error", "message": ...} line on stdout), 130 Ctrl-C (a last line '
+    '"interrupted"; with --json {"event": "interrupted"}).'
+)
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse, with mistakes reported in one line."""
+    """argparse, with mistakes reported in one line (and a JSON ``error`` line with --json)."""
+
+    as_json = False
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"relay: error: {message} (see --help)\n")
+        Output("relay", self.as_json).error(f"{message} (see --help)")
+        self.exit(2)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = Parser(description=__doc__.split("\n")[0])
+    parser = Parser(
+        description=__doc__.split("\n")[0],
+        epilog="It runs until Ctrl-C. Exit code: " + EPILOG_CODES,
+    )
     parser.add_argument(
         "--listen",
         action="append",
@@ -210,6 +237,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="bytes a relayed connection may carry each way (default 131072)",
     )
     parser.add_argument(
+        "--reservation-ttl",
+        type=float,
+        metavar="S",
+        help="seconds a reservation lasts unless the listener refreshes it (default 3600)",
+    )
+    parser.add_argument(
         "--unlimited", action="store_true", help="no limits at all (a private relay)"
     )
     parser.add_argument(
@@ -227,7 +260,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         metavar="N",
         help="AutoNAT server groups (distinct IPs) that must agree on reachability (default 2)",
     )
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        metavar="LEVEL",
+        help="level of the library's logs (the libp2p loggers) on stderr; other packages' "
+        "loggers stay quiet (default WARNING)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON lines")
+    parser.as_json = "--json" in argv
     args = parser.parse_args(argv)
     args.listen = args.listen or ["/ip4/0.0.0.0/tcp/4001"]
     for listen in args.listen:
@@ -242,7 +285,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             ipaddress.ip_network(cidr)
         except ValueError as exc:
             parser.error(f"--public-range {cidr}: not an IP range ({exc})")
-    for name in ("max_reservations", "circuit_duration", "circuit_data", "min_servers"):
+    names = ("max_reservations", "circuit_duration", "circuit_data", "min_servers")
+    for name in (*names, "reservation_ttl"):
         if getattr(args, name) is not None and getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")
     return args
@@ -257,15 +301,19 @@ def leaves(exc: BaseException) -> list[BaseException]:
 
 def run() -> None:
     args = parse_args(sys.argv[1:])
+    # Our loggers only (the libp2p hierarchy): other packages' debug output stays off.
+    configure_logging(args.log_level)
+    out = Output("relay", args.json)
     try:
-        code = trio.run(main, args)
+        code = trio.run(main, args, out)
     except BaseException as exc:
         found = leaves(exc)
         errors = [e for e in found if not isinstance(e, KeyboardInterrupt)]
         if not errors:  # Ctrl-C
-            code = 0
+            out("interrupted", "interrupted")
+            code = EXIT_INTERRUPTED
         elif all(isinstance(e, USER_ERRORS) for e in errors):
-            print(f"relay: error: {'; '.join(map(str, errors))}", file=sys.stderr)
+            out.error("; ".join(map(str, errors)))
             code = 2
         else:
             raise  # a bug: let its traceback show

@@ -109,10 +109,14 @@ class Script:
         return code
 
     def stop(self, timeout: float = STEP) -> int:
-        """Ctrl-C (SIGINT) and wait for the exit: the long-running scripts exit 0 on it."""
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGINT)
-        return self.wait(timeout)
+        """Ctrl-C (SIGINT) and wait for the exit: every script exits 130 on it, after a last
+        ``interrupted`` line (checked here)."""
+        assert self.popen.poll() is None, f"{self.role} exited before Ctrl-C\n{self.report()}"
+        self.popen.send_signal(signal.SIGINT)
+        code = self.wait(timeout)
+        assert self.lines, self.report()
+        assert self.lines[-1]["event"] == "interrupted", self.report()
+        return code
 
     def kill(self) -> None:
         if self.popen.poll() is None:

@@ -80,7 +80,7 @@ def test_demo_on_loopback(tmp_path: Path) -> None:
     assert "echo over the relayed connection: ok" in text
     assert "echo over the direct connection: ok" in text
     assert re.match(
-        r"^dialer +\| \[ *\d+ ms\] result: direct connection to /ip4/127\.0\.0\.1/tcp/\d+$",
+        r"^dialer +\| \[ *\d+\.\d{3} s\] result: direct connection to /ip4/127\.0\.0\.1/tcp/\d+$",
         lines[-1],
     ), lines[-1]
 
@@ -99,12 +99,12 @@ def test_demo_in_the_nat_lab(nat_b: str, code: int) -> None:
     if code == 0:
         # Through NAT B: the listener's public address is router B's.
         assert re.match(
-            r"^dialer +\| \[ *\d+ ms\] result: direct connection to /ip4/198\.51\.100\.2/tcp/\d+$",
+            r"^dialer +\| \[ *\d+\.\d{3} s\] result: direct connection to /ip4/198\.51\.100\.2/tcp/\d+$",
             lines[-1],
         ), lines[-1]
     else:
         assert re.match(
-            r"^dialer +\| \[ *\d+ ms\] result: no direct connection: all_attempts_failed",
+            r"^dialer +\| \[ *\d+\.\d{3} s\] result: no direct connection: all_attempts_failed",
             lines[-1],
         ), lines[-1]
 

@@ -4,14 +4,21 @@ can make, each answered with one line on stderr and a non-zero exit."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.examples.conftest import EXAMPLES, STEP, Script
+from tests.examples.vocabulary import check_line
 
 ANY_LOOPBACK = "/ip4/127.0.0.1/tcp/0"
 # A valid peer ID that belongs to none of the peers a test starts.
@@ -19,6 +26,7 @@ OTHER_PEER = "12D3KooWLxb2r3ekgYMzkvF1tgp83kwUuiXouHnst6cTJgsBrjc4"
 ANOTHER_PEER = "12D3KooWSEZ2jjjaPN97T8eKSkV38gFjpZofn5C9SRTFWmQKMvfU"
 
 ScriptFactory = Callable[..., Script]
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT), as a shell reports it
 
 
 def start_relay(script: ScriptFactory, *listen: str) -> tuple[Script, str]:
@@ -63,7 +71,7 @@ def test_relay_prints_dialable_addresses_of_every_listen_address(script: ScriptF
     # Two listeners, both loopback-dialable: two ports on 127.0.0.1.
     ports = {a.split("/")[4] for a in addrs if a.startswith("/ip4/127.0.0.1/tcp/")}
     assert len(ports) == 2, addrs
-    assert relay.stop() == 0, relay.stderr
+    assert relay.stop() == EXIT_INTERRUPTED, relay.stderr
     assert relay.stderr == ""
 
 
@@ -137,8 +145,8 @@ def test_relayed_then_direct_echo_on_loopback(script: ScriptFactory) -> None:
     assert (closed["src"], closed["dst"]) == (dialer_id, listener_id)
     assert closed["bytes"] > 0
 
-    assert listener.stop() == 0, listener.report()
-    assert relay.stop() == 0, relay.report()
+    assert listener.stop() == EXIT_INTERRUPTED, listener.report()
+    assert relay.stop() == EXIT_INTERRUPTED, relay.report()
     assert listener.stderr == ""
     assert relay.stderr == ""
 
@@ -167,7 +175,7 @@ def test_the_listener_trusts_its_relay_and_reports_public_on_loopback(
         "1 of them trusted"
     ), entry
     assert report["reason"].startswith(f"public: {entry['addr']} "), report
-    assert listener.stop() == 0, listener.report()
+    assert listener.stop() == EXIT_INTERRUPTED, listener.report()
 
 
 def test_a_failed_hole_punch_says_why_after_the_relayed_echo(script: ScriptFactory) -> None:
@@ -301,7 +309,7 @@ def test_dialer_protocol_that_is_not_a_protocol_id() -> None:
 
 
 def run_to_error(role: str, *args: str) -> str:
-    """Run a script that must fail; returns its one stderr line."""
+    """Run a script that must fail with exit code 2; returns its one stderr line."""
     done = subprocess.run(
         [sys.executable, str(EXAMPLES / f"{role}.py"), "--json", *args],
         stdin=subprocess.DEVNULL,
@@ -310,11 +318,18 @@ def run_to_error(role: str, *args: str) -> str:
         timeout=STEP + 40,
         check=False,
     )
-    assert done.returncode not in (0, None), (done.returncode, done.stdout, done.stderr)
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
     assert "Traceback" not in done.stderr, done.stderr
     lines = done.stderr.splitlines()
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith(f"{role}: error: "), lines[0]
+    # With --json the same message is the last line on stdout, an ``error`` event.
+    out = [json.loads(line) for line in done.stdout.splitlines()]
+    for line in out:
+        check_line(line, role)
+    assert out, done.stdout
+    assert out[-1]["event"] == "error", done.stdout
+    assert f"{role}: error: {out[-1]['message']}" == lines[0]
     return lines[0]
 
 
@@ -455,3 +470,152 @@ def test_listener_relay_that_is_not_a_relay(plain_host: str) -> None:
     assert "cannot reserve on relay" in line
     assert "is not a relay" in line
     assert "is the relay running" not in line
+
+
+# -- Ctrl-C, silent relays, key files, log levels, reservation TTL -----------------------------
+
+
+@pytest.fixture
+def silent_relay() -> Iterator[str]:
+    """A loopback TCP server that accepts connections and never says a word (not a relay, not
+    libp2p); yields its address with a /p2p/ part, as a relay's would be given."""
+    import threading
+
+    held: list[socket.socket] = []
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+
+        def accept() -> None:
+            with contextlib.suppress(OSError):  # the server socket closed: the test is over
+                while True:
+                    held.append(server.accept()[0])
+
+        thread = threading.Thread(target=accept, daemon=True)
+        thread.start()
+        try:
+            yield f"/ip4/127.0.0.1/tcp/{server.getsockname()[1]}/p2p/{OTHER_PEER}"
+        finally:
+            server.shutdown(socket.SHUT_RDWR)
+    thread.join(STEP)
+    for conn in held:
+        conn.close()
+
+
+def test_dialer_relay_that_accepts_and_never_answers(silent_relay: str) -> None:
+    target = f"{silent_relay}/p2p-circuit/p2p/{ANOTHER_PEER}"
+    line = run_to_error("dialer", "--target", target, "--connect-timeout", "1")
+    assert "cannot connect through the relay" in line
+    assert "no libp2p handshake within 1 s (--connect-timeout)" in line
+
+
+def test_listener_relay_that_accepts_and_never_answers(silent_relay: str) -> None:
+    line = run_to_error("listener", "--relay", silent_relay, "--connect-timeout", "1")
+    assert "cannot reserve on relay" in line
+    assert "no answer within 1 s (--connect-timeout)" in line
+
+
+@pytest.mark.parametrize("role", ["relay", "listener", "dialer"])
+def test_ctrl_c_exits_130_after_an_interrupted_line(
+    role: str, script: ScriptFactory, silent_relay: str
+) -> None:
+    # The listener and the dialer are interrupted while they wait for a relay that never
+    # answers (the connect timeout far away): Ctrl-C must end any wait.
+    args = {
+        "relay": ["--listen", ANY_LOOPBACK],
+        "listener": ["--relay", silent_relay, "--listen", ANY_LOOPBACK],
+        "dialer": ["--target", f"{silent_relay}/p2p-circuit/p2p/{ANOTHER_PEER}"],
+    }[role]
+    program = script(role, *args, "--connect-timeout", "600") if role != "relay" else None
+    program = program or script(role, *args)
+    program.expect("ready")
+    assert program.stop() == EXIT_INTERRUPTED, program.report()
+    assert program.stderr == ""
+
+
+def test_listener_text_output(script: ScriptFactory) -> None:
+    # Without --json: seconds since the start with milliseconds, the connection to the relay
+    # said as "to" (we dialed it), and Ctrl-C ends with an "interrupted" line and exit 130.
+    _relay, relay_addr = start_relay(script)
+    relay_id = relay_addr.rsplit("/p2p/", 1)[1]
+    program = subprocess.Popen(
+        [
+            *(sys.executable, "-u", str(EXAMPLES / "listener.py")),
+            *("--relay", relay_addr, "--listen", ANY_LOOPBACK),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        assert program.stdout is not None
+        lines: list[str] = []
+        for line in program.stdout:
+            lines.append(line.rstrip("\n"))
+            if " dial me at:" in line:
+                break
+        program.send_signal(signal.SIGINT)
+        out, err = program.communicate(timeout=STEP)
+    finally:
+        if program.poll() is None:
+            program.kill()
+            program.wait()
+    lines += out.splitlines()
+    assert program.returncode == EXIT_INTERRUPTED, (lines, err)
+    assert err == ""
+    stamped = [line for line in lines if not line.startswith("    ")]
+    assert all(re.match(r"^\[ *\d+\.\d{3} s\] ", line) for line in stamped), lines
+    assert any(f"outbound direct connection to {relay_id} (" in line for line in lines), lines
+    assert re.match(r"^\[ *\d+\.\d{3} s\] interrupted$", lines[-1]), lines
+
+
+@pytest.mark.parametrize("role", ["relay", "listener", "dialer"])
+def test_key_file_in_a_missing_directory(role: str, tmp_path: Path) -> None:
+    missing = tmp_path / "nonexistent" / "dir"
+    args = {
+        "relay": ["--listen", ANY_LOOPBACK],
+        "listener": ["--relay", f"/ip4/127.0.0.1/tcp/1/p2p/{OTHER_PEER}"],
+        "dialer": [
+            "--target",
+            f"/ip4/127.0.0.1/tcp/1/p2p/{OTHER_PEER}/p2p-circuit/p2p/{ANOTHER_PEER}",
+        ],
+    }[role]
+    line = run_to_error(role, *args, "--key-file", str(missing / "k"))
+    assert f"the directory '{missing}' does not exist" in line
+    assert not (tmp_path / "nonexistent").exists()
+
+
+def test_log_level_debug_shows_our_loggers_only(silent_relay: str) -> None:
+    # Our loggers' lines on stderr (INFO and DEBUG ones), before the one error line; none from
+    # multiaddr, which logs every parse at DEBUG when the root logger is set to it.
+    done = subprocess.run(
+        [
+            *(sys.executable, str(EXAMPLES / "listener.py"), "--relay", silent_relay),
+            *("--connect-timeout", "1", "--log-level", "debug"),
+        ],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=STEP,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    *logs, error = done.stderr.splitlines()
+    assert error.startswith("listener: error: cannot reserve on relay"), error
+    assert logs, done.stderr
+    assert all(line.split(" ")[2] in ("DEBUG", "INFO") for line in logs), logs
+    names = {line.split(" ")[3].rstrip(":") for line in logs}
+    assert all(name == "libp2p" or name.startswith("libp2p.") for name in names), names
+
+
+def test_reservation_ttl(script: ScriptFactory) -> None:
+    relay = script("relay", "--listen", ANY_LOOPBACK, "--reservation-ttl", "30")
+    ready = relay.expect("ready")
+    (relay_addr, *_) = [a for a in ready["addrs"] if a.startswith("/ip4/127.0.0.1/")]
+    listener = script("listener", "--relay", relay_addr, "--listen", ANY_LOOPBACK)
+    reservation = listener.expect("reservation")
+    # The relay grants 30 s instead of its default hour.
+    assert 0 < reservation["expires"] - time.time() <= 31, reservation
+    relay.expect("reservation")

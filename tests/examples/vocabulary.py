@@ -9,6 +9,9 @@ dialer report what they learned of their NAT's mapping (``nat_mapping``), and th
 reports a lost reservation and failed attempts to make it again (``reservation_lost``,
 ``reservation_failed``) and, with ``--port-mapping``, its port mapping (``port_mapping``,
 ``port_mapping_failed``).
+
+Every role also has ``error`` (a mistake: ``message`` is the text of the one line on stderr,
+the last line before exit 2) and ``interrupted`` (Ctrl-C: the last line before exit 130).
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ REACHABILITY = {
     "addresses": LIST,
 }
 NAT_MAPPING = {"mapping": STR}
+ERROR = {"message": STR}
+INTERRUPTED: dict[str, tuple[type, ...]] = {}
 #: One entry of a ``reachability`` line's ``addresses``.
 REACHABILITY_ADDRESS = {"addr": STR, "status": STR, "source": STR, "reason": STR}
 
@@ -46,6 +51,8 @@ VOCABULARY: dict[str, dict[str, dict[str, tuple[type, ...]]]] = {
         "circuit_opened": {"src": STR, "dst": STR},
         "circuit_closed": {"src": STR, "dst": STR, "bytes": INT, "reason": STR},
         "reachability": REACHABILITY,
+        "error": ERROR,
+        "interrupted": INTERRUPTED,
     },
     "listener": {
         "ready": READY,
@@ -71,6 +78,8 @@ VOCABULARY: dict[str, dict[str, dict[str, tuple[type, ...]]]] = {
             "external_is_public": BOOL,
         },
         "port_mapping_failed": {"failure": STR, "reason": STR},
+        "error": ERROR,
+        "interrupted": INTERRUPTED,
     },
     "dialer": {
         "ready": READY,
@@ -96,6 +105,8 @@ VOCABULARY: dict[str, dict[str, dict[str, tuple[type, ...]]]] = {
             "protocol": STR,
             "app": OPT_STR,
         },
+        "error": ERROR,
+        "interrupted": INTERRUPTED,
     },
 }
 
