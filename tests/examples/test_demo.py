@@ -99,7 +99,8 @@ def test_demo_in_the_nat_lab(nat_b: str, code: int) -> None:
     if code == 0:
         # Through NAT B: the listener's public address is router B's.
         assert re.match(
-            r"^dialer +\| \[ *\d+\.\d{3} s\] result: direct connection to /ip4/198\.51\.100\.2/tcp/\d+$",
+            r"^dialer +\| \[ *\d+\.\d{3} s\] "
+            r"result: direct connection to /ip4/198\.51\.100\.2/tcp/\d+$",
             lines[-1],
         ), lines[-1]
     else:
