@@ -145,7 +145,8 @@ class Host:
     """A libp2p peer: identity, listeners, connections, protocol handlers and events.
 
     ``key`` is the identity; with ``key_file`` instead, the identity is loaded from that file,
-    or created there on first use (so a relay keeps its peer ID across restarts). With
+    or created there on first use (so a relay keeps its peer ID across restarts; the file's
+    directory must exist, else :class:`~libp2p.crypto.KeyFileError`). With
     neither, a fresh Ed25519 identity is generated. ``listen`` multiaddrs are opened on
     entering the ``async with`` block; port 0 picks a free port, and :attr:`listen_addrs`
     reports the real ones.

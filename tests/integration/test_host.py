@@ -13,7 +13,7 @@ from libp2p.peer.peerstore import PeerInfo
 
 
 async def test_key_file_keeps_the_peer_id(tmp_path: Path) -> None:
-    path = tmp_path / "keys" / "relay.key"
+    path = tmp_path / "relay.key"
     async with Host(key_file=path) as first:
         peer = first.peer_id
     async with Host(key_file=path) as second:
