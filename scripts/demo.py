@@ -184,7 +184,7 @@ def run_demo(
             # The story's last steps: the listener echoes over the direct connection, and
             # the relay closes the circuit it no longer needs.
             with contextlib.suppress(DemoError):
-                listener.wait_for(lambda line: "(direct)" in line, STOP, "the direct echo")
+                listener.wait_for(lambda line: "(direct" in line, STOP, "the direct echo")
             with contextlib.suppress(DemoError):
                 relay.wait_for(lambda line: " closed (" in line, STOP, "the closed circuit")
     finally:
