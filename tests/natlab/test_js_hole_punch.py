@@ -153,7 +153,10 @@ async def test_a_js_listener_in_its_own_initiating_role_and_our_dialer(lab: NatL
         dialer = our_dialer(lab, target, timeout=25)
         punch = await until(dialer, "hole_punch", STEP + 10)
         assert punch["ok"], (punch, listener.events[-10:])
-        assert punch["attempt"] == 1
+        # On the first attempt when the machine is idle; with the CPU busy (two spinning
+        # processes beside it) the first attempt failed in 2 of 6 runs, with our direct dial
+        # turned off too (1 of 6), and the second then worked: the role is settled either way.
+        assert punch["attempt"] in (1, 2), punch
         dial_port = listener.find_event("dial-port")
         assert dial_port is not None
         assert punch["direct_addr"] == f"/ip4/{lab.public_ip('b')}/tcp/{dial_port['port']}"
