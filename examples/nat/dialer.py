@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -440,13 +441,34 @@ def leaves(exc: BaseException) -> list[BaseException]:
     return [exc]
 
 
+async def until_interrupted(args: argparse.Namespace, out: Output) -> int:
+    """:func:`main`, ended cleanly by Ctrl-C: SIGINT cancels it at its next checkpoint and
+    then raises KeyboardInterrupt here, instead of trio raising it wherever the code is
+    (which can leave a task half-started)."""
+    code: list[int] = []
+    with trio.open_signal_receiver(signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def body() -> None:
+                code.append(await main(args, out))
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(body)
+            async for _signal in signals:
+                nursery.cancel_scope.cancel()
+                break
+    if not code:
+        raise KeyboardInterrupt
+    return code[0]
+
+
 def run() -> None:
     args = parse_args(sys.argv[1:])
     # Our loggers only (the libp2p hierarchy): other packages' debug output stays off.
     configure_logging(args.log_level)
     out = Output("dialer", args.json)
     try:
-        code = trio.run(main, args, out)
+        code = trio.run(until_interrupted, args, out)
     except BaseException as exc:
         found = leaves(exc)
         errors = [e for e in found if not isinstance(e, KeyboardInterrupt)]
