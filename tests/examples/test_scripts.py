@@ -565,7 +565,7 @@ def test_listener_text_output(script: ScriptFactory) -> None:
     lines += out.splitlines()
     assert program.returncode == EXIT_INTERRUPTED, (lines, err)
     assert err == ""
-    stamped = [line for line in lines if not line.startswith("    ")]
+    stamped = [line for line in lines if line.strip() and not line.startswith("    ")]
     assert all(re.match(r"^\[ *\d+\.\d{3} s\] ", line) for line in stamped), lines
     assert any(f"outbound direct connection to {relay_id} (" in line for line in lines), lines
     assert re.match(r"^\[ *\d+\.\d{3} s\] interrupted$", lines[-1]), lines

@@ -480,10 +480,14 @@ class Snapshot:
         )
 
     def diff(self, other: Snapshot) -> str:
+        """What ``other`` (taken after a case) holds that this baseline did not; empty when
+        nothing leaked. File descriptors count only when there are more: one that a
+        background task of the host (an AutoNAT check, a dial) held at the baseline and
+        closed since is no leak."""
         parts = []
         for name in ("tasks", "fds", "streams", "inbound_upgrades", "pending_dials"):
             a, b = getattr(self, name), getattr(other, name)
-            if a != b:
+            if a != b and not (name == "fds" and b < a):
                 parts.append(f"{name}: {a} before, {b} after")
         if self.connections != other.connections:
             parts.append(
@@ -627,7 +631,7 @@ async def _settle(host: Host, baseline: Snapshot) -> Snapshot:
     """
     now = Snapshot.of(host)
     with trio.move_on_after(SETTLE):
-        while now != baseline:
+        while baseline.diff(now):
             await trio.testing.wait_all_tasks_blocked(cushion=0.02)
             now = Snapshot.of(host)
     return now
@@ -747,7 +751,8 @@ async def _finish(host: Host, baseline: Snapshot, echo: _Echo) -> None:
         await echo.finished.wait()
     echo.check()
     after = await _settle(host, baseline)
-    assert after == baseline, f"leak: {baseline.diff(after)}"
+    leaked = baseline.diff(after)
+    assert not leaked, f"leak: {leaked}"
     await _still_works(host)
 
 
