@@ -8,6 +8,13 @@ closed, a peer identified, a new address candidate -- is published as a frozen d
         async for event in events:
             print(event)
 
+Every event describes itself (:class:`Describes`): ``event.describe()`` is one line for
+people and ``event.to_dict()`` the same facts as a JSON-ready dict, under the name
+``event.kind``; :class:`libp2p.console.Console` prints events either way::
+
+    print(event.describe())   # inbound direct connection from 12D3KooW... (/ip4/...)
+    json.dumps({"event": event.kind, **event.to_dict()})
+
 Publishing never blocks the host: each subscription has a bounded buffer, and a subscriber
 that falls that far behind loses the newest events (counted in
 :attr:`Subscription.dropped`) rather than stalling connections for everyone. The bus is for
@@ -22,7 +29,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, overload, runtime_checkable
 
 import trio
 from multiaddr import Multiaddr
@@ -34,6 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ConnectionClosed",
+    "Describes",
     "ConnectionOpened",
     "Event",
     "EventBus",
@@ -44,6 +52,40 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _T1 = TypeVar("_T1")
+
+
+@runtime_checkable
+class Describes(Protocol):
+    """An event that describes itself, for a log line or a JSON line.
+
+    Every event the host publishes has these three; ``describe()`` and ``to_dict()`` carry the
+    same facts (the dict's values are JSON types: str, int, float, bool, None, lists, dicts).
+    """
+
+    #: The event's name in JSON output, e.g. ``"hole_punch"`` (events that are two outcomes of
+    #: one thing share it, and a field tells them apart: ``ok`` for hole punches).
+    kind: ClassVar[str]
+
+    def describe(self) -> str:
+        """One line for people (a few more, indented, where a list follows)."""
+        ...
+
+    def to_dict(self) -> dict[str, Any]:
+        """The facts of the event as a JSON-ready dict."""
+        ...
+
+
+def opt_str(value: object | None) -> str | None:
+    """``str(value)``, or ``None`` for ``None`` (for JSON fields that may be absent)."""
+    return None if value is None else str(value)
+
+
+def _connection_words(direction: Direction, relayed: bool, peer: PeerID) -> str:
+    # Who dialed whom: we dialed out "to" a peer, a peer dialed in "from" its side.
+    towards = "to" if direction.value == "outbound" else "from"
+    return f"{direction.value} {'relayed' if relayed else 'direct'} connection {towards} {peer}"
+
+
 _T2 = TypeVar("_T2")
 _T3 = TypeVar("_T3")
 
@@ -61,6 +103,22 @@ class ConnectionOpened:
     #: True when a relay limits the connection's duration or data.
     limited: bool
 
+    kind: ClassVar[str] = "connection_opened"
+
+    def describe(self) -> str:
+        limits = f", limited: {self.connection.limit}" if self.limited else ""
+        words = _connection_words(self.direction, self.relayed, self.peer)
+        return f"{words} ({self.remote_addr}{limits})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "peer": str(self.peer),
+            "remote_addr": opt_str(self.remote_addr),
+            "relayed": self.relayed,
+            "limited": self.limited,
+            "direction": self.direction.value,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class ConnectionClosed:
@@ -75,6 +133,22 @@ class ConnectionClosed:
     #: Seconds the connection was open.
     duration: float
 
+    kind: ClassVar[str] = "connection_closed"
+
+    def describe(self) -> str:
+        words = _connection_words(self.direction, self.relayed, self.peer)
+        return f"{words} closed after {self.duration:.1f} s ({self.remote_addr})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "peer": str(self.peer),
+            "remote_addr": opt_str(self.remote_addr),
+            "relayed": self.relayed,
+            "limited": self.limited,
+            "direction": self.direction.value,
+            "duration": round(self.duration, 3),
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class PeerIdentified:
@@ -87,6 +161,25 @@ class PeerIdentified:
     agent_version: str | None
     #: How the peer sees our end of the connection, if it said.
     observed_addr: Multiaddr | None
+
+    kind: ClassVar[str] = "peer_identified"
+
+    def describe(self) -> str:
+        agent = self.agent_version or "no agent version"
+        sees = f"; it sees us at {self.observed_addr}" if self.observed_addr else ""
+        return (
+            f"identified {self.peer} ({agent}): {len(self.protocols)} protocols, "
+            f"{len(self.listen_addrs)} listen addresses{sees}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "peer": str(self.peer),
+            "agent_version": self.agent_version,
+            "protocols": list(self.protocols),
+            "listen_addrs": [str(a) for a in self.listen_addrs],
+            "observed_addr": opt_str(self.observed_addr),
+        }
 
 
 Event = ConnectionOpened | ConnectionClosed | PeerIdentified

@@ -21,12 +21,9 @@ reports the punch, says the protocol was not served, and exits as the punch went
 from __future__ import annotations
 
 import argparse
-import json
-import signal
 import sys
-import time
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
 import trio
 from multiaddr import Multiaddr
@@ -34,7 +31,6 @@ from multiaddr import Multiaddr
 from libp2p import (
     AddressPolicy,
     Connection,
-    Direction,
     Host,
     HostConfig,
     Libp2pError,
@@ -42,7 +38,8 @@ from libp2p import (
     PeerIDMismatch,
     ProtocolNotSupported,
 )
-from libp2p.log import LOG_LEVELS, configure_logging
+from libp2p.console import EXIT_CODES_HELP, ArgumentParser, Console, UsageError
+from libp2p.log import configure_logging
 from libp2p.relay.circuit_v2 import (
     HolePunchConfig,
     HolePunchFailed,
@@ -52,43 +49,11 @@ from libp2p.relay.circuit_v2 import (
 
 ECHO = "/echo/1.0.0"
 MAX_REPLY = 64 * 1024  # bytes of a reply kept; a protocol that streams on is cut off here
-EXIT_INTERRUPTED = 130  # the shell's code for a program ended by Ctrl-C (128 + SIGINT)
-
-
-class Output:
-    """One line per event: text for people (``[   1.234 s] ...``: seconds since the start),
-    or JSON objects with ``--json`` (``t``: milliseconds since the start)."""
-
-    def __init__(self, role: str, as_json: bool) -> None:
-        self.role, self.as_json, self.start = role, as_json, time.monotonic()
-
-    def __call__(self, event: str, text: str, **fields: Any) -> None:
-        elapsed = time.monotonic() - self.start
-        if self.as_json:
-            t = round(elapsed * 1000)
-            line = json.dumps({"t": t, "role": self.role, "event": event, **fields})
-        else:
-            line = f"[{elapsed:>8.3f} s] {text}"
-        print(line, flush=True)
-
-    def error(self, message: str) -> None:
-        """A mistake: one line on stderr, and with ``--json`` an ``error`` line on stdout too
-        (a program reading stdout learns why it ends)."""
-        if self.as_json:
-            self("error", message, message=message)
-        print(f"{self.role}: error: {message}", file=sys.stderr, flush=True)
-
-
-class UserError(Exception):
-    """A mistake in the command line or its addresses: reported in one line, no traceback."""
-
-
-# What a user's mistake raises (a dial refused, a port in use ...): one line, no traceback.
-USER_ERRORS = (Libp2pError, UserError, OSError)
 
 
 async def connect(host: Host, target: str, seconds: float) -> Connection:
-    """The relayed connection to the listener; a :class:`UserError` that says why if not.
+    """The relayed connection to the listener; a :class:`~libp2p.console.UsageError` that
+    says why if not.
 
     The relay first, then the listener through it, within ``seconds`` seconds: a relay
     that accepts TCP connections but never completes the libp2p handshake is an error, as
@@ -117,7 +82,7 @@ async def connect(host: Host, target: str, seconds: float) -> Connection:
         hint = str(exc)
     except Libp2pError as exc:
         hint = f"{exc} (is the relay running, and reachable from here?)"
-    raise UserError(f"cannot connect through the relay: {hint}")
+    raise UsageError(f"cannot connect through the relay: {hint}")
 
 
 @dataclass(frozen=True)
@@ -159,7 +124,7 @@ async def exchange(conn: Connection, protocol: str, message: bytes) -> Exchange:
     return Exchange(protocol, True, bytes(back[:MAX_REPLY]), trio.current_time() - start)
 
 
-def report_exchange(out: Output, done: Exchange, message: bytes, via: str) -> None:
+def report_exchange(console: Console, done: Exchange, message: bytes, via: str) -> None:
     """One ``echo`` line: whether the peer served the protocol and what came back."""
     outcome = done.outcome(message)
     took = f"{done.seconds * 1000:.1f} ms"
@@ -175,7 +140,7 @@ def report_exchange(out: Output, done: Exchange, message: bytes, via: str) -> No
             + ("MISMATCH, " if done.failed(message) else "")
             + f"{len(done.reply)} bytes back ({took}): {shown!r}"
         )
-    out(
+    console.say(
         "echo",
         text,
         via=via,
@@ -187,7 +152,7 @@ def report_exchange(out: Output, done: Exchange, message: bytes, via: str) -> No
     )
 
 
-async def main(args: argparse.Namespace, out: Output) -> int:
+async def main(args: argparse.Namespace, console: Console) -> int:
     message = args.message.encode()
     # On one machine (a relay on loopback) loopback addresses are the ones to punch with.
     local = args.target.startswith(("/ip4/127.", "/ip6/::1/"))
@@ -204,7 +169,7 @@ async def main(args: argparse.Namespace, out: Output) -> int:
         "app": None,
     }
     async with Host(key_file=args.key_file, listen=args.listen, config=config) as host:
-        out(
+        console.say(
             "ready",
             f"peer {host.peer_id} listening on " + ", ".join(str(a) for a in host.listen_addrs),
             peer_id=str(host.peer_id),
@@ -217,21 +182,16 @@ async def main(args: argparse.Namespace, out: Output) -> int:
                 try:
                     conn = await host.connect(peer)
                 except Libp2pError as exc:
-                    raise UserError(f"cannot connect to --peer {peer}: {exc}") from exc
+                    raise UsageError(f"cannot connect to --peer {peer}: {exc}") from exc
                 await host.identify.wait_identified(conn)
-            status = host.nat_mapping_status
-            out(
-                "nat_mapping",
-                f"NAT mapping: {status.mapping.value} ({status.reason})",
-                mapping=status.mapping.value,
-            )
+            console.event(host.nat_mapping_status)
         with host.events.subscribe(HolePunchSucceeded, HolePunchFailed) as outcomes:
             with trio.move_on_after(args.timeout) as deadline:
                 start = trio.current_time()
                 relayed = await connect(host, args.target, args.connect_timeout)
                 result["relayed_ms"] = round((trio.current_time() - start) * 1000)
                 limit = relayed.limit
-                out(
+                console.say(
                     "relayed_connection",
                     f"relayed connection to {relayed.remote_peer} in {result['relayed_ms']} ms "
                     f"(limits: {limit or 'none'}) through {relayed.remote_addr}",
@@ -242,46 +202,19 @@ async def main(args: argparse.Namespace, out: Output) -> int:
                     else {"duration": limit.duration, "data": limit.data},
                 )
                 done = await exchange(relayed, args.protocol, message)
-                report_exchange(out, done, message, "relayed")
+                report_exchange(console, done, message, "relayed")
                 result["app"] = done.outcome(message)
                 async for outcome in outcomes:
                     if outcome.peer != relayed.remote_peer:
                         continue
+                    console.event(outcome)  # one line: how it went, and why
                     if isinstance(outcome, HolePunchFailed):
                         result["reason"] = outcome.reason.value
-                        out(
-                            "hole_punch",
-                            f"hole punch failed after {outcome.attempts} attempt(s): "
-                            f"{outcome.reason.value} ({outcome.detail})",
-                            peer=str(outcome.peer),
-                            ok=False,
-                            attempt=outcome.attempts,
-                            elapsed_ms=round(outcome.elapsed * 1000),
-                            reason=outcome.reason.value,
-                        )
                         break
                     direct = outcome.connection
                     result["direct_ms"] = round(outcome.elapsed * 1000)
                     result["direct_addr"] = str(direct.remote_addr)
-                    out(
-                        "hole_punch",
-                        (
-                            f"hole punch succeeded on attempt {outcome.attempt}"
-                            if outcome.attempt
-                            else "direct connection without a punch: we dialed the listener's "
-                            "address (our direct dial: it is reachable)"
-                            if outcome.connection.direction is Direction.OUTBOUND
-                            else "direct connection without a punch: the listener dialed us "
-                            "back (connection reversal: we are reachable)"
-                        )
-                        + f" in {result['direct_ms']} ms after the relayed connection",
-                        peer=str(outcome.peer),
-                        ok=True,
-                        attempt=outcome.attempt,
-                        elapsed_ms=result["direct_ms"],
-                        direct_addr=result["direct_addr"],
-                    )
-                    out(
+                    console.say(
                         "direct_connection",
                         f"direct connection to {direct.remote_addr} "
                         f"(relayed: {direct.relayed}, limited: {direct.limited})",
@@ -291,7 +224,7 @@ async def main(args: argparse.Namespace, out: Output) -> int:
                     # protocol on direct connections only (js and go refuse streams on
                     # limited connections unless the protocol opts in).
                     done = await exchange(direct, args.protocol, message)
-                    report_exchange(out, done, message, "direct")
+                    report_exchange(console, done, message, "direct")
                     result["app"] = done.outcome(message)
                     if done.served:
                         result["echo_direct_ms"] = round(done.seconds * 1000, 1)
@@ -315,32 +248,18 @@ async def main(args: argparse.Namespace, out: Output) -> int:
         summary = f"no direct connection: {result['reason']}; the relayed connection worked"
     if result["app"] == "not_served":
         summary += f" (the listener does not serve {args.protocol}: no exchange)"
-    out("result", f"result: {summary}", **result)
+    console.say("result", f"result: {summary}", **result)
     return 0 if result["ok"] else 1
 
 
-EPILOG_CODES = (
-    "2 a mistake (one line on stderr; with --json also an "
-    '{"event": "error", "message": ...} line on stdout), 130 Ctrl-C (a last line '
-    '"interrupted"; with --json {"event": "interrupted"}).'
-)
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse, with mistakes reported in one line (and a JSON ``error`` line with --json)."""
-
-    as_json = False
-
-    def error(self, message: str) -> NoReturn:
-        Output("dialer", self.as_json).error(f"{message} (see --help)")
-        self.exit(2)
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = Parser(
+    """The command line, checked; a mistake ends the program with one line and exit 2."""
+    parser = ArgumentParser(
+        "dialer",
         description=__doc__.split("\n")[0],
         epilog="Exit code: 0 direct connection (and, if the listener serves --protocol, the "
-        "exchange over it), 1 no direct connection (or /echo/1.0.0 did not echo), " + EPILOG_CODES,
+        "exchange over it), 1 no direct connection (or /echo/1.0.0 did not echo), "
+        + EXIT_CODES_HELP,
     )
     parser.add_argument(
         "--target",
@@ -389,17 +308,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help=f"application protocol of the exchange (default {ECHO}); one the listener does "
         "not serve is reported, and the result is still the hole punch's",
     )
-    parser.add_argument(
-        "--log-level",
-        default="WARNING",
-        type=str.upper,
-        choices=LOG_LEVELS,
-        metavar="LEVEL",
-        help="level of the library's logs (the libp2p loggers) on stderr; other packages' "
-        "loggers stay quiet (default WARNING)",
-    )
-    parser.add_argument("--json", action="store_true", help="print JSON lines")
-    parser.as_json = "--json" in argv
     args = parser.parse_args(argv)
     try:
         target = str(Multiaddr(args.target))
@@ -434,53 +342,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def leaves(exc: BaseException) -> list[BaseException]:
-    """The exceptions inside ``exc``: trio wraps those of its tasks in groups."""
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for inner in exc.exceptions for leaf in leaves(inner)]
-    return [exc]
-
-
-async def until_interrupted(args: argparse.Namespace, out: Output) -> int:
-    """:func:`main`, ended cleanly by Ctrl-C: SIGINT cancels it at its next checkpoint and
-    then raises KeyboardInterrupt here, instead of trio raising it wherever the code is
-    (which can leave a task half-started)."""
-    code: list[int] = []
-    with trio.open_signal_receiver(signal.SIGINT) as signals:
-        async with trio.open_nursery() as nursery:
-
-            async def body() -> None:
-                code.append(await main(args, out))
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(body)
-            async for _signal in signals:
-                nursery.cancel_scope.cancel()
-                break
-    if not code:
-        raise KeyboardInterrupt
-    return code[0]
-
-
 def run() -> None:
     args = parse_args(sys.argv[1:])
-    # Our loggers only (the libp2p hierarchy): other packages' debug output stays off.
-    configure_logging(args.log_level)
-    out = Output("dialer", args.json)
-    try:
-        code = trio.run(until_interrupted, args, out)
-    except BaseException as exc:
-        found = leaves(exc)
-        errors = [e for e in found if not isinstance(e, KeyboardInterrupt)]
-        if not errors:  # Ctrl-C
-            out("interrupted", "interrupted")
-            code = EXIT_INTERRUPTED
-        elif all(isinstance(e, USER_ERRORS) for e in errors):
-            out.error("; ".join(map(str, errors)))
-            code = 2
-        else:
-            raise  # a bug: let its traceback show
-    sys.exit(code)
+    configure_logging(args.log_level)  # the library's loggers only, not other packages'
+    console = Console("dialer", json=args.json)
+    sys.exit(console.run(main, args, console))
 
 
 if __name__ == "__main__":

@@ -25,11 +25,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import json
-import signal
 import sys
-import time
-from typing import Any, NoReturn
 
 import trio
 from multiaddr import Multiaddr
@@ -40,7 +36,6 @@ from libp2p import (
     AutoNATServerConfig,
     AutoNATv2ServerConfig,
     ConnectionOpened,
-    Direction,
     Host,
     HostConfig,
     Libp2pError,
@@ -52,16 +47,15 @@ from libp2p import (
     PortMappingConfig,
     PortMappingFailed,
     ReachabilityConfig,
-    ReachabilityReport,
     ReachabilityReportChanged,
 )
-from libp2p.log import LOG_LEVELS, configure_logging
+from libp2p.console import EXIT_CODES_HELP, ArgumentParser, Console, UsageError
+from libp2p.log import configure_logging
 from libp2p.relay.circuit_v2 import (
     HolePunchConfig,
     HolePunchFailed,
     HolePunchSucceeded,
     RelayRefused,
-    Reservation,
     ReservationAttemptFailed,
     ReservationLost,
     ReservationMade,
@@ -71,39 +65,23 @@ from libp2p.relay.circuit_v2 import (
 
 ECHO = "/echo/1.0.0"
 LOOPBACK_RANGES = ("127.0.0.0/8", "::1/128")
-EXIT_INTERRUPTED = 130  # the shell's code for a program ended by Ctrl-C (128 + SIGINT)
 
-
-class Output:
-    """One line per event: text for people (``[   1.234 s] ...``: seconds since the start),
-    or JSON objects with ``--json`` (``t``: milliseconds since the start)."""
-
-    def __init__(self, role: str, as_json: bool) -> None:
-        self.role, self.as_json, self.start = role, as_json, time.monotonic()
-
-    def __call__(self, event: str, text: str, **fields: Any) -> None:
-        elapsed = time.monotonic() - self.start
-        if self.as_json:
-            t = round(elapsed * 1000)
-            line = json.dumps({"t": t, "role": self.role, "event": event, **fields})
-        else:
-            line = f"[{elapsed:>8.3f} s] {text}"
-        print(line, flush=True)
-
-    def error(self, message: str) -> None:
-        """A mistake: one line on stderr, and with ``--json`` an ``error`` line on stdout too
-        (a program reading stdout learns why it ends)."""
-        if self.as_json:
-            self("error", message, message=message)
-        print(f"{self.role}: error: {message}", file=sys.stderr, flush=True)
-
-
-class UserError(Exception):
-    """A mistake in the command line or its addresses: reported in one line, no traceback."""
-
-
-# What a user's mistake raises (a dial refused, a port in use ...): one line, no traceback.
-USER_ERRORS = (Libp2pError, UserError, OSError)
+#: What the listener prints: every event of these kinds describes itself in one line (or,
+#: with --json, a JSON object); see ``event.describe()`` and ``event.to_dict()``.
+EVENTS = (
+    ConnectionOpened,
+    HolePunchSucceeded,
+    HolePunchFailed,
+    ReservationMade,
+    ReservationRefreshed,
+    ReservationLost,
+    ReservationRefused,
+    ReservationAttemptFailed,
+    ReachabilityReportChanged,
+    NatMappingChanged,
+    PortMappingChanged,
+    PortMappingFailed,
+)
 
 
 def is_loopback(addr: str) -> bool:
@@ -115,7 +93,7 @@ def relay_peer_id(relay: str) -> PeerID:
     return PeerID.from_string(relay.rsplit("/p2p/", 1)[1])
 
 
-async def serve_echo(stream: NetStream, protocol: str, out: Output) -> None:
+async def serve_echo(stream: NetStream, protocol: str, console: Console) -> None:
     """Write back every byte until the other side half-closes, then close our side."""
     total = 0
     while data := await stream.receive_some():
@@ -123,7 +101,7 @@ async def serve_echo(stream: NetStream, protocol: str, out: Output) -> None:
         await stream.send_all(data)
     await stream.send_eof()
     via = "relayed" if stream.connection.relayed else "direct"
-    out(
+    console.say(
         "echo_served",
         f"echoed {total} bytes to {stream.remote_peer} ({via}, {protocol})",
         peer=str(stream.remote_peer),
@@ -131,144 +109,6 @@ async def serve_echo(stream: NetStream, protocol: str, out: Output) -> None:
         via=via,
         protocol=protocol,
     )
-
-
-def report_reachability(report: ReachabilityReport, out: Output) -> None:
-    """One line for a changed reachability report (and, in text, one more per address when
-    there are several: the reason names the address that decided)."""
-    status, expect = report.status.value, report.expect.value
-    # The reason starts with the status, which the text already gave.
-    why = report.reason.removeprefix(f"{status}: ")
-    more = report.addresses if len(report.addresses) > 1 else ()
-    out(
-        "reachability",
-        f"reachability: {status}, expect {expect} — {why}"
-        + "".join(f"\n    {a.addr}: {a.status.value} ({a.reason})" for a in more),
-        status=status,
-        expect=expect,
-        nat_mapping=report.nat.mapping.value,
-        filtering=report.nat.filtering.value,
-        reason=report.reason,
-        port_mapping=report.port_mapping,
-        addresses=[
-            {
-                "addr": str(a.addr),
-                "status": a.status.value,
-                "source": a.source.value,
-                "reason": a.reason,
-            }
-            for a in report.addresses
-        ],
-    )
-
-
-def report_reservation(host: Host, r: Reservation, out: Output, *, refreshed: bool) -> None:
-    full = [f"{a}/p2p/{host.peer_id}" for a in r.addrs]
-    until = time.strftime("%H:%M:%S", time.localtime(r.expire))
-    what = "reservation refreshed" if refreshed else "reserved"
-    out(
-        "reservation",
-        f"{what} on {r.relay} until {until} (limits: {r.limit or 'none'}); dial me at:\n    "
-        + "\n    ".join(full),
-        relay=str(r.relay),
-        relayed_addrs=full,
-        expires=r.expire,
-        limits=None if r.limit is None else {"duration": r.limit.duration, "data": r.limit.data},
-    )
-
-
-async def report(host: Host, events: trio.abc.ReceiveChannel[Any], out: Output) -> None:
-    async for ev in events:
-        if isinstance(ev, ConnectionOpened):
-            kind = "relayed" if ev.relayed else "direct"
-            limits = f", limited: {ev.connection.limit}" if ev.limited else ""
-            # Who dialed whom: we dialed out "to" a peer, a peer dialed in "from" its side.
-            towards = "to" if ev.direction is Direction.OUTBOUND else "from"
-            out(
-                "connection_opened",
-                f"{ev.direction.value} {kind} connection {towards} {ev.peer} "
-                f"({ev.remote_addr}{limits})",
-                peer=str(ev.peer),
-                remote_addr=str(ev.remote_addr),
-                relayed=ev.relayed,
-                limited=ev.limited,
-                direction=ev.direction.value,
-            )
-        elif isinstance(ev, HolePunchSucceeded):
-            out(
-                "hole_punch",
-                (
-                    f"hole punch with {ev.peer} succeeded on attempt {ev.attempt}"
-                    if ev.attempt
-                    else f"{ev.peer} dialed us directly (its direct dial: we are reachable)"
-                    if ev.connection.direction is Direction.INBOUND
-                    else f"dialed {ev.peer} back directly (connection reversal: it is reachable)"
-                )
-                + f" in {ev.elapsed * 1000:.0f} ms: direct connection to {ev.direct_addr}",
-                peer=str(ev.peer),
-                ok=True,
-                attempt=ev.attempt,
-                elapsed_ms=round(ev.elapsed * 1000),
-                direct_addr=str(ev.direct_addr),
-            )
-        elif isinstance(ev, HolePunchFailed):
-            out(
-                "hole_punch",
-                f"hole punch with {ev.peer} failed after {ev.attempts} attempt(s): "
-                f"{ev.reason.value} ({ev.detail}); the relayed connection stays",
-                peer=str(ev.peer),
-                ok=False,
-                attempt=ev.attempts,
-                elapsed_ms=round(ev.elapsed * 1000),
-                reason=ev.reason.value,
-            )
-        elif isinstance(ev, PortMappingChanged):
-            m = ev.mapping
-            public = "" if m.external_is_public else f" (not public: {m.not_public_reason})"
-            out(
-                "port_mapping",
-                f"port mapping {ev.change.value} by {m.protocol.value} on {m.gateway}: "
-                f"{m.external} -> {m.internal}, lease {m.lease:.0f} s{public}",
-                change=ev.change.value,
-                protocol=m.protocol.value,
-                external=str(m.external),
-                internal=str(m.internal),
-                external_is_public=m.external_is_public,
-            )
-        elif isinstance(ev, PortMappingFailed):
-            out(
-                "port_mapping_failed",
-                f"port mapping failed: {ev.reason}",
-                failure=ev.failure.name,
-                reason=ev.reason,
-            )
-        elif isinstance(ev, NatMappingChanged):
-            out(
-                "nat_mapping",
-                f"NAT mapping: {ev.current.value} ({ev.reason})",
-                mapping=ev.current.value,
-            )
-        elif isinstance(ev, ReachabilityReportChanged):
-            report_reachability(ev.report, out)
-        elif isinstance(ev, ReservationMade | ReservationRefreshed):
-            refreshed = isinstance(ev, ReservationRefreshed)
-            report_reservation(host, ev.reservation, out, refreshed=refreshed)
-        elif isinstance(ev, ReservationLost):
-            out(
-                "reservation_lost",
-                f"reservation on {ev.relay} lost: {ev.reason}; trying to reserve again",
-                relay=str(ev.relay),
-                reason=ev.reason,
-            )
-        elif isinstance(ev, ReservationRefused | ReservationAttemptFailed):
-            out(
-                "reservation_failed",
-                f"reserving on {ev.relay} again failed: {ev.reason}; next try in "
-                f"{ev.retry_in:.0f} s",
-                relay=str(ev.relay),
-                reason=ev.reason,
-                retry_in=ev.retry_in,
-            )
 
 
 async def reserve(host: Host, relay: str, seconds: float) -> None:
@@ -290,10 +130,10 @@ async def reserve(host: Host, relay: str, seconds: float) -> None:
             f"no answer within {seconds:g} s (--connect-timeout): something accepts "
             "connections at that address, but is it a libp2p relay?"
         )
-    raise UserError(f"cannot reserve on relay {relay}: {hint}")
+    raise UsageError(f"cannot reserve on relay {relay}: {hint}")
 
 
-async def main(args: argparse.Namespace, out: Output) -> int:
+async def main(args: argparse.Namespace, console: Console) -> int:
     # On one machine (a relay on loopback) loopback addresses are the ones to punch with.
     local = all(is_loopback(r) for r in args.relay)
     policy = AddressPolicy.local_testing() if local else AddressPolicy()
@@ -316,59 +156,30 @@ async def main(args: argparse.Namespace, out: Output) -> int:
         ),
         port_mapping=PortMappingConfig(addresses=policy) if args.port_mapping else None,
     )
-    types = (
-        ConnectionOpened,
-        HolePunchSucceeded,
-        HolePunchFailed,
-        ReservationMade,
-        ReservationRefreshed,
-        ReservationLost,
-        ReservationRefused,
-        ReservationAttemptFailed,
-        ReachabilityReportChanged,
-        NatMappingChanged,
-        PortMappingChanged,
-        PortMappingFailed,
-    )
     async with Host(key_file=args.key_file, listen=args.listen, config=config) as host:
         host.set_stream_handler(
-            args.protocol, lambda s: serve_echo(s, args.protocol, out), allow_limited=True
+            args.protocol, lambda s: serve_echo(s, args.protocol, console), allow_limited=True
         )
-        out(
+        console.say(
             "ready",
             f"peer {host.peer_id} listening on " + ", ".join(str(a) for a in host.listen_addrs),
             peer_id=str(host.peer_id),
             addrs=[str(a) for a in host.addrs],
         )
-        with host.events.subscribe(*types) as events:
-            host.nursery.start_soon(report, host, events, out)
+        with host.events.subscribe(*EVENTS) as events:
+            host.nursery.start_soon(console.follow, events)
             for relay in args.relay:
                 await reserve(host, relay, args.connect_timeout)
             await trio.sleep_forever()
     return 0
 
 
-EPILOG_CODES = (
-    "2 a mistake (one line on stderr; with --json also an "
-    '{"event": "error", "message": ...} line on stdout), 130 Ctrl-C (a last line '
-    '"interrupted"; with --json {"event": "interrupted"}).'
-)
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse, with mistakes reported in one line (and a JSON ``error`` line with --json)."""
-
-    as_json = False
-
-    def error(self, message: str) -> NoReturn:
-        Output("listener", self.as_json).error(f"{message} (see --help)")
-        self.exit(2)
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = Parser(
+    """The command line, checked; a mistake ends the program with one line and exit 2."""
+    parser = ArgumentParser(
+        "listener",
         description=__doc__.split("\n")[0],
-        epilog="It runs until Ctrl-C. Exit code: " + EPILOG_CODES,
+        epilog="It runs until Ctrl-C. Exit code: " + EXIT_CODES_HELP,
     )
     parser.add_argument(
         "--relay",
@@ -425,17 +236,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         action="store_true",
         help="ask the LAN's router to forward the listen port (UPnP IGD, PCP, NAT-PMP)",
     )
-    parser.add_argument(
-        "--log-level",
-        default="WARNING",
-        type=str.upper,
-        choices=LOG_LEVELS,
-        metavar="LEVEL",
-        help="level of the library's logs (the libp2p loggers) on stderr; other packages' "
-        "loggers stay quiet (default WARNING)",
-    )
-    parser.add_argument("--json", action="store_true", help="print JSON lines")
-    parser.as_json = "--json" in argv
     args = parser.parse_args(argv)
     if not args.protocol.startswith("/") or "\n" in args.protocol:
         parser.error(f"--protocol {args.protocol!r}: a protocol ID starts with / (e.g. {ECHO})")
@@ -468,53 +268,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def leaves(exc: BaseException) -> list[BaseException]:
-    """The exceptions inside ``exc``: trio wraps those of its tasks in groups."""
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for inner in exc.exceptions for leaf in leaves(inner)]
-    return [exc]
-
-
-async def until_interrupted(args: argparse.Namespace, out: Output) -> int:
-    """:func:`main`, ended cleanly by Ctrl-C: SIGINT cancels it at its next checkpoint and
-    then raises KeyboardInterrupt here, instead of trio raising it wherever the code is
-    (which can leave a task half-started)."""
-    code: list[int] = []
-    with trio.open_signal_receiver(signal.SIGINT) as signals:
-        async with trio.open_nursery() as nursery:
-
-            async def body() -> None:
-                code.append(await main(args, out))
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(body)
-            async for _signal in signals:
-                nursery.cancel_scope.cancel()
-                break
-    if not code:
-        raise KeyboardInterrupt
-    return code[0]
-
-
 def run() -> None:
     args = parse_args(sys.argv[1:])
-    # Our loggers only (the libp2p hierarchy): other packages' debug output stays off.
-    configure_logging(args.log_level)
-    out = Output("listener", args.json)
-    try:
-        code = trio.run(until_interrupted, args, out)
-    except BaseException as exc:
-        found = leaves(exc)
-        errors = [e for e in found if not isinstance(e, KeyboardInterrupt)]
-        if not errors:  # Ctrl-C
-            out("interrupted", "interrupted")
-            code = EXIT_INTERRUPTED
-        elif all(isinstance(e, USER_ERRORS) for e in errors):
-            out.error("; ".join(map(str, errors)))
-            code = 2
-        else:
-            raise  # a bug: let its traceback show
-    sys.exit(code)
+    configure_logging(args.log_level)  # the library's loggers only, not other packages'
+    console = Console("listener", json=args.json)
+    sys.exit(console.run(main, args, console))
 
 
 if __name__ == "__main__":

@@ -18,13 +18,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import ipaddress
-import json
-import signal
 import sys
-import time
-from typing import Any, NoReturn
 
-import trio
 from multiaddr import Multiaddr
 
 from libp2p import (
@@ -34,12 +29,11 @@ from libp2p import (
     AutoNATv2ServerConfig,
     Host,
     HostConfig,
-    Libp2pError,
     ReachabilityConfig,
-    ReachabilityReport,
     ReachabilityReportChanged,
 )
-from libp2p.log import LOG_LEVELS, configure_logging
+from libp2p.console import EXIT_CODES_HELP, ArgumentParser, Console
+from libp2p.log import configure_logging
 from libp2p.relay.circuit_v2 import (
     RelayCircuitClosed,
     RelayCircuitOpened,
@@ -47,36 +41,16 @@ from libp2p.relay.circuit_v2 import (
     RelayReservationAccepted,
 )
 
-
-class Output:
-    """One line per event: text for people (``[   1.234 s] ...``: seconds since the start),
-    or JSON objects with ``--json`` (``t``: milliseconds since the start)."""
-
-    def __init__(self, role: str, as_json: bool) -> None:
-        self.role, self.as_json, self.start = role, as_json, time.monotonic()
-
-    def __call__(self, event: str, text: str, **fields: Any) -> None:
-        elapsed = time.monotonic() - self.start
-        if self.as_json:
-            t = round(elapsed * 1000)
-            line = json.dumps({"t": t, "role": self.role, "event": event, **fields})
-        else:
-            line = f"[{elapsed:>8.3f} s] {text}"
-        print(line, flush=True)
-
-    def error(self, message: str) -> None:
-        """A mistake: one line on stderr, and with ``--json`` an ``error`` line on stdout too
-        (a program reading stdout learns why it ends)."""
-        if self.as_json:
-            self("error", message, message=message)
-        print(f"{self.role}: error: {message}", file=sys.stderr, flush=True)
-
-
 LOOPBACK_RANGES = ("127.0.0.0/8", "::1/128")
-EXIT_INTERRUPTED = 130  # the shell's code for a program ended by Ctrl-C (128 + SIGINT)
 
-# What a user's mistake raises (a port in use ...): one line, no traceback.
-USER_ERRORS = (Libp2pError, OSError)
+#: What the relay prints: each event describes itself (``event.describe()``, and with --json
+#: ``event.to_dict()``).
+EVENTS = (
+    RelayReservationAccepted,
+    RelayCircuitOpened,
+    RelayCircuitClosed,
+    ReachabilityReportChanged,
+)
 
 
 def relay_config(args: argparse.Namespace) -> RelayConfig:
@@ -97,36 +71,7 @@ def is_loopback(addr: str) -> bool:
     return addr.startswith(("/ip4/127.", "/ip6/::1/"))
 
 
-def report_reachability(report: ReachabilityReport, out: Output) -> None:
-    """One line for a changed reachability report (and, in text, one more per address when
-    there are several: the reason names the address that decided)."""
-    status, expect = report.status.value, report.expect.value
-    # The reason starts with the status, which the text already gave.
-    why = report.reason.removeprefix(f"{status}: ")
-    more = report.addresses if len(report.addresses) > 1 else ()
-    out(
-        "reachability",
-        f"reachability: {status}, expect {expect} — {why}"
-        + "".join(f"\n    {a.addr}: {a.status.value} ({a.reason})" for a in more),
-        status=status,
-        expect=expect,
-        nat_mapping=report.nat.mapping.value,
-        filtering=report.nat.filtering.value,
-        reason=report.reason,
-        port_mapping=report.port_mapping,
-        addresses=[
-            {
-                "addr": str(a.addr),
-                "status": a.status.value,
-                "source": a.source.value,
-                "reason": a.reason,
-            }
-            for a in report.addresses
-        ],
-    )
-
-
-async def main(args: argparse.Namespace, out: Output) -> int:
+async def main(args: argparse.Namespace, console: Console) -> int:
     # On one machine (listening on loopback only) loopback addresses are the ones AutoNAT
     # dials back and asks about.
     local = all(is_loopback(a) for a in args.listen)
@@ -145,71 +90,24 @@ async def main(args: argparse.Namespace, out: Output) -> int:
     )
     async with Host(key_file=args.key_file, listen=args.listen, config=config) as host:
         addrs = [f"{a}/p2p/{host.peer_id}" for a in host.addrs]
-        out(
+        console.say(
             "ready",
             f"relay {host.peer_id} ready; listeners use --relay with one of:\n    "
             + "\n    ".join(addrs),
             peer_id=str(host.peer_id),
             addrs=addrs,
         )
-        types = (
-            RelayReservationAccepted,
-            RelayCircuitOpened,
-            RelayCircuitClosed,
-            ReachabilityReportChanged,
-        )
-        with host.events.subscribe(*types) as events:
-            async for ev in events:
-                if isinstance(ev, RelayReservationAccepted):
-                    what = "refreshed" if ev.refresh else "made"
-                    out(
-                        "reservation",
-                        f"reservation for {ev.peer} {what} ({ev.ttl:.0f} s)",
-                        peer=str(ev.peer),
-                    )
-                elif isinstance(ev, ReachabilityReportChanged):
-                    report_reachability(ev.report, out)
-                elif isinstance(ev, RelayCircuitOpened):
-                    out(
-                        "circuit_opened",
-                        f"circuit {ev.src} -> {ev.dst} opened",
-                        src=str(ev.src),
-                        dst=str(ev.dst),
-                    )
-                else:
-                    out(
-                        "circuit_closed",
-                        f"circuit {ev.src} -> {ev.dst} closed ({ev.reason}) after "
-                        f"{ev.duration:.1f} s, {ev.bytes} bytes relayed",
-                        src=str(ev.src),
-                        dst=str(ev.dst),
-                        bytes=ev.bytes,
-                        reason=ev.reason,
-                    )
+        with host.events.subscribe(*EVENTS) as events:
+            await console.follow(events)
     return 0
 
 
-EPILOG_CODES = (
-    "2 a mistake (one line on stderr; with --json also an "
-    '{"event": "error", "message": ...} line on stdout), 130 Ctrl-C (a last line '
-    '"interrupted"; with --json {"event": "interrupted"}).'
-)
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse, with mistakes reported in one line (and a JSON ``error`` line with --json)."""
-
-    as_json = False
-
-    def error(self, message: str) -> NoReturn:
-        Output("relay", self.as_json).error(f"{message} (see --help)")
-        self.exit(2)
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = Parser(
+    """The command line, checked; a mistake ends the program with one line and exit 2."""
+    parser = ArgumentParser(
+        "relay",
         description=__doc__.split("\n")[0],
-        epilog="It runs until Ctrl-C. Exit code: " + EPILOG_CODES,
+        epilog="It runs until Ctrl-C. Exit code: " + EXIT_CODES_HELP,
     )
     parser.add_argument(
         "--listen",
@@ -261,17 +159,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         metavar="N",
         help="AutoNAT server groups (distinct IPs) that must agree on reachability (default 2)",
     )
-    parser.add_argument(
-        "--log-level",
-        default="WARNING",
-        type=str.upper,
-        choices=LOG_LEVELS,
-        metavar="LEVEL",
-        help="level of the library's logs (the libp2p loggers) on stderr; other packages' "
-        "loggers stay quiet (default WARNING)",
-    )
-    parser.add_argument("--json", action="store_true", help="print JSON lines")
-    parser.as_json = "--json" in argv
     args = parser.parse_args(argv)
     args.listen = args.listen or ["/ip4/0.0.0.0/tcp/4001"]
     for listen in args.listen:
@@ -293,53 +180,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def leaves(exc: BaseException) -> list[BaseException]:
-    """The exceptions inside ``exc``: trio wraps those of its tasks in groups."""
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for inner in exc.exceptions for leaf in leaves(inner)]
-    return [exc]
-
-
-async def until_interrupted(args: argparse.Namespace, out: Output) -> int:
-    """:func:`main`, ended cleanly by Ctrl-C: SIGINT cancels it at its next checkpoint and
-    then raises KeyboardInterrupt here, instead of trio raising it wherever the code is
-    (which can leave a task half-started)."""
-    code: list[int] = []
-    with trio.open_signal_receiver(signal.SIGINT) as signals:
-        async with trio.open_nursery() as nursery:
-
-            async def body() -> None:
-                code.append(await main(args, out))
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(body)
-            async for _signal in signals:
-                nursery.cancel_scope.cancel()
-                break
-    if not code:
-        raise KeyboardInterrupt
-    return code[0]
-
-
 def run() -> None:
     args = parse_args(sys.argv[1:])
-    # Our loggers only (the libp2p hierarchy): other packages' debug output stays off.
-    configure_logging(args.log_level)
-    out = Output("relay", args.json)
-    try:
-        code = trio.run(until_interrupted, args, out)
-    except BaseException as exc:
-        found = leaves(exc)
-        errors = [e for e in found if not isinstance(e, KeyboardInterrupt)]
-        if not errors:  # Ctrl-C
-            out("interrupted", "interrupted")
-            code = EXIT_INTERRUPTED
-        elif all(isinstance(e, USER_ERRORS) for e in errors):
-            out.error("; ".join(map(str, errors)))
-            code = 2
-        else:
-            raise  # a bug: let its traceback show
-    sys.exit(code)
+    configure_logging(args.log_level)  # the library's loggers only, not other packages'
+    console = Console("relay", json=args.json)
+    sys.exit(console.run(main, args, console))
 
 
 if __name__ == "__main__":

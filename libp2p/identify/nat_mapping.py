@@ -78,7 +78,7 @@ import ipaddress
 import logging
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, ClassVar, Final
 
 from multiaddr import Multiaddr
 
@@ -148,6 +148,15 @@ class NatMappingStatus:
     #: One verdict per local address with valid observations, in byte order of the address.
     verdicts: tuple[MappingVerdict, ...]
 
+    kind: ClassVar[str] = "nat_mapping"
+
+    def describe(self) -> str:
+        """``NAT mapping: <mapping> (<reason>)``."""
+        return f"NAT mapping: {self.mapping.value} ({self.reason})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mapping": self.mapping.value, "observers": list(self.observers)}
+
     def mapping_for(self, ip_version: int) -> NatMapping:
         """The mapping of our local addresses of one IP family (``4`` or ``6``), combined as
         for the whole host."""
@@ -175,6 +184,18 @@ class NatMappingChanged:
     reason: str
     #: Every local address's verdict at the time of the change.
     verdicts: tuple[MappingVerdict, ...]
+
+    kind: ClassVar[str] = "nat_mapping"
+
+    def describe(self) -> str:
+        return f"NAT mapping: {self.current.value} ({self.reason})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mapping": self.current.value,
+            "previous": self.previous.value,
+            "observers": list(self.observers),
+        }
 
 
 _NO_EVIDENCE = "no observation yet of a connection we dialed from a listen port"

@@ -12,8 +12,11 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from multiaddr import Multiaddr
+
+from ..events import opt_str
 
 __all__ = [
     "PortMapping",
@@ -92,6 +95,28 @@ class PortMappingChanged:
     #: For ``LOST`` and ``UPDATED``: what happened.
     reason: str = ""
 
+    kind: ClassVar[str] = "port_mapping"
+
+    def describe(self) -> str:
+        m = self.mapping
+        public = "" if m.external_is_public else f" (not public: {m.not_public_reason})"
+        why = f": {self.reason}" if self.reason else ""
+        return (
+            f"port mapping {self.change.value} by {m.protocol.value} on {m.gateway}: "
+            f"{m.external} -> {m.internal}, lease {m.lease:.0f} s{public}{why}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        m = self.mapping
+        return {
+            "change": self.change.value,
+            "protocol": m.protocol.value,
+            "external": opt_str(m.external),
+            "internal": str(m.internal),
+            "external_is_public": m.external_is_public,
+            "lease": m.lease,
+        }
+
 
 class PortMappingFailure(enum.Enum):
     """Why a mapping could not be made."""
@@ -126,3 +151,16 @@ class PortMappingFailed:
     #: Every protocol's own reason this round, e.g. ``("pcp: router refused: ...",
     #: "nat-pmp: ...")`` (``reason`` is the most telling of them).
     details: tuple[str, ...] = ()
+
+    kind: ClassVar[str] = "port_mapping_failed"
+
+    def describe(self) -> str:
+        return f"port mapping of {self.internal} failed: {self.reason}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "failure": self.failure.name,
+            "reason": self.reason,
+            "internal": str(self.internal),
+            "protocol": None if self.protocol is None else self.protocol.value,
+        }

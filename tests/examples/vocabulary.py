@@ -23,12 +23,13 @@ INT = (int,)
 BOOL = (bool,)
 LIST = (list,)
 OPT_INT = (int, type(None))
+NUM = (int, float)
 OPT_NUM = (int, float, type(None))
 OPT_STR = (str, type(None))
 OPT_DICT = (dict, type(None))
 
 READY = {"peer_id": STR, "addrs": LIST}
-PUNCH = {"peer": STR, "ok": BOOL, "attempt": INT, "elapsed_ms": INT}
+PUNCH = {"peer": STR, "ok": BOOL, "dcutr_role": STR, "attempt": INT, "elapsed_ms": INT}
 REACHABILITY = {
     "status": STR,
     "expect": STR,
@@ -38,7 +39,7 @@ REACHABILITY = {
     "port_mapping": OPT_STR,
     "addresses": LIST,
 }
-NAT_MAPPING = {"mapping": STR}
+NAT_MAPPING = {"mapping": STR, "observers": LIST}
 ERROR = {"message": STR}
 INTERRUPTED: dict[str, tuple[type, ...]] = {}
 #: One entry of a ``reachability`` line's ``addresses``.
@@ -47,9 +48,9 @@ REACHABILITY_ADDRESS = {"addr": STR, "status": STR, "source": STR, "reason": STR
 VOCABULARY: dict[str, dict[str, dict[str, tuple[type, ...]]]] = {
     "relay": {
         "ready": READY,
-        "reservation": {"peer": STR},
+        "reservation": {"peer": STR, "ttl": NUM, "refreshed": BOOL},
         "circuit_opened": {"src": STR, "dst": STR},
-        "circuit_closed": {"src": STR, "dst": STR, "bytes": INT, "reason": STR},
+        "circuit_closed": {"src": STR, "dst": STR, "bytes": INT, "reason": STR, "duration": NUM},
         "reachability": REACHABILITY,
         "error": ERROR,
         "interrupted": INTERRUPTED,
@@ -57,8 +58,14 @@ VOCABULARY: dict[str, dict[str, dict[str, tuple[type, ...]]]] = {
     "listener": {
         "ready": READY,
         "reachability": REACHABILITY,
-        "nat_mapping": NAT_MAPPING,
-        "reservation": {"relay": STR, "relayed_addrs": LIST, "expires": INT, "limits": OPT_DICT},
+        "nat_mapping": {**NAT_MAPPING, "previous": STR},
+        "reservation": {
+            "relay": STR,
+            "relayed_addrs": LIST,
+            "expires": INT,
+            "limits": OPT_DICT,
+            "refreshed": BOOL,
+        },
         "connection_opened": {
             "peer": STR,
             "remote_addr": STR,
@@ -69,15 +76,21 @@ VOCABULARY: dict[str, dict[str, dict[str, tuple[type, ...]]]] = {
         "hole_punch": PUNCH,
         "echo_served": {"peer": STR, "bytes": INT, "via": STR, "protocol": STR},
         "reservation_lost": {"relay": STR, "reason": STR},
-        "reservation_failed": {"relay": STR, "reason": STR, "retry_in": (int, float)},
+        "reservation_failed": {"relay": STR, "status": OPT_INT, "reason": STR, "retry_in": NUM},
         "port_mapping": {
             "change": STR,
             "protocol": STR,
-            "external": STR,
+            "external": OPT_STR,
             "internal": STR,
             "external_is_public": BOOL,
+            "lease": NUM,
         },
-        "port_mapping_failed": {"failure": STR, "reason": STR},
+        "port_mapping_failed": {
+            "failure": STR,
+            "reason": STR,
+            "internal": STR,
+            "protocol": OPT_STR,
+        },
         "error": ERROR,
         "interrupted": INTERRUPTED,
     },
@@ -122,6 +135,8 @@ VALUES = {
     "nat_mapping": MAPPINGS,
     "app": {"echoed", "replied", "not_served", None},
     "change": {"added", "renewed", "updated", "removed", "lost"},
+    "dcutr_role": {"dialer", "listener"},
+    "previous": MAPPINGS,
 }
 
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from multiaddr import Multiaddr
 
+from ...events import opt_str
 from ...peer.id import PeerID
 from .protocol import ResponseStatus
 
@@ -48,6 +50,26 @@ class ReachabilityProbed:
     #: Our confidence in it after this result (0 ... ``confidence_max``).
     confidence: int
 
+    kind: ClassVar[str] = "autonat_probe"
+
+    def describe(self) -> str:
+        answer = "no answer" if self.response is None else self.response.name
+        at = f" at {self.address}" if self.address else ""
+        return (
+            f"AutoNAT server {self.server}: {answer}{at} ({self.detail}); "
+            f"AutoNAT v1 says {self.reachability.value}, confidence {self.confidence}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "server": str(self.server),
+            "response": None if self.response is None else self.response.name,
+            "address": opt_str(self.address),
+            "detail": self.detail,
+            "reachability": self.reachability.value,
+            "confidence": self.confidence,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class ReachabilityChanged:
@@ -64,3 +86,19 @@ class ReachabilityChanged:
     #: ``host.autonat.status``; ``None`` for a flip of the host's report (``host.reachability``),
     #: which weighs many answers.
     server: PeerID | None
+
+    kind: ClassVar[str] = "reachability_changed"
+
+    def describe(self) -> str:
+        at = f" (reached at {self.address})" if self.address else ""
+        by = f", by {self.server}'s answer" if self.server else ""
+        return f"reachability {self.previous.value} -> {self.status.value}{at}{by}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status.value,
+            "previous": self.previous.value,
+            "confidence": self.confidence,
+            "address": opt_str(self.address),
+            "server": opt_str(self.server),
+        }

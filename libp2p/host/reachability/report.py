@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from multiaddr import Multiaddr
 
@@ -157,6 +158,38 @@ class ReachabilityReport:
                 return entry
         return None
 
+    kind: ClassVar[str] = "reachability"
+
+    def describe(self) -> str:
+        """``reachability: <status>, expect <expect> — <why>``, and with several addresses
+        one more indented line per address (the reason names the one that decided)."""
+        status = self.status.value
+        # The reason starts with the status, which the line already gave.
+        why = self.reason.removeprefix(f"{status}: ")
+        more = self.addresses if len(self.addresses) > 1 else ()
+        return f"reachability: {status}, expect {self.expect.value} — {why}" + "".join(
+            f"\n    {a.addr}: {a.status.value} ({a.reason})" for a in more
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status.value,
+            "expect": self.expect.value,
+            "nat_mapping": self.nat.mapping.value,
+            "filtering": self.nat.filtering.value,
+            "reason": self.reason,
+            "port_mapping": self.port_mapping,
+            "addresses": [
+                {
+                    "addr": str(a.addr),
+                    "status": a.status.value,
+                    "source": a.source.value,
+                    "reason": a.reason,
+                }
+                for a in self.addresses
+            ],
+        }
+
     def summary(self) -> tuple[object, ...]:
         """The parts whose change is reported as :class:`ReachabilityReportChanged`."""
         return (
@@ -175,3 +208,12 @@ class ReachabilityReportChanged:
 
     report: ReachabilityReport
     previous: ReachabilityReport
+
+    kind: ClassVar[str] = "reachability"
+
+    def describe(self) -> str:
+        """The new report's line (see :meth:`ReachabilityReport.describe`)."""
+        return self.report.describe()
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.report.to_dict()

@@ -334,6 +334,7 @@ class RelayClient:
             expire=expire,
             limit=decode_limit(msg),
             has_voucher=has_voucher,
+            peer=self.host.peer_id,
         )
 
     async def _maintain(

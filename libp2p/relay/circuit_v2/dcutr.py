@@ -24,12 +24,12 @@ import struct
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import trio
 from multiaddr import Multiaddr
 
-from ...events import PeerIdentified
+from ...events import PeerIdentified, opt_str
 from ...exceptions import (
     Libp2pError,
     ProtocolNotSupported,
@@ -128,6 +128,32 @@ class HolePunchSucceeded:
     #: Round-trip time over the relay measured by the last CONNECT exchange, if any.
     rtt: float | None
 
+    kind: ClassVar[str] = "hole_punch"
+
+    def describe(self) -> str:
+        """``hole punch with <peer> succeeded on attempt 1 in 10 ms: direct connection to
+        <addr>``; with ``attempt`` 0, which side dialed directly and why no punch was
+        needed."""
+        took = f"in {self.elapsed * 1000:.0f} ms"
+        if self.attempt:
+            how = f"hole punch with {self.peer} succeeded on attempt {self.attempt} {took}"
+        elif self.connection.direction is Direction.INBOUND:
+            how = f"no punch needed: {self.peer} dialed us directly (we are reachable) {took}"
+        else:
+            how = f"no punch needed: we dialed {self.peer} directly (it is reachable) {took}"
+        towards = "from" if self.connection.direction is Direction.INBOUND else "to"
+        return f"{how}: direct connection {towards} {self.direct_addr}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "peer": str(self.peer),
+            "ok": True,
+            "dcutr_role": self.role.value,
+            "attempt": self.attempt,
+            "elapsed_ms": round(self.elapsed * 1000),
+            "direct_addr": opt_str(self.direct_addr),
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class HolePunchFailed:
@@ -144,6 +170,24 @@ class HolePunchFailed:
     #: A human-readable explanation.
     detail: str
 
+    kind: ClassVar[str] = "hole_punch"
+
+    def describe(self) -> str:
+        return (
+            f"hole punch with {self.peer} failed after {self.attempts} attempt(s): "
+            f"{self.reason.value} ({self.detail}); the relayed connection stays"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "peer": str(self.peer),
+            "ok": False,
+            "dcutr_role": self.role.value,
+            "attempt": self.attempts,
+            "elapsed_ms": round(self.elapsed * 1000),
+            "reason": self.reason.value,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class HolePunchAttemptFailed:
@@ -153,6 +197,19 @@ class HolePunchAttemptFailed:
     role: HolePunchRole
     attempt: int
     detail: str
+
+    kind: ClassVar[str] = "hole_punch_attempt_failed"
+
+    def describe(self) -> str:
+        return f"hole punch attempt {self.attempt} with {self.peer} failed: {self.detail}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "peer": str(self.peer),
+            "dcutr_role": self.role.value,
+            "attempt": self.attempt,
+            "detail": self.detail,
+        }
 
 
 # -- what the driver needs of its host -----------------------------------------------------------

@@ -27,3 +27,10 @@ class Reservation:
     limit: ConnectionLimit | None
     #: Whether the relay sent a reservation voucher (verified: signed by the relay, for us).
     has_voucher: bool
+    #: Us: the peer the relay keeps the slot for.
+    peer: PeerID
+
+    @property
+    def dial_addrs(self) -> tuple[Multiaddr, ...]:
+        """The addresses to hand a dialer: :attr:`addrs` with ``/p2p/<our id>`` appended."""
+        return tuple(Multiaddr(f"{a}/p2p/{self.peer}") for a in self.addrs)
