@@ -15,7 +15,7 @@ from tests.docs.conftest import DOCS, ROOT
 
 SNIPPETS = sorted((DOCS / "snippets").glob("*.py"))
 # The public modules an application imports from (each re-exports its names in __all__).
-PUBLIC = {"libp2p", "libp2p.relay.circuit_v2", "libp2p.host.autonat"}
+PUBLIC = {"libp2p", "libp2p.relay.circuit_v2", "libp2p.host.autonat", "libp2p.console"}
 TIMEOUT = 60.0
 
 

@@ -141,7 +141,10 @@ class HolePunchSucceeded:
             how = f"no punch needed: {self.peer} dialed us directly (we are reachable) {took}"
         else:
             how = f"no punch needed: we dialed {self.peer} directly (it is reachable) {took}"
-        towards = "from" if self.connection.direction is Direction.INBOUND else "to"
+        # A punch's connection is both sides' dial (whichever won); "from" only where the
+        # peer alone dialed.
+        inbound = not self.attempt and self.connection.direction is Direction.INBOUND
+        towards = "from" if inbound else "to"
         return f"{how}: direct connection {towards} {self.direct_addr}"
 
     def to_dict(self) -> dict[str, Any]:
