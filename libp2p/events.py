@@ -111,13 +111,7 @@ class ConnectionOpened:
         return f"{words} ({self.remote_addr}{limits})"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "peer": str(self.peer),
-            "remote_addr": opt_str(self.remote_addr),
-            "relayed": self.relayed,
-            "limited": self.limited,
-            "direction": self.direction.value,
-        }
+        return _connection_fields(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,14 +134,17 @@ class ConnectionClosed:
         return f"{words} closed after {self.duration:.1f} s ({self.remote_addr})"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "peer": str(self.peer),
-            "remote_addr": opt_str(self.remote_addr),
-            "relayed": self.relayed,
-            "limited": self.limited,
-            "direction": self.direction.value,
-            "duration": round(self.duration, 3),
-        }
+        return {**_connection_fields(self), "duration": round(self.duration, 3)}
+
+
+def _connection_fields(event: ConnectionOpened | ConnectionClosed) -> dict[str, Any]:
+    return {
+        "peer": str(event.peer),
+        "remote_addr": opt_str(event.remote_addr),
+        "relayed": event.relayed,
+        "limited": event.limited,
+        "direction": event.direction.value,
+    }
 
 
 @dataclass(frozen=True, slots=True)
