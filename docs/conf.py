@@ -46,7 +46,7 @@ autodoc_default_options = {
 # those are exempt, and so are internal modules that are not part of the public API.
 nitpicky = True
 _EXTERNAL = (
-    r"(trio|multiaddr|collections|contextlib|enum|os|abc|ipaddress|typing|coincurve|cryptography|rsa|ec"
+    r"(trio|multiaddr|collections|contextlib|enum|os|abc|ipaddress|typing|argparse|coincurve|cryptography|rsa|ec"
     r"|_ed25519)(\..+)?"
 )
 nitpick_ignore_regex = [

@@ -165,11 +165,15 @@ class ArgumentParser(argparse.ArgumentParser):
     def parse_known_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
     ) -> tuple[argparse.Namespace, list[str]]:
+        """As argparse's, noting first whether ``--json`` is among ``args``: a mistake found
+        while parsing is then reported as a JSON line too."""
         argv = list(sys.argv[1:] if args is None else args)
         self._json = "--json" in argv  # so that a mistake before it is parsed is JSON too
         return super().parse_known_args(argv, namespace)
 
     def error(self, message: str) -> NoReturn:
+        """Report a mistake in the command line in one line (see :meth:`Console.error`) and
+        exit with :data:`EXIT_MISTAKE`."""
         Console(self.role, json=self._json).error(f"{message} (see --help)")
         self.exit(EXIT_MISTAKE)
 
