@@ -131,11 +131,11 @@ def wrap(text: str, columns: int) -> list[str]:
     but breaking between words where it can: a continuation row is indented two more spaces
     than the text; a word longer than a whole row (a peer ID, a multiaddr) is cut, a multiaddr
     before one of its ``/``. Nothing but the spaces at the breaks is lost."""
-    lead = len(text) - len(text.lstrip(" "))
+    lead = min(len(text) - len(text.lstrip(" ")), columns // 2)
     indent = " " * min(lead + 2, columns // 2)
     rows: list[str] = []
-    row = text[:lead]
-    for word, spaces in re.findall(r"(\S+)( *)", text[lead:]):
+    row = " " * lead
+    for word, spaces in re.findall(r"(\S+)( *)", text.lstrip(" ")):
         while len(row) + len(word) > columns:
             room = columns - len(row)
             if row.strip() and (len(indent) + len(word) <= columns or room < 8):

@@ -14,7 +14,7 @@ from xml.etree import ElementTree
 
 import pytest
 
-from scripts.screencast import read_cast, render_svg
+from scripts.screencast import NARROW_COLUMNS, read_cast, render_narrow_svg, render_svg
 from tests.examples.conftest import ROOT
 from tests.natlab.lab import require_lab
 
@@ -55,7 +55,7 @@ def check_labelled_and_interleaved(lines: list[str]) -> list[str]:
 def check_cast(cast: Path, lines: list[str], command: str) -> None:
     """The recording (``--cast``) is what was shown: an asciinema v2 header, the command, then
     every line in order at non-decreasing times; and it renders as an animated SVG with one
-    animated line per line."""
+    animated line per line, and in the phone layout with every row within its columns."""
     rows = [json.loads(row) for row in cast.read_text(encoding="utf-8").splitlines()]
     header, events = rows[0], rows[1:]
     assert header["version"] == 2
@@ -68,6 +68,10 @@ def check_cast(cast: Path, lines: list[str], command: str) -> None:
     svg = ElementTree.fromstring(render_svg(read_cast(cast)))
     texts = svg.findall(".//{http://www.w3.org/2000/svg}text[@class='line']")
     assert len(texts) == len(lines) + 1
+    narrow = ElementTree.fromstring(render_narrow_svg(read_cast(cast)))
+    rows = ["".join(t.itertext()) for t in narrow.iter("{http://www.w3.org/2000/svg}text")]
+    assert len(rows) > len(lines) + 1  # the title, and lines wrapped
+    assert max(len(row) for row in rows[1:]) <= NARROW_COLUMNS, rows
 
 
 def test_demo_on_loopback(tmp_path: Path) -> None:
