@@ -11,18 +11,19 @@ it) and two animated SVGs of the same recording, rendered from the cast alone (`
 them again after a change here, never from a hand-edited cast):
 
 ``NAME.svg``
-    the terminal as recorded (the cast's columns and rows, 120 x 32 for the demo's): lines
-    appear at the times they were printed, scrolling as a terminal does, then the end holds for
-    a few seconds and it starts over. Lines longer than the terminal are cut.
+    the terminal as recorded, as wide as the cast's columns (120 for the demo's): lines appear
+    at the times they were printed, wrapped at the terminal's width as described below, then
+    the end holds for :data:`HOLD` seconds and it starts over. The window is tall enough for
+    every row, so nothing scrolls away before it is read: the demo prints most of its lines
+    within a second, which a scrolling terminal would show only in passing (the page scrolls
+    instead).
 ``NAME-narrow.svg``
     the phone layout: 48 columns, so that its text is still about 11 px high when a 360 px
     wide phone shows it across the screen (the wide one would be 3-4 px there). Each line is
     wrapped as a narrow terminal would, but between words where it can: the role label (``relay
     |``) stays in its column and its bar continues down the continuation rows, which are
     indented two spaces; a peer ID or a multiaddr longer than a row is cut, a multiaddr before
-    one of its ``/``. The window is tall enough for every row, so nothing scrolls away before
-    it is read (the demo prints everything within a second; the page scrolls instead), and the
-    end holds longer.
+    one of its ``/``. Every row is on screen too.
 
 The docs page shows the narrow one below 640 px and the wide one above (``docs/_static/
 custom.css``). Both are self-contained (CSS animations, no script, no font files), so the page
@@ -49,11 +50,10 @@ LINE_HEIGHT = 17
 CHAR_WIDTH = 7.8
 PAD = 14
 TITLE_BAR = 26
-HOLD = 8.0  # seconds the end stays on screen before the loop starts over
+HOLD = 30.0  # seconds the end stays on screen before the loop starts over: time to read it
 # The phone layout: 48 columns are 402 px wide, so its 13 px text is still 11.6 px when the
 # page shows it 360 px wide (a small phone; the page lets it span the screen there).
 NARROW_COLUMNS = 48
-NARROW_HOLD = 30.0  # the whole transcript is on screen: time to read it before it starts over
 COLOURS = {"relay": "#7aa2f7", "listener": "#9ece6a", "dialer": "#e0af68", "demo": "#a9b1d6"}
 TEXT = "#c0caf5"
 BACKGROUND = "#1a1b26"
@@ -150,15 +150,6 @@ def wrap(text: str, columns: int) -> list[str]:
     return rows
 
 
-def wide_rows(cast: Cast, idle: float = 2.0) -> list[Row]:
-    """One row per line, cut at the cast's width (the terminal of the recording)."""
-    out = []
-    for when, text in squeeze(cast.lines, idle):
-        head, rest, colour = _split_label(text)
-        out.append(Row(when, head, colour or TEXT, rest[: max(cast.width - len(head), 0)]))
-    return out
-
-
 def narrow_rows(cast: Cast, columns: int = NARROW_COLUMNS, idle: float = 2.0) -> list[Row]:
     """Each line wrapped to ``columns``: a labelled line's text wraps beside its label, whose
     column holds the role's bar on the continuation rows (see :func:`wrap`)."""
@@ -171,18 +162,21 @@ def narrow_rows(cast: Cast, columns: int = NARROW_COLUMNS, idle: float = 2.0) ->
     return out
 
 
-def render_svg(cast: Cast, *, idle: float = 2.0, rows: int | None = None) -> str:
+def render_svg(cast: Cast, *, idle: float = 2.0) -> str:
     """The cast as an animated SVG (see the module docs), as wide as the recording's
-    terminal; lines longer than that are cut."""
-    return _render(cast.title, wide_rows(cast, idle), cast.width, rows or cast.height, HOLD)
+    terminal, lines wrapped as in :func:`narrow_rows`, and tall enough for every row (the
+    demo prints most of its lines within a second: a window that scrolled would show them
+    only in passing); the end holds :data:`HOLD` seconds."""
+    lines = narrow_rows(cast, cast.width, idle)
+    return _render(cast.title, lines, cast.width, max(len(lines), 1), HOLD)
 
 
 def render_narrow_svg(cast: Cast, *, idle: float = 2.0, columns: int = NARROW_COLUMNS) -> str:
     """The cast as an animated SVG for a phone: ``columns`` wide, lines wrapped (see
     :func:`narrow_rows`), and tall enough for every row, so that nothing scrolls away before
-    it can be read (the page scrolls instead); the end holds :data:`NARROW_HOLD` seconds."""
+    it can be read (the page scrolls instead); the end holds :data:`HOLD` seconds."""
     lines = narrow_rows(cast, columns, idle)
-    return _render(cast.title, lines, columns, max(len(lines), 1), NARROW_HOLD)
+    return _render(cast.title, lines, columns, max(len(lines), 1), HOLD)
 
 
 def _render(title: str, lines: list[Row], columns: int, rows: int, hold: float) -> str:

@@ -54,8 +54,8 @@ def check_labelled_and_interleaved(lines: list[str]) -> list[str]:
 
 def check_cast(cast: Path, lines: list[str], command: str) -> None:
     """The recording (``--cast``) is what was shown: an asciinema v2 header, the command, then
-    every line in order at non-decreasing times; and it renders as an animated SVG with one
-    animated line per line, and in the phone layout with every row within its columns."""
+    every line in order at non-decreasing times; and it renders as animated SVGs, as wide as
+    the recording and in the phone layout, with every row within its columns."""
     rows = [json.loads(row) for row in cast.read_text(encoding="utf-8").splitlines()]
     header, events = rows[0], rows[1:]
     assert header["version"] == 2
@@ -65,13 +65,16 @@ def check_cast(cast: Path, lines: list[str], command: str) -> None:
     assert shown == [f"{line}\r\n" for line in lines]
     times = [event[0] for event in events]
     assert times == sorted(times)
-    svg = ElementTree.fromstring(render_svg(read_cast(cast)))
-    texts = svg.findall(".//{http://www.w3.org/2000/svg}text[@class='line']")
-    assert len(texts) == len(lines) + 1
-    narrow = ElementTree.fromstring(render_narrow_svg(read_cast(cast)))
-    rows = ["".join(t.itertext()) for t in narrow.iter("{http://www.w3.org/2000/svg}text")]
-    assert len(rows) > len(lines) + 1  # the title, and lines wrapped
-    assert max(len(row) for row in rows[1:]) <= NARROW_COLUMNS, rows
+    recording = read_cast(cast)
+    for svg, columns in (
+        (render_svg(recording), recording.width),
+        (render_narrow_svg(recording), NARROW_COLUMNS),
+    ):
+        tree = ElementTree.fromstring(svg)
+        texts = tree.findall(".//{http://www.w3.org/2000/svg}text[@class='line']")
+        rows = ["".join(t.itertext()) for t in texts]
+        assert len(rows) >= len(lines) + 1  # the command, and every line (long ones wrapped)
+        assert max(len(row) for row in rows) <= columns, rows
 
 
 def test_demo_on_loopback(tmp_path: Path) -> None:
