@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -436,7 +437,6 @@ def test_dialer_listener_with_a_wrong_peer_id(script: ScriptFactory) -> None:
 def plain_host() -> Iterator[str]:
     """A stock host of ours that is up but runs no relay service (in a thread, on loopback);
     yields its address with /p2p/<id>."""
-    import threading
 
     import trio
 
@@ -479,7 +479,6 @@ def test_listener_relay_that_is_not_a_relay(plain_host: str) -> None:
 def silent_relay() -> Iterator[str]:
     """A loopback TCP server that accepts connections and never says a word (not a relay, not
     libp2p); yields its address with a /p2p/ part, as a relay's would be given."""
-    import threading
 
     held: list[socket.socket] = []
     with socket.socket() as server:
@@ -535,7 +534,8 @@ def test_ctrl_c_exits_130_after_an_interrupted_line(
 
 def test_listener_text_output(script: ScriptFactory) -> None:
     # Without --json: seconds since the start with milliseconds, the connection to the relay
-    # said as "to" (we dialed it), and Ctrl-C ends with an "interrupted" line and exit 130.
+    # said as "to" (we dialed it), the relayed address on the line after "dial me at:", and
+    # Ctrl-C ends with an "interrupted" line and exit 130.
     _relay, relay_addr = start_relay(script)
     relay_id = relay_addr.rsplit("/p2p/", 1)[1]
     program = subprocess.Popen(
@@ -549,25 +549,38 @@ def test_listener_text_output(script: ScriptFactory) -> None:
         text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
+    # A listener that hangs on Ctrl-C is killed, which ends the reads below.
+    killer = threading.Timer(STEP, program.kill)
+    killer.start()
     try:
         assert program.stdout is not None
+        assert program.stderr is not None
         lines: list[str] = []
         for line in program.stdout:
             lines.append(line.rstrip("\n"))
             if " dial me at:" in line:
-                break
-        program.send_signal(signal.SIGINT)
-        out, err = program.communicate(timeout=STEP)
+                program.send_signal(signal.SIGINT)
+        # The rest is read from the same stream object, not with communicate(): that reads the
+        # pipe itself, and whatever this stream had already buffered would be lost (the
+        # relayed address, which print() writes before its newline, comes with the "dial me
+        # at:" line when the read falls between the two writes; what communicate() then
+        # got began with the lone newline, a blank line).
+        err = program.stderr.read()
+        program.wait(timeout=STEP)
     finally:
+        killer.cancel()
         if program.poll() is None:
             program.kill()
             program.wait()
-    lines += out.splitlines()
     assert program.returncode == EXIT_INTERRUPTED, (lines, err)
     assert err == ""
-    stamped = [line for line in lines if line.strip() and not line.startswith("    ")]
+    stamped = [line for line in lines if not line.startswith("    ")]
     assert all(re.match(r"^\[ *\d+\.\d{3} s\] ", line) for line in stamped), lines
     assert any(f"outbound direct connection to {relay_id} (" in line for line in lines), lines
+    (reserved,) = [i for i, line in enumerate(lines) if " dial me at:" in line]
+    assert re.fullmatch(
+        rf"    /ip4/127\.0\.0\.1/tcp/\d+/p2p/{relay_id}/p2p-circuit/p2p/\w+", lines[reserved + 1]
+    ), lines
     assert re.match(r"^\[ *\d+\.\d{3} s\] interrupted$", lines[-1]), lines
 
 
