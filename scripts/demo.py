@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import json
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -34,6 +35,9 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "nat"
 STEP = 20.0  # seconds the relay and the listener have to print their addresses
 STOP = 10.0  # seconds a program has to exit after Ctrl-C (SIGINT) before it is killed
+# Seconds the dialer waits for the listener to know whether it is reachable, as a person
+# would look at the listener's output while copying its address into the third terminal.
+PACE = 3.0
 LAB_HOW = "run `sudo bash scripts/demo.sh --lab` (or the demo without --lab, on loopback)"
 
 # Starts a program: (argv, host in the lab or None) -> Popen with stdout piped.
@@ -86,6 +90,7 @@ class Program:
     def __init__(self, label: str, popen: subprocess.Popen[str], console: Console) -> None:
         self.label, self.popen, self.console = label, popen, console
         self.result: str | None = None  # the dialer's result line, shown last
+        self.lines: list[str] = []  # every line read so far
         self._lines: queue.Queue[str | None] = queue.Queue()
         assert popen.stdout is not None
         self._reader = threading.Thread(target=self._read, args=(popen.stdout,), daemon=True)
@@ -99,6 +104,7 @@ class Program:
                     self.result = line
                 else:
                     self.console.show(self.label, line)
+                self.lines.append(line)
                 self._lines.put(line)
         self._lines.put(None)
 
@@ -117,6 +123,17 @@ class Program:
                 raise DemoError(f"the {self.label} exited ({code}) before printing {what}")
             if wanted(line):
                 return line
+
+    def has_printed(self, wanted: Callable[[str], bool], timeout: float) -> bool:
+        """Whether a line for which ``wanted`` is true was printed, or is within ``timeout``
+        (a line before the last :meth:`wait_for` counts too)."""
+        if any(wanted(line) for line in list(self.lines)):
+            return True
+        try:
+            self.wait_for(wanted, timeout, "")
+        except DemoError:
+            return False
+        return True
 
     def finish(self, timeout: float) -> int:
         """Wait for the exit and the end of the output."""
@@ -139,6 +156,11 @@ class Program:
 def address_line(prefix: str) -> Callable[[str], bool]:
     """An indented address line (as the scripts print them) that starts with ``prefix``."""
     return lambda line: line.startswith("    /") and line.strip().startswith(prefix)
+
+
+def decided(line: str) -> bool:
+    """A reachability report that is no longer ``unknown`` (as the listener prints it)."""
+    return bool(re.match(r"^\[ *[\d.]+ s\] reachability: (public|private),", line))
 
 
 def run_demo(
@@ -170,6 +192,10 @@ def run_demo(
         target = listener.wait_for(
             lambda line: "/p2p-circuit/p2p/" in line, STEP, "its relayed address"
         )
+        # On one machine the listener learns within a second that it is public, and then
+        # gives the dialer's direct dial a chance before it punches (as the docs' walkthrough
+        # shows); behind a NAT that drops the AutoNAT dial-back it knows only after 10 s.
+        listener.has_printed(decided, PACE)
         dialer = start(
             "dialer",
             "--target",
@@ -187,6 +213,10 @@ def run_demo(
                 listener.wait_for(lambda line: "(direct" in line, STOP, "the direct echo")
             with contextlib.suppress(DemoError):
                 relay.wait_for(lambda line: " closed (" in line, STOP, "the closed circuit")
+        elif code == 1:
+            # The listener's side of the failure, and what AutoNAT tells it about itself.
+            listener.has_printed(lambda line: "] hole punch with " in line, STOP)
+            listener.has_printed(decided, STOP)
     finally:
         for program in reversed(programs):
             program.stop()
