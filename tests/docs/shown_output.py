@@ -325,3 +325,24 @@ def match_setting(shown: list[Block], real: dict[str, list[Entry]]) -> list[str]
         f"than {RACE_WINDOW} s apart) with the peer IDs the lines before it bound; the "
         f"{role} printed:\n{printed}"
     ]
+
+
+def shortened(labelled: list[str]) -> str:
+    """A demo run's lines by role, peer IDs shortened as the page shows them: what to copy
+    into the page when its blocks are out of date."""
+    out = []
+    for role, entries in real_entries(labelled).items():
+        out.append(f"{role}:")
+        out += [
+            re.sub(r"(12D3KooW[1-9A-HJ-NP-Za-km-z]{4})[1-9A-HJ-NP-Za-km-z]+", r"\1…", e.text)
+            for e in entries
+        ]
+        out.append("")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    # python scripts/demo.py [--lab ...] | python -m tests.docs.shown_output
+    import sys
+
+    print(shortened(sys.stdin.read().splitlines()))

@@ -1,5 +1,9 @@
 """The demo (scripts/demo.py, what scripts/demo.sh runs after its set-up): three labelled,
-interleaved programs, ending with the dialer's result; on loopback and in the NAT lab."""
+interleaved programs, ending with the dialer's result; on loopback and in the NAT lab.
+
+The same runs are what the docs' shown script output (docs/nat-traversal.rst, the blocks
+marked ``.. output: <setting>``) is compared with: each run is made once per session.
+"""
 
 from __future__ import annotations
 
@@ -9,29 +13,51 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
 
 from scripts.screencast import NARROW_COLUMNS, read_cast, render_narrow_svg, render_svg
+from tests.docs import shown_output
 from tests.examples.conftest import ROOT
 from tests.natlab.lab import require_lab
 
 LABELLED = re.compile(r"^(demo|relay|listener|dialer) +\| ")
 
 
-def run_demo(*args: str) -> tuple[int, list[str]]:
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "demo.py"), *args],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.stderr == "", done.stderr
-    return done.returncode, done.stdout.splitlines()
+_RUNS: dict[tuple[str, ...], tuple[int, list[str], str]] = {}
+
+
+def run_demo(*args: str) -> tuple[int, list[str], str]:
+    """``scripts/demo.py --cast <file> args...``: its exit code, its output lines and the cast
+    it recorded; made once per session for each ``args`` (the demo tests and the docs'
+    comparison share the run)."""
+    if args not in _RUNS:
+        with tempfile.TemporaryDirectory() as tmp:
+            cast = Path(tmp) / "demo.cast"
+            done = subprocess.run(
+                [sys.executable, str(ROOT / "scripts" / "demo.py"), "--cast", str(cast), *args],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            assert done.stderr == "", done.stderr
+            _RUNS[args] = (done.returncode, done.stdout.splitlines(), cast.read_text("utf-8"))
+    return _RUNS[args]
+
+
+def check_shown(setting: str, lines: list[str]) -> None:
+    """Every entry the docs show for ``setting`` is one the run printed (see
+    tests/docs/shown_output.py: the words exact, what differs between runs a wildcard, the
+    shown order kept)."""
+    blocks = [block for block in shown_output.blocks() if block.setting == setting]
+    assert blocks, f"the docs show no output marked {setting!r}"
+    problems = shown_output.match_setting(blocks, shown_output.real_entries(lines))
+    assert not problems, "docs/nat-traversal.rst is out of date:\n" + "\n".join(problems)
 
 
 def check_labelled_and_interleaved(lines: list[str]) -> list[str]:
@@ -79,7 +105,8 @@ def check_cast(cast: Path, lines: list[str], command: str) -> None:
 
 def test_demo_on_loopback(tmp_path: Path) -> None:
     cast = tmp_path / "demo.cast"
-    code, lines = run_demo("--cast", str(cast))
+    code, lines, recorded = run_demo()
+    cast.write_text(recorded, encoding="utf-8")
     assert code == 0, "\n".join(lines)
     check_cast(cast, lines, "python scripts/demo.py")
     check_labelled_and_interleaved(lines)
@@ -98,7 +125,7 @@ def test_demo_on_loopback(tmp_path: Path) -> None:
 )
 def test_demo_in_the_nat_lab(nat_b: str, code: int) -> None:
     require_lab()
-    got, lines = run_demo("--lab", "--nat-b", nat_b)
+    got, lines, _cast = run_demo("--lab", "--nat-b", nat_b)
     assert got == code, "\n".join(lines)
     check_labelled_and_interleaved(lines)
     text = "\n".join(lines)
@@ -115,6 +142,20 @@ def test_demo_in_the_nat_lab(nat_b: str, code: int) -> None:
             r"^dialer +\| \[ *\d+\.\d{3} s\] result: no direct connection: all_attempts_failed",
             lines[-1],
         ), lines[-1]
+
+
+def test_the_docs_show_what_the_demo_prints_on_loopback() -> None:
+    code, lines, _cast = run_demo()
+    assert code == 0, "\n".join(lines)
+    check_shown("loopback", lines)
+
+
+@pytest.mark.natlab
+@pytest.mark.parametrize("nat_b", ["eim", "symmetric"])
+def test_the_docs_show_what_the_demo_prints_in_the_nat_lab(nat_b: str) -> None:
+    require_lab()
+    _code, lines, _cast = run_demo("--lab", "--nat-b", nat_b)
+    check_shown(f"lab-{nat_b}", lines)
 
 
 def test_demo_in_the_lab_without_root_says_how_to_get_it() -> None:
