@@ -65,20 +65,14 @@ RACE_WINDOW = 0.25
 # (regex for the shown text, the same words for the other outcome, as a replacement).
 RACE_ALTERNATIVES = (
     (
-        r"we dialed the listener's address \(our direct dial: it is reachable\)",
-        r"the listener dialed us back (connection reversal: we are reachable)",
+        r"no punch needed: (12D3KooW\S+) dialed us directly \(we are reachable\)( in \S+ ms)"
+        r": direct connection from",
+        r"no punch needed: we dialed \1 directly (it is reachable)\2: direct connection to",
     ),
     (
-        r"the listener dialed us back \(connection reversal: we are reachable\)",
-        r"we dialed the listener's address (our direct dial: it is reachable)",
-    ),
-    (
-        r"(12D3KooW\S+) dialed us directly \(its direct dial: we are reachable\)",
-        r"dialed \1 back directly (connection reversal: it is reachable)",
-    ),
-    (
-        r"dialed (12D3KooW\S+) back directly \(connection reversal: it is reachable\)",
-        r"\1 dialed us directly (its direct dial: we are reachable)",
+        r"no punch needed: we dialed (12D3KooW\S+) directly \(it is reachable\)( in \S+ ms)"
+        r": direct connection to",
+        r"no punch needed: \1 dialed us directly (we are reachable)\2: direct connection from",
     ),
 )
 
