@@ -8,25 +8,29 @@ import re
 import pytest
 
 from tests.docs import shown_output
+from tests.docs.conftest import ROOT
 from tests.docs.shown_output import Block, Entry, PageError, match_setting, matches, pattern
 
-# Where each setting's blocks are compared with a real run.
+# Where each setting's blocks are compared with a real run: (test file, test function).
+DEMO, LAB = "tests/examples/test_demo.py", "tests/natlab/test_docs_output.py"
 COMPARED = {
-    "loopback": "test_the_docs_show_what_the_demo_prints_on_loopback",
-    "lab-eim": "test_the_docs_show_what_the_demo_prints_in_the_nat_lab[eim]",
-    "lab-symmetric": "test_the_docs_show_what_the_demo_prints_in_the_nat_lab[symmetric]",
+    "loopback": (DEMO, "test_the_docs_show_what_the_demo_prints_on_loopback"),
+    "lab-eim": (DEMO, "test_the_docs_show_what_the_demo_prints_in_the_nat_lab"),
+    "lab-symmetric": (DEMO, "test_the_docs_show_what_the_demo_prints_in_the_nat_lab"),
+    "lab-port-mapping": (LAB, "test_the_docs_show_what_a_mapped_listener_prints"),
+    "lab-double-nat": (
+        LAB,
+        "test_the_docs_show_what_a_listener_behind_a_carrier_grade_nat_prints",
+    ),
 }
-# Shown, but not compared yet: the runs that make this output (the listener with
-# --port-mapping behind miniupnpd, tests/natlab/test_reachability.py) read --json lines,
-# which do not carry the text.
-NOT_COMPARED = {"lab-port-mapping", "lab-double-nat"}
 
 
 def test_every_script_output_block_on_the_page_is_marked_and_compared() -> None:
     blocks = shown_output.blocks()  # PageError for an unmarked block
     settings = {block.setting for block in blocks}
-    assert settings <= COMPARED.keys() | NOT_COMPARED, settings
-    assert COMPARED.keys() <= settings, settings
+    assert settings == COMPARED.keys(), settings
+    for path, test in COMPARED.values():
+        assert f"def {test}(" in (ROOT / path).read_text(encoding="utf-8"), (path, test)
     roles = {(b.setting, role) for b in blocks for role in b.entries}
     assert {("loopback", role) for role in shown_output.ROLES} <= roles, roles
 
