@@ -44,12 +44,14 @@ _VARIABLE = re.compile(
     r"|(?P<port>(?<=/tcp/)\d+|(?<=/udp/)\d+)"
     r"|(?P<duration>\b\d+(?:\.\d+)? ms\b|\b\d+\.\d+ s\b)"
     r"|(?P<relayed>\b\d+(?= bytes relayed\b))"
+    r'|(?P<json>(?<="t": )\d+|(?<=_ms": )\d+)'
 )
 _WILDCARD = {
     "clock": r"\d{2}:\d{2}:\d{2}",
     "port": r"\d+",
     "duration": None,  # keeps its unit: filled in below
     "relayed": r"\d+",
+    "json": r"\d+",
 }
 
 # Two entries of one role printed closer together than this (by the real run's stamps) may
@@ -166,12 +168,19 @@ def pattern(shown: str) -> re.Pattern[str]:
     return re.compile(_alternatives(shown), re.S)
 
 
-def _pattern_text(shown: str) -> str:
+def line_pattern(shown: str) -> re.Pattern[str]:
+    """The regular expression for any shown line of output, stamped or not (a snippet's):
+    the same wildcards as :func:`pattern`, and in a JSON line the ``t`` and ``*_ms``
+    numbers."""
+    return re.compile(_pattern_text(shown, stamped=False), re.S)
+
+
+def _pattern_text(shown: str, *, stamped: bool = True) -> str:
     stamp = _STAMP.match(shown)
-    if stamp is None:
+    if stamp is None and stamped:
         raise PageError(f"not a stamped line: {shown!r}")
-    parts = [r"\[ *\d+\.\d{3} s\] "]
-    last = stamp.end()
+    parts = [r"\[ *\d+\.\d{3} s\] " if stamp else ""]
+    last = stamp.end() if stamp else 0
     for match in _VARIABLE.finditer(shown, last):
         parts.append(re.escape(shown[last : match.start()]))
         kind = match.lastgroup

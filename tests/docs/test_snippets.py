@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.docs.conftest import DOCS, ROOT
+from tests.docs.shown_output import line_pattern
 
 SNIPPETS = sorted((DOCS / "snippets").glob("*.py"))
 # The public modules an application imports from (each re-exports its names in __all__).
@@ -65,20 +66,13 @@ _SHOWN = re.compile(
     r"(?P<output>(?:   .*\n)+)",
     re.M,
 )
-# What changes from run to run: numbers (ports, times, byte counts) and peer IDs, which the
-# page shortens with an ellipsis.
-_VARIABLE = re.compile(r"12D3KooW\w*…?|\d+")
 
 
 def shown_line_pattern(line: str) -> re.Pattern[str]:
-    parts = []
-    last = 0
-    for match in _VARIABLE.finditer(line):
-        parts.append(re.escape(line[last : match.start()]))
-        parts.append(r"12D3KooW\w+" if match.group().startswith("12D3KooW") else r"\d+")
-        last = match.end()
-    parts.append(re.escape(line[last:]))
-    return re.compile("".join(parts))
+    """What changes from run to run is a wildcard (ports, durations, times, peer IDs, which
+    the page shortens with an ellipsis; tests/docs/shown_output.py says which); every other
+    word and number is exact (``attempt 0``, ``60 s``)."""
+    return line_pattern(line)
 
 
 def shown_outputs() -> list[tuple[str, list[str]]]:
@@ -93,6 +87,9 @@ def test_shown_line_patterns_can_fail() -> None:
     pattern = shown_line_pattern("direct connection to /ip4/127.0.0.1/tcp/32947 on attempt 0")
     assert pattern.fullmatch("direct connection to /ip4/127.0.0.1/tcp/40001 on attempt 0")
     assert not pattern.fullmatch("direct connection to /ip4/127.0.0.1/tcp/40001 on attempt x")
+    assert not pattern.fullmatch("direct connection to /ip4/127.0.0.1/tcp/40001 on attempt 1")
+    limits = shown_line_pattern("limited: True - 60 s, 4096 bytes per direction")
+    assert not limits.fullmatch("limited: True - 120 s, 4096 bytes per direction")
     peer = shown_line_pattern("refused: the only connection to 12D3KooWGSX8… is relayed")
     assert peer.fullmatch("refused: the only connection to 12D3KooWHoZ8dxLYZgra is relayed")
     assert not peer.fullmatch("refused: the connection to 12D3KooWHoZ8dxLYZgra is relayed")
