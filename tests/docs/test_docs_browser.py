@@ -77,7 +77,14 @@ window.addEventListener("load", function () {
   }
   document.getElementById("result").textContent = JSON.stringify({
     diagram: img.currentSrc, shown: img.getBoundingClientRect().width,
-    natural: img.naturalWidth, link: look(link), code: look(plain)
+    natural: img.naturalWidth, link: look(link), code: look(plain),
+    viewport: win.innerWidth, page: doc.documentElement.scrollWidth,
+    wider: Array.prototype.filter.call(doc.querySelectorAll("div.body *"), function (el) {
+      return el.getBoundingClientRect().right > win.innerWidth + 1 &&
+        !(el.parentElement && el.parentElement.closest("pre, svg, object"));
+    }).slice(0, 5).map(function (el) {
+      return el.tagName + "." + el.className + ": " + el.textContent.slice(0, 60);
+    })
   });
 });
 </script></body></html>
@@ -221,6 +228,9 @@ def test_diagram_layout_and_links_at_phone_and_desktop_width(
     else:
         assert probe["diagram"].endswith("/_static/nat-traversal.svg"), probe
         assert probe["shown"] >= 600, probe
+    # Nothing makes the page wider than the screen (no sideways scrolling on a phone): wide
+    # tables and code scroll inside their own box.
+    assert probe["page"] <= probe["viewport"], probe["wider"]
     # A linked name is drawn unlike plain code: another colour, and underlined.
     assert probe["link"]["color"] != probe["code"]["color"], probe
     assert "underline" in probe["link"]["decoration"], probe

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from multiaddr import Multiaddr
 
+from libp2p.relay.circuit_v2.dcutr import came_of_punch
 from libp2p.relay.circuit_v2.dcutr_core import (
     CONNECT,
     MAX_REDIALS,
@@ -598,3 +599,33 @@ def test_any_order_of_events_gives_at_most_one_outcome_and_never_raises(
                 assert dial.from_listen_port
     assert outcomes <= 1
     assert (outcomes == 1) is m.finished
+
+
+def test_a_direct_connection_counts_as_the_punch_only_if_it_came_of_it() -> None:
+    """B's listener accepts A's punch from an address of A's CONNECT (A punches from its
+    listen port); A's plain direct dial from an ephemeral port is no punch, even during one
+    (both sides then report attempt 0, as A does)."""
+    ours = Multiaddr("/ip4/192.0.2.66/tcp/4001")
+    a_listen = Multiaddr("/ip4/198.51.100.1/tcp/4002")
+    a_ephemeral = Multiaddr("/ip4/198.51.100.1/tcp/51234")
+    connect = [a_listen, Multiaddr("/ip4/192.0.2.2/tcp/4002")]
+
+    def b(remote: Multiaddr, *, initiator: bool = False) -> bool:
+        return came_of_punch(
+            ours, remote, we_initiate=initiator, role=HolePunchRole.LISTENER,
+            punched=set(), peer_addrs=connect,
+        )  # fmt: skip
+
+    assert b(a_listen)  # A's punch, accepted by our listener
+    assert not b(a_ephemeral)  # A's direct dial
+    assert not b(a_listen, initiator=True)  # our own reversal
+    # Our own punch sockets count on either side, whatever the address.
+    for role in HolePunchRole:
+        assert came_of_punch(
+            ours, a_ephemeral, we_initiate=True, role=role,
+            punched={(str(ours), str(a_ephemeral))}, peer_addrs=(),
+        )  # fmt: skip
+    assert not came_of_punch(
+        ours, a_listen, we_initiate=False, role=HolePunchRole.DIALER,
+        punched=set(), peer_addrs=connect,
+    )  # fmt: skip

@@ -215,6 +215,32 @@ class HolePunchAttemptFailed:
         }
 
 
+def came_of_punch(
+    local_addr: Multiaddr | None,
+    remote_addr: Multiaddr | None,
+    *,
+    we_initiate: bool,
+    role: HolePunchRole,
+    punched: set[tuple[str, str]],
+    peer_addrs: Sequence[Multiaddr],
+) -> bool:
+    """Whether a direct connection that opened during a hole punch came of it.
+
+    It did when it is one of our punch sockets (``punched``: (local, remote) of each), or, for
+    B, when A's punch reached our listener: an inbound connection we do not initiate (the
+    spec's roles) from one of the addresses of A's CONNECT (``peer_addrs``), as A punches
+    from its listen port. An inbound connection from elsewhere is A's plain direct dial (from
+    an ephemeral port), which is no punch even when it lands during one.
+    """
+    if (str(local_addr), str(remote_addr)) in punched:
+        return True
+    return (
+        role is HolePunchRole.LISTENER
+        and not we_initiate
+        and str(remote_addr) in {str(a) for a in peer_addrs}
+    )
+
+
 # -- what the driver needs of its host -----------------------------------------------------------
 
 
@@ -361,10 +387,13 @@ class DcutrService:
         for punch in list(self._punches.values()):
             if punch.relayed.remote_peer == conn.remote_peer and not punch.machine.finished:
                 punch.direct = conn
-                # One of our punch sockets, or (B) A's punch accepted by our listener, where
-                # we respond as the spec says (our reversal is the one we initiate).
-                punched = (str(conn.local_addr), str(conn.remote_addr)) in punch.punched or (
-                    punch.machine.role is HolePunchRole.LISTENER and not conn.is_initiator
+                punched = came_of_punch(
+                    conn.local_addr,
+                    conn.remote_addr,
+                    we_initiate=conn.is_initiator,
+                    role=punch.machine.role,
+                    punched=punch.punched,
+                    peer_addrs=punch.machine.peer_addrs,
                 )
                 punch.machine.direct_connection(trio.current_time(), punched=punched)
                 self._pump(punch)

@@ -609,6 +609,12 @@ class HolePunch:
         return self.outcome is not None
 
     @property
+    def peer_addrs(self) -> tuple[Multiaddr, ...]:
+        """The peer's addresses from its CONNECT that we may dial (those its punch comes
+        from: its listen port as its NAT maps it)."""
+        return tuple(self._peer_addrs)
+
+    @property
     def phase(self) -> str:
         """The current phase's name (for logs and tests)."""
         return self._phase.value
