@@ -5,8 +5,11 @@
 
 It starts ``relay.py``, then ``listener.py`` with the relay's address, then ``dialer.py`` with
 the relayed address the listener printed, just as a user would copy them between three
-terminals. Their output is shown as it comes, each line labelled with its program, and ends
-with the dialer's result; the exit code is the dialer's (0: direct connection, 1: none).
+terminals (on one machine once the listener has said whether it is reachable, within a
+second, as the docs' walkthrough shows; the docs' shown output is compared with these runs
+by tests/examples/test_demo.py). Their output is shown as it comes, each line labelled with
+its program, and ends with the dialer's result; the exit code is the dialer's (0: direct
+connection, 1: none).
 ``scripts/demo.sh`` does the set-up first (``.venv``), then runs this.
 
 With ``--lab`` the three run in the namespaces of ``tests/natlab/lab.py``: the relay on the
