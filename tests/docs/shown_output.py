@@ -96,6 +96,13 @@ class Entry:
     text: str
 
 
+#: What a failed comparison adds: how to take the page's lines from a fresh run.
+HOW_TO_UPDATE = (
+    "take the lines from a real run, peer IDs shortened as the page shows them: "
+    "python scripts/demo.py [--lab [--nat-b symmetric]] | python -m tests.docs.shown_output"
+)
+
+
 class PageError(Exception):
     """The page's output blocks are not as this module expects (unmarked, malformed)."""
 

@@ -57,7 +57,9 @@ def check_shown(setting: str, lines: list[str]) -> None:
     blocks = [block for block in shown_output.blocks() if block.setting == setting]
     assert blocks, f"the docs show no output marked {setting!r}"
     problems = shown_output.match_setting(blocks, shown_output.real_entries(lines))
-    assert not problems, "docs/nat-traversal.rst is out of date:\n" + "\n".join(problems)
+    assert not problems, "\n".join(
+        ["docs/nat-traversal.rst is out of date:", *problems, shown_output.HOW_TO_UPDATE]
+    )
 
 
 def check_labelled_and_interleaved(lines: list[str]) -> list[str]:

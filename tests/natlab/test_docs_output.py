@@ -72,7 +72,9 @@ def check_shown(setting: str, listener_lines: list[str]) -> None:
     assert blocks, f"the docs show no output marked {setting!r}"
     real = shown_output.real_entries([f"listener | {line}" for line in listener_lines])
     problems = shown_output.match_setting(blocks, real)
-    assert not problems, "docs/nat-traversal.rst is out of date:\n" + "\n".join(problems)
+    assert not problems, "\n".join(
+        ["docs/nat-traversal.rst is out of date:", *problems, shown_output.HOW_TO_UPDATE]
+    )
 
 
 def test_the_docs_show_what_a_mapped_listener_prints(nat_lab: Any) -> None:
