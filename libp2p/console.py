@@ -109,7 +109,11 @@ class Console:
             line = json.dumps(record)
         else:
             line = f"[{elapsed:>8.3f} s] {text}"
-        print(line, file=self._stream or sys.stdout, flush=True)
+        # One write per event, newline included: print() writes the text and the newline
+        # separately, and a reader (or stderr merged into the same pipe) could see them apart.
+        stream = self._stream or sys.stdout
+        stream.write(line + "\n")
+        stream.flush()
 
     def error(self, message: str) -> None:
         """A mistake: one line on stderr, and with ``json`` an ``error`` line on the console

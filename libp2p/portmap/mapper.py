@@ -172,6 +172,13 @@ class Unmap:
 Action = Discover | Map | Unmap
 
 
+_PROTOCOL_ORDER = {
+    PortMappingProtocol.PCP: 0,
+    PortMappingProtocol.NAT_PMP: 1,
+    PortMappingProtocol.UPNP: 2,
+}
+
+
 def order_answers(answers: list[GatewayAnswer]) -> list[GatewayAnswer]:
     """Answers in the order to try them: first come first, but PCP takes NAT-PMP's place
     when the same server answered both."""
@@ -479,6 +486,9 @@ class MapperCore:
             entry.due = now  # next protocol at once
             return []
         refusals, entry.refusals = entry.refusals, []
+        # In a fixed order (PCP, NAT-PMP, UPnP), not the order the answers came in: the
+        # same router refusing alike reads alike every time.
+        refusals.sort(key=lambda refusal: _PROTOCOL_ORDER[refusal[0]])
         # The most telling reason: a router that says it has no external address explains
         # every other refusal; otherwise the first protocol's.
         protocol, first = next(

@@ -137,6 +137,37 @@ def test_refusals_move_to_the_next_protocol_then_report_all() -> None:
     assert core.poll(6.8) == [Discover()]  # the next round starts with discovery
 
 
+def test_refusals_read_the_same_whichever_protocol_answered_first() -> None:
+    """Details in a fixed order (PCP, NAT-PMP, UPnP), and the same main reason: the order of
+    the answers (here NAT-PMP first, PCP from another of the router's addresses) is a race."""
+    core = started()
+    core.poll(0.0)
+    pcp_elsewhere = answer(PCP, 1.1, server="192.0.2.254")
+    core.discovered([answer(NATPMP, 1.0), answer(UPNP, 1.2), pcp_elsewhere], 1.5)
+    now, failed = 1.5, None
+    errors = {
+        PCP: MapError(PortMappingFailure.REFUSED, "router refused: PCP 8"),
+        NATPMP: MapError(PortMappingFailure.REFUSED, "router refused: NAT-PMP 2"),
+        UPNP: MapError(PortMappingFailure.REFUSED, "upnp 718"),
+    }
+    tried = []
+    while failed is None:
+        (action,) = core.poll(now)
+        assert isinstance(action, Map)
+        tried.append(action.answer.protocol)
+        now += 0.1
+        events = core.mapped(action, errors[action.answer.protocol], now)
+        failed = events[0] if events else None
+    assert tried == [NATPMP, PCP, UPNP]  # tried as they came
+    assert isinstance(failed, PortMappingFailed)
+    assert failed.details == (
+        "pcp: router refused: PCP 8",
+        "nat-pmp: router refused: NAT-PMP 2",
+        "upnp: upnp 718",
+    )
+    assert (failed.protocol, failed.reason) == (PCP, "router refused: PCP 8")
+
+
 def mapped(core: MapperCore, now: float, lease: float = 100.0) -> Map:
     """Map port 4001 with NAT-PMP (after a discovery, if the core asks for one)."""
     actions = core.poll(now)

@@ -264,8 +264,8 @@ def _port_mapping_state(host: Host) -> str | None:
         return "; ".join(parts)
     failure = mapper.last_failure
     if failure is not None:
-        # Sorted: the protocols answer in any order, and the report changes only with them.
-        details = f" ({'; '.join(sorted(failure.details))})" if failure.details else ""
+        # In the mapper's fixed order (PCP, NAT-PMP, UPnP), whatever order the answers came in.
+        details = f" ({'; '.join(failure.details)})" if failure.details else ""
         return f"failed: {failure.reason}{details}"
     return "asking the router"
 
