@@ -31,6 +31,7 @@ from multiaddr import Multiaddr
 from libp2p import (
     AddressPolicy,
     Connection,
+    Direction,
     Host,
     HostConfig,
     Libp2pError,
@@ -168,6 +169,7 @@ async def main(args: argparse.Namespace, console: Console) -> int:
         "protocol": args.protocol,
         "app": None,
     }
+    towards = "to"  # the direct connection, as the result line names it
     async with Host(key_file=args.key_file, listen=args.listen, config=config) as host:
         console.say(
             "ready",
@@ -212,11 +214,15 @@ async def main(args: argparse.Namespace, console: Console) -> int:
                         result["reason"] = outcome.reason.value
                         break
                     direct = outcome.connection
+                    # "from" when the listener alone dialed (its connection reversal): the
+                    # address is then the listener's end of a connection it opened.
+                    inbound = not outcome.attempt and direct.direction is Direction.INBOUND
+                    towards = "from" if inbound else "to"
                     result["direct_ms"] = round(outcome.elapsed * 1000)
                     result["direct_addr"] = str(direct.remote_addr)
                     console.say(
                         "direct_connection",
-                        f"direct connection to {direct.remote_addr} "
+                        f"direct connection {towards} {direct.remote_addr} "
                         f"(relayed: {direct.relayed}, limited: {direct.limited})",
                         remote_addr=result["direct_addr"],
                     )
@@ -235,7 +241,7 @@ async def main(args: argparse.Namespace, console: Console) -> int:
             if deadline.cancelled_caught:
                 result["reason"] = result["reason"] or "timeout"
     if result["ok"]:
-        summary = f"direct connection to {result['direct_addr']}"
+        summary = f"direct connection {towards} {result['direct_addr']}"
     elif result["reason"] == "timeout" and result["relayed_ms"] is None:
         summary = f"timeout: no relayed connection within {args.timeout:g} s"
     elif result["reason"] == "timeout":

@@ -76,6 +76,10 @@ RACE_ALTERNATIVES = (
         r": direct connection to",
         r"no punch needed: \1 dialed us directly (we are reachable)\2: direct connection from",
     ),
+    # The dialer's own lines about that connection follow its direction: "from" when the
+    # listener's reversal won.
+    (r"\] direct connection to (?=\S+ \(relayed)", "] direct connection from "),
+    (r"\] result: direct connection to ", "] result: direct connection from "),
 )
 
 

@@ -145,6 +145,15 @@ def test_a_race_between_the_two_plain_dials_may_go_either_way() -> None:
     )
     assert matches(direct, punch) is None
     assert matches(reversal, punch) is None
+    # The dialer's lines after it name the connection's direction.
+    shown = (
+        "[   0.055 s] direct connection to /ip4/127.0.0.1/tcp/4002 (relayed: False, limited: False)"
+    )
+    assert matches(shown, shown.replace(" to ", " from ").replace("4002", "45110")) == []
+    assert matches(shown, shown.replace("relayed: False", "relayed: True")) is None
+    result = "[   0.068 s] result: direct connection to /ip4/127.0.0.1/tcp/4002"
+    assert matches(result, result.replace(" to ", " from ")) == []
+    assert matches(result, result.replace(" to ", " with ")) is None
 
 
 def test_every_race_alternative_names_a_line_on_the_page() -> None:
