@@ -79,6 +79,9 @@ window.addEventListener("load", function () {
     diagram: img.currentSrc, shown: img.getBoundingClientRect().width,
     natural: img.naturalWidth, link: look(link), code: look(plain),
     viewport: win.innerWidth, page: doc.documentElement.scrollWidth,
+    cell: win.getComputedStyle(doc.querySelector("table.troubleshooting td")).display,
+    label: win.getComputedStyle(
+      doc.querySelector("table.troubleshooting td:nth-child(2)"), "::before").content,
     wider: Array.prototype.filter.call(doc.querySelectorAll("div.body *"), function (el) {
       return el.getBoundingClientRect().right > win.innerWidth + 1 &&
         !(el.parentElement && el.parentElement.closest("pre, svg, object"));
@@ -231,6 +234,12 @@ def test_diagram_layout_and_links_at_phone_and_desktop_width(
     # Nothing makes the page wider than the screen (no sideways scrolling on a phone): wide
     # tables and code scroll inside their own box.
     assert probe["page"] <= probe["viewport"], probe["wider"]
+    # The troubleshooting tables: a table on a desktop; on a phone each row a card, its
+    # cells one under the other, each under its column's name.
+    if width <= 640:
+        assert (probe["cell"], probe["label"]) == ("block", '"What it means"'), probe
+    else:
+        assert (probe["cell"], probe["label"]) == ("table-cell", "none"), probe
     # A linked name is drawn unlike plain code: another colour, and underlined.
     assert probe["link"]["color"] != probe["code"]["color"], probe
     assert "underline" in probe["link"]["decoration"], probe
