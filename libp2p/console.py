@@ -22,6 +22,7 @@ traceback), 130 for Ctrl-C (a last ``interrupted`` line). A bug still shows its 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import signal
 import sys
@@ -166,6 +167,28 @@ class ArgumentParser(argparse.ArgumentParser):
         )
         self.add_argument("--json", action="store_true", help="print JSON lines")
 
+    def add_reachability_options(self) -> None:
+        """``--public-range CIDR`` (repeatable: IP ranges that count as public besides
+        globally routable ones) and ``--min-servers N`` (AutoNAT server groups that must
+        agree), for :class:`~libp2p.host.reachability.ReachabilityConfig`'s
+        ``public_ranges`` and ``min_servers``; a value that is not one is a mistake."""
+        self.add_argument(
+            "--public-range",
+            action="append",
+            default=[],
+            type=_ip_range,
+            metavar="CIDR",
+            help="an IP range that counts as public for reachability besides globally "
+            "routable ones, e.g. 198.51.100.0/24 in a lab (repeatable)",
+        )
+        self.add_argument(
+            "--min-servers",
+            type=_positive_int,
+            default=2,
+            metavar="N",
+            help="AutoNAT server groups (distinct IPs) that must agree on reachability (default 2)",
+        )
+
     def parse_known_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
     ) -> tuple[argparse.Namespace, list[str]]:
@@ -180,6 +203,24 @@ class ArgumentParser(argparse.ArgumentParser):
         exit with :data:`EXIT_MISTAKE`."""
         Console(self.role, json=self._json).error(f"{message} (see --help)")
         self.exit(EXIT_MISTAKE)
+
+
+def _ip_range(text: str) -> str:
+    try:
+        ipaddress.ip_network(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an IP range: {exc}") from exc
+    return text
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return value
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:

@@ -31,7 +31,6 @@ from multiaddr import Multiaddr
 from libp2p import (
     AddressPolicy,
     Connection,
-    Direction,
     Host,
     HostConfig,
     Libp2pError,
@@ -41,6 +40,7 @@ from libp2p import (
 )
 from libp2p.console import EXIT_CODES_HELP, ArgumentParser, Console, UsageError
 from libp2p.log import configure_logging
+from libp2p.network.addrs import is_loopback_addr
 from libp2p.relay.circuit_v2 import (
     HolePunchConfig,
     HolePunchFailed,
@@ -156,7 +156,7 @@ def report_exchange(console: Console, done: Exchange, message: bytes, via: str) 
 async def main(args: argparse.Namespace, console: Console) -> int:
     message = args.message.encode()
     # On one machine (a relay on loopback) loopback addresses are the ones to punch with.
-    local = args.target.startswith(("/ip4/127.", "/ip6/::1/"))
+    local = is_loopback_addr(Multiaddr(args.target))
     policy = AddressPolicy.local_testing() if local else AddressPolicy()
     config = HostConfig(hole_punching=HolePunchConfig(address_policy=policy))
     result: dict[str, Any] = {
@@ -216,8 +216,7 @@ async def main(args: argparse.Namespace, console: Console) -> int:
                     direct = outcome.connection
                     # "from" when the listener alone dialed (its connection reversal): the
                     # address is then the listener's end of a connection it opened.
-                    inbound = not outcome.attempt and direct.direction is Direction.INBOUND
-                    towards = "from" if inbound else "to"
+                    towards = "from" if outcome.peer_dialed else "to"
                     result["direct_ms"] = round(outcome.elapsed * 1000)
                     result["direct_addr"] = str(direct.remote_addr)
                     console.say(

@@ -24,7 +24,6 @@ that is down or has another peer ID, a port in use) gets one line on stderr and 
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import sys
 
 import trio
@@ -51,6 +50,7 @@ from libp2p import (
 )
 from libp2p.console import EXIT_CODES_HELP, ArgumentParser, Console, UsageError
 from libp2p.log import configure_logging
+from libp2p.network.addrs import is_loopback_addr
 from libp2p.relay.circuit_v2 import (
     HolePunchConfig,
     HolePunchFailed,
@@ -82,10 +82,6 @@ EVENTS = (
     PortMappingChanged,
     PortMappingFailed,
 )
-
-
-def is_loopback(addr: str) -> bool:
-    return addr.startswith(("/ip4/127.", "/ip6/::1/"))
 
 
 def relay_peer_id(relay: str) -> PeerID:
@@ -135,7 +131,7 @@ async def reserve(host: Host, relay: str, seconds: float) -> None:
 
 async def main(args: argparse.Namespace, console: Console) -> int:
     # On one machine (a relay on loopback) loopback addresses are the ones to punch with.
-    local = all(is_loopback(r) for r in args.relay)
+    local = all(is_loopback_addr(Multiaddr(r)) for r in args.relay)
     policy = AddressPolicy.local_testing() if local else AddressPolicy()
     # Loopback counts as public on one machine, as it does for hole punching.
     public_ranges = [*args.public_range, *(LOOPBACK_RANGES if local else ())]
@@ -216,21 +212,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="count the relays' AutoNAT answers as any server's (by default they are your "
         "own and decide reachability alone)",
     )
-    parser.add_argument(
-        "--public-range",
-        action="append",
-        default=[],
-        metavar="CIDR",
-        help="an IP range that counts as public for reachability besides globally routable "
-        "ones, e.g. 198.51.100.0/24 in a lab (repeatable)",
-    )
-    parser.add_argument(
-        "--min-servers",
-        type=int,
-        default=2,
-        metavar="N",
-        help="AutoNAT server groups (distinct IPs) that must agree on reachability (default 2)",
-    )
+    parser.add_reachability_options()
     parser.add_argument(
         "--port-mapping",
         action="store_true",
@@ -250,13 +232,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             relay_peer_id(relay)
         except ValueError as exc:
             parser.error(f"--relay {relay}: the /p2p/ part is not a peer ID ({exc})")
-    for cidr in args.public_range:
-        try:
-            ipaddress.ip_network(cidr)
-        except ValueError as exc:
-            parser.error(f"--public-range {cidr}: not an IP range ({exc})")
-    if args.min_servers <= 0:
-        parser.error("--min-servers must be positive")
     if args.connect_timeout <= 0:
         parser.error("--connect-timeout must be positive")
     args.listen = args.listen or ["/ip4/0.0.0.0/tcp/0"]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import ipaddress
 import sys
 
 from multiaddr import Multiaddr
@@ -34,6 +33,7 @@ from libp2p import (
 )
 from libp2p.console import EXIT_CODES_HELP, ArgumentParser, Console
 from libp2p.log import configure_logging
+from libp2p.network.addrs import is_loopback_addr, with_peer_id
 from libp2p.relay.circuit_v2 import (
     RelayCircuitClosed,
     RelayCircuitOpened,
@@ -67,14 +67,10 @@ def relay_config(args: argparse.Namespace) -> RelayConfig:
     )
 
 
-def is_loopback(addr: str) -> bool:
-    return addr.startswith(("/ip4/127.", "/ip6/::1/"))
-
-
 async def main(args: argparse.Namespace, console: Console) -> int:
     # On one machine (listening on loopback only) loopback addresses are the ones AutoNAT
     # dials back and asks about.
-    local = all(is_loopback(a) for a in args.listen)
+    local = all(is_loopback_addr(Multiaddr(a)) for a in args.listen)
     policy = AddressPolicy.local_testing() if local else AddressPolicy()
     # Loopback counts as public on one machine, as it does for AutoNAT's dial-backs.
     public_ranges = [*args.public_range, *(LOOPBACK_RANGES if local else ())]
@@ -89,7 +85,7 @@ async def main(args: argparse.Namespace, console: Console) -> int:
         ),
     )
     async with Host(key_file=args.key_file, listen=args.listen, config=config) as host:
-        addrs = [f"{a}/p2p/{host.peer_id}" for a in host.addrs]
+        addrs = [str(with_peer_id(a, host.peer_id)) for a in host.addrs]
         console.say(
             "ready",
             f"relay {host.peer_id} ready; listeners use --relay with one of:\n    "
@@ -144,21 +140,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--unlimited", action="store_true", help="no limits at all (a private relay)"
     )
-    parser.add_argument(
-        "--public-range",
-        action="append",
-        default=[],
-        metavar="CIDR",
-        help="an IP range that counts as public for reachability besides globally routable "
-        "ones, e.g. 198.51.100.0/24 in a lab (repeatable)",
-    )
-    parser.add_argument(
-        "--min-servers",
-        type=int,
-        default=2,
-        metavar="N",
-        help="AutoNAT server groups (distinct IPs) that must agree on reachability (default 2)",
-    )
+    parser.add_reachability_options()
     args = parser.parse_args(argv)
     args.listen = args.listen or ["/ip4/0.0.0.0/tcp/4001"]
     for listen in args.listen:
@@ -168,12 +150,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             parser.error(f"--listen {listen}: not a multiaddr ({exc})")
         if "/p2p" in listen:
             parser.error(f"--listen {listen}: give a local address, e.g. /ip4/0.0.0.0/tcp/4001")
-    for cidr in args.public_range:
-        try:
-            ipaddress.ip_network(cidr)
-        except ValueError as exc:
-            parser.error(f"--public-range {cidr}: not an IP range ({exc})")
-    names = ("max_reservations", "circuit_duration", "circuit_data", "min_servers")
+    names = ("max_reservations", "circuit_duration", "circuit_data")
     for name in (*names, "reservation_ttl"):
         if getattr(args, name) is not None and getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")

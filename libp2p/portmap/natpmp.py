@@ -33,6 +33,7 @@ __all__ = [
     "MapResponse",
     "NatPmpDecodeError",
     "NatPmpResult",
+    "ResultCode",
     "UnsupportedVersion",
     "decode_response",
     "encode_address_request",
@@ -51,7 +52,19 @@ _OP_MAP_UDP = 1
 _OP_MAP_TCP = 2
 
 
-class NatPmpResult(enum.IntEnum):
+class ResultCode(enum.IntEnum):
+    """A protocol's result codes (NAT-PMP's, PCP's), each able to name itself."""
+
+    @classmethod
+    def describe(cls, code: int) -> str:
+        """``"3 NETWORK_FAILURE"``, or ``"<n> unknown"`` for a code the RFC does not define."""
+        try:
+            return f"{code} {cls(code).name}"
+        except ValueError:
+            return f"{code} unknown"
+
+
+class NatPmpResult(ResultCode):
     """Result codes (RFC 6886 §3.5)."""
 
     SUCCESS = 0
@@ -62,14 +75,6 @@ class NatPmpResult(enum.IntEnum):
     NETWORK_FAILURE = 3
     OUT_OF_RESOURCES = 4
     UNSUPPORTED_OPCODE = 5
-
-    @classmethod
-    def describe(cls, code: int) -> str:
-        """``"3 NETWORK_FAILURE"``, or ``"<n> unknown"`` for a code RFC 6886 does not define."""
-        try:
-            return f"{code} {cls(code).name}"
-        except ValueError:
-            return f"{code} unknown"
 
 
 class NatPmpDecodeError(DecodeError):

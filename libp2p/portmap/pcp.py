@@ -24,12 +24,12 @@ A NAT-PMP-only server answers a version-2 request with NAT-PMP's ``UNSUPPORTED_V
 
 from __future__ import annotations
 
-import enum
 import ipaddress
 import struct
 from dataclasses import dataclass
 
 from ..exceptions import DecodeError
+from .natpmp import ResultCode
 
 __all__ = [
     "PORT",
@@ -60,7 +60,7 @@ _PROTOCOL_NAMES = {6: "tcp", 17: "udp", 0: "all"}
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-class PcpResult(enum.IntEnum):
+class PcpResult(ResultCode):
     """Result codes (RFC 6887 §7.4)."""
 
     SUCCESS = 0
@@ -77,14 +77,6 @@ class PcpResult(enum.IntEnum):
     CANNOT_PROVIDE_EXTERNAL = 11
     ADDRESS_MISMATCH = 12
     EXCESSIVE_REMOTE_PEERS = 13
-
-    @classmethod
-    def describe(cls, code: int) -> str:
-        """``"8 NO_RESOURCES"``, or ``"<n> unknown"`` for a code RFC 6887 does not define."""
-        try:
-            return f"{code} {cls(code).name}"
-        except ValueError:
-            return f"{code} unknown"
 
 
 class PcpDecodeError(DecodeError):

@@ -379,7 +379,14 @@ def test_dialer_target_that_is_not_relayed() -> None:
 def test_a_public_range_that_is_not_a_range(role: str) -> None:
     relay = ["--relay", f"/ip4/127.0.0.1/tcp/1/p2p/{OTHER_PEER}"] if role == "listener" else []
     line = run_to_error(role, *relay, "--public-range", "198.51.100.7/24")
-    assert "--public-range 198.51.100.7/24: not an IP range" in line
+    assert "--public-range: not an IP range: 198.51.100.7/24 has host bits set" in line
+
+
+@pytest.mark.parametrize("role", ["relay", "listener"])
+def test_min_servers_that_is_not_positive(role: str) -> None:
+    relay = ["--relay", f"/ip4/127.0.0.1/tcp/1/p2p/{OTHER_PEER}"] if role == "listener" else []
+    line = run_to_error(role, *relay, "--min-servers", "0")
+    assert "--min-servers: '0' is not a positive whole number" in line
 
 
 def test_listener_relay_that_is_down(closed_port: int) -> None:

@@ -130,6 +130,13 @@ class HolePunchSucceeded:
 
     kind: ClassVar[str] = "hole_punch"
 
+    @property
+    def peer_dialed(self) -> bool:
+        """True when the peer alone dialed the direct connection (no punch, ``attempt`` 0,
+        and the connection is inbound): ``direct_addr`` is then its end of a connection it
+        opened, not an address we dialed."""
+        return not self.attempt and self.connection.direction is Direction.INBOUND
+
     def describe(self) -> str:
         """``hole punch with <peer> succeeded on attempt 1 in 10 ms: direct connection to
         <addr>``; with ``attempt`` 0, which side dialed directly and why no punch was
@@ -137,14 +144,13 @@ class HolePunchSucceeded:
         took = f"in {self.elapsed * 1000:.0f} ms"
         if self.attempt:
             how = f"hole punch with {self.peer} succeeded on attempt {self.attempt} {took}"
-        elif self.connection.direction is Direction.INBOUND:
+        elif self.peer_dialed:
             how = f"no punch needed: {self.peer} dialed us directly (we are reachable) {took}"
         else:
             how = f"no punch needed: we dialed {self.peer} directly (it is reachable) {took}"
         # A punch's connection is both sides' dial (whichever won); "from" only where the
         # peer alone dialed.
-        inbound = not self.attempt and self.connection.direction is Direction.INBOUND
-        towards = "from" if inbound else "to"
+        towards = "from" if self.peer_dialed else "to"
         return f"{how}: direct connection {towards} {self.direct_addr}"
 
     def to_dict(self) -> dict[str, Any]:

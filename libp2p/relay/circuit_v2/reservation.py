@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from multiaddr import Multiaddr
 
+from ...network.addrs import with_peer_id
 from ...network.connection import ConnectionLimit
 from ...peer.id import PeerID
 
@@ -33,4 +34,4 @@ class Reservation:
     @property
     def dial_addrs(self) -> tuple[Multiaddr, ...]:
         """The addresses to hand a dialer: :attr:`addrs` with ``/p2p/<our id>`` appended."""
-        return tuple(Multiaddr(f"{a}/p2p/{self.peer}") for a in self.addrs)
+        return tuple(with_peer_id(a, self.peer) for a in self.addrs)
